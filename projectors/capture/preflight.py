@@ -1,0 +1,167 @@
+"""Checks made before the JVM starts, so a bad setting fails in a second with a clear message,
+and a replication slot that vanished or was recreated is never followed silently."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from projectors.capture.connector import heartbeat_topic, table_topic
+from projectors.db.migrate import connect, publication_tables
+from projectors.errors import ConfigurationError, DataLossRisk
+from projectors.settings import Settings
+
+
+@dataclass(frozen=True)
+class CapturePosition:
+    """What capture has published and the broker acknowledged: the highest LSN Debezium may flush
+    to the slot. Written after every acknowledged batch, before Debezium commits its offsets."""
+
+    slot: str
+    lsn: int
+
+    @staticmethod
+    def path(state_dir: Path) -> Path:
+        return state_dir / "position.json"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> CapturePosition | None:
+        try:
+            data = json.loads(cls.path(state_dir).read_text())
+        except FileNotFoundError:
+            return None
+        return cls(slot=str(data["slot"]), lsn=int(data["lsn"]))
+
+    def save(self, state_dir: Path) -> None:
+        target = self.path(state_dir)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"slot": self.slot, "lsn": self.lsn, "lsn_text": format_lsn(self.lsn)}))
+        os.replace(tmp, target)
+
+
+def format_lsn(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def parse_lsn(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def check_database(settings: Settings) -> None:
+    cap = settings.capture
+    with connect(settings.pg) as conn:
+        wal_level = conn.execute("SHOW wal_level").fetchone()
+        if not wal_level or wal_level[0] != "logical":
+            raise ConfigurationError(
+                f"PostgreSQL at {settings.pg.host}:{settings.pg.port} has wal_level={wal_level and wal_level[0]}; "
+                "logical decoding needs wal_level=logical (postgresql.conf, then restart)"
+            )
+        pub = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (cap.publication,)).fetchone()
+        if not pub:
+            raise ConfigurationError(
+                f"publication {cap.publication!r} (PROJECTORS_CAPTURE_PUBLICATION) does not exist; "
+                "run `projectors db migrate`"
+            )
+        published = set(publication_tables(conn, cap.publication))
+        missing = [t for t in cap.table_list if t not in published]
+        if missing:
+            raise ConfigurationError(
+                f"table(s) {', '.join(missing)} in PROJECTORS_CAPTURE_TABLES are not in publication "
+                f"{cap.publication!r} (it has: {', '.join(sorted(published)) or 'none'}); "
+                "fix PROJECTORS_CAPTURE_TABLES or add them with `projectors db migrate`"
+            )
+
+
+def check_slot(settings: Settings) -> None:
+    """Refuse to go on when the slot that held our WAL position is gone or was recreated."""
+    cap = settings.capture
+    state = settings.capture_state_dir
+    has_history = (state / "offsets.dat").exists()
+    position = CapturePosition.load(state)
+    with connect(settings.pg) as conn:
+        row = conn.execute(
+            "SELECT database, plugin, active, active_pid, confirmed_flush_lsn::text "
+            "FROM pg_replication_slots WHERE slot_name = %s",
+            (cap.slot_name,),
+        ).fetchone()
+    recover = (
+        "To recover, run `projectors capture --reset` (forgets capture's offsets and drops the slot), "
+        "then start capture again: it takes a new snapshot of every table; the projections are "
+        "idempotent, so re-reading rows already projected is safe."
+    )
+    if row is None:
+        if has_history:
+            where = f" up to LSN {format_lsn(position.lsn)}" if position else ""
+            raise DataLossRisk(
+                f"replication slot {cap.slot_name!r} no longer exists, but capture had published{where}. "
+                "Changes made while the slot was missing are in no topic and would never be seen. " + recover
+            )
+        return
+    database, plugin, active, active_pid, confirmed = row
+    if database != settings.pg.database or plugin != "pgoutput":
+        raise ConfigurationError(
+            f"replication slot {cap.slot_name!r} belongs to database {database!r} with plugin {plugin!r}; "
+            "choose another PROJECTORS_CAPTURE_SLOT_NAME"
+        )
+    if active:
+        raise ConfigurationError(
+            f"replication slot {cap.slot_name!r} is in use by server process {active_pid}: is another "
+            "capture running? (`projectors stack status`)"
+        )
+    if has_history and position is not None and confirmed is not None and parse_lsn(confirmed) > position.lsn:
+        raise DataLossRisk(
+            f"replication slot {cap.slot_name!r} starts at {confirmed}, past the last position capture "
+            f"published ({format_lsn(position.lsn)}): the slot was dropped and recreated while capture was "
+            "stopped, and the changes in between are lost to it. " + recover
+        )
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "socket.timeout.ms": 5000})
+
+
+def capture_topics(settings: Settings) -> dict[str, int]:
+    prefix = settings.capture.topic_prefix
+    topics = {table_topic(prefix, t): settings.kafka.topic_partitions for t in settings.capture.table_list}
+    topics[heartbeat_topic(prefix)] = 1
+    return topics
+
+
+def ensure_topics(settings: Settings, topics: dict[str, int], timeout: float = 8.0) -> list[str]:
+    """Create missing topics; a broker that does not answer is a configuration error."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise ConfigurationError(
+            f"the Kafka broker at {settings.kafka.bootstrap_servers} (PROJECTORS_KAFKA_BOOTSTRAP_SERVERS) "
+            f"does not answer: {exc.args[0]}; is it running? (`projectors stack status`)"
+        ) from exc
+    new = [
+        NewTopic(name, num_partitions=parts, replication_factor=settings.kafka.replication_factor)
+        for name, parts in topics.items()
+        if name not in existing
+    ]
+    created = []
+    if new:
+        for name, future in admin.create_topics(new, operation_timeout=timeout).items():
+            try:
+                future.result(timeout)
+                created.append(name)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise ConfigurationError(f"cannot create topic {name}: {exc}") from exc
+    return created
+
+
+def preflight(settings: Settings) -> None:
+    settings.capture_state_dir.mkdir(parents=True, exist_ok=True)
+    check_database(settings)
+    check_slot(settings)
+    ensure_topics(settings, capture_topics(settings))

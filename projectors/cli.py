@@ -1,0 +1,195 @@
+"""The `projectors` command. Thin: parse, load settings once, call into the parts, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from projectors.errors import ConfigurationError, DataLossRisk
+from projectors.settings import Settings, SettingsError, load_settings
+
+EXIT_CONFIG = 2
+EXIT_DATA_LOSS_RISK = 3
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.stack import local
+
+    names = args.only.split(",") if getattr(args, "only", None) else list(local.ORDER)
+    if args.action == "up":
+        print(f"starting the local stack in {settings.stack.dir.absolute()}")
+        started = time.monotonic()
+        local.up(settings, names)
+        print(f"stack up in {time.monotonic() - started:.1f}s; logs in {settings.stack.dir.absolute() / 'logs'}")
+    elif args.action == "down":
+        local.down(settings, names)
+    else:
+        rows = local.status(settings)
+        if args.json:
+            print(json.dumps([{"name": r.name, "up": r.up, "address": r.address, "pid": r.pid, "log": str(r.log)}
+                              for r in rows], indent=2))
+        else:
+            for r in rows:
+                print(f"  {r.name:<9} {'up  ' if r.up else 'down'} {r.address}  pid={r.pid or '-'}  log={r.log}")
+        return 0 if all(r.up for r in rows) else 1
+    return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.db.migrate import migrate
+
+    report = migrate(settings.pg, settings.capture.publication, settings.capture.table_list)
+    if report.created_database:
+        print(f"created database {settings.pg.database}")
+    print(f"applied {len(report.applied)} migration(s){': ' + ', '.join(report.applied) if report.applied else ''}")
+    print(f"publication {settings.capture.publication}: {', '.join(report.publication_tables)}")
+    return 0
+
+
+def _capture(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.capture.runner import reset_capture, run_capture
+
+    if args.reset:
+        for line in reset_capture(settings) or ["nothing to reset"]:
+            print(line)
+        return 0
+    run_capture(settings)
+    return 0
+
+
+def _connector(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.capture.connector import connect_file_path, render_connect_file
+
+    text = render_connect_file(settings.capture)
+    path = connect_file_path()
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} differs from the rendered connector config: run `projectors connector render`",
+                  file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
+def _sample(args: argparse.Namespace, settings: Settings) -> int:
+    import random
+
+    from projectors.db.migrate import connect
+    from projectors.workload import SocialWorkload
+
+    with connect(settings.pg) as conn:
+        load = SocialWorkload(conn, rng=random.Random(args.seed))
+        load.seed(users=args.users, posts=args.users, follows=args.users * 3)
+        done = load.run(args.operations)
+    print("wrote sample activity: " + ", ".join(f"{k} {v}" for k, v in sorted(done.items())))
+    return 0
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.capture.topics import summarize_topics
+
+    summarize_topics(settings, max_events=args.show, timeout_s=args.timeout, out=print)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.stack import local
+
+    print("== 1. local stack: PostgreSQL, broker, FalkorDB, Cosmos REST server, capture")
+    started = time.monotonic()
+    local.up(settings)
+    print(f"   stack up in {time.monotonic() - started:.1f}s")
+    print("== 2. sample social activity into PostgreSQL")
+    args.seed, args.users, args.operations = 11, 30, 400
+    _sample(args, settings)
+    print("== 3. change events on the topics")
+    args.show, args.timeout = 6, 60.0
+    _topics(args, settings)
+    print("\nThe stack is still running: `projectors stack status`, `projectors stack down`.")
+    return 0
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.settings import SECTIONS
+
+    for name, cls in SECTIONS.items():
+        section = getattr(settings, name)
+        for field in cls.model_fields:
+            value = getattr(section, field)
+            shown = "**********" if hasattr(value, "get_secret_value") else value
+            print(f"{cls.env_name(field)}={shown}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="projectors", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="the local stack: up | down | status")
+    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("--only", help="comma-separated parts (postgres,broker,falkordb,cosmos,capture)")
+    stack.add_argument("--json", action="store_true", help="status as JSON")
+    stack.set_defaults(func=_stack)
+
+    db = sub.add_parser("db", help="source database: migrate")
+    db.add_argument("action", choices=("migrate",))
+    db.set_defaults(func=_db)
+
+    capture = sub.add_parser("capture", help="run the embedded Debezium engine, publishing to Kafka")
+    capture.add_argument("--reset", action="store_true",
+                         help="forget offsets and drop the slot: the next start takes a new snapshot")
+    capture.set_defaults(func=_capture)
+
+    connector = sub.add_parser("connector", help="render debezium/connector.json for Kafka Connect")
+    connector.add_argument("action", choices=("render",))
+    connector.add_argument("--check", action="store_true", help="fail if the file differs from the rendering")
+    connector.set_defaults(func=_connector)
+
+    sample = sub.add_parser("sample", help="write sample social activity into PostgreSQL")
+    sample.add_argument("--users", type=int, default=30)
+    sample.add_argument("--operations", type=int, default=400)
+    sample.add_argument("--seed", type=int, default=11)
+    sample.set_defaults(func=_sample)
+
+    topics = sub.add_parser("topics", help="show the change events on the capture topics")
+    topics.add_argument("--show", type=int, default=5, help="events to print in full")
+    topics.add_argument("--timeout", type=float, default=30.0)
+    topics.set_defaults(func=_topics)
+
+    demo = sub.add_parser("demo", help="the main job on the local stack")
+    demo.set_defaults(func=_demo)
+
+    config = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    config.add_argument("action", choices=("check",))
+    config.set_defaults(func=_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Callable[[argparse.Namespace, Settings], int] = args.func
+    try:
+        settings = load_settings()
+        return handler(args, settings)
+    except (SettingsError, ConfigurationError) as exc:
+        print(f"projectors: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataLossRisk as exc:
+        print(f"projectors: refusing to continue: {exc}", file=sys.stderr)
+        return EXIT_DATA_LOSS_RISK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

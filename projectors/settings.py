@@ -1,0 +1,182 @@
+"""Typed settings, read once from the environment and validated at start-up.
+
+Every setting is an environment variable named ``PROJECTORS_<SECTION>_<FIELD>``; a secret may
+instead be given as a file path in ``<NAME>_FILE`` (Docker and Kubernetes secrets). A bad value
+stops the process with a message that names the variable (:class:`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "PROJECTORS_"
+SOURCE_TABLES: tuple[str, ...] = ("users", "posts", "replies", "follows", "reactions", "blocks", "mutes")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Section(BaseModel):
+    """A group of settings sharing one environment prefix."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    env_section: ClassVar[str] = ""
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return f"{ENV_PREFIX}{cls.env_section}{field}".upper()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> Any:
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            var = cls.env_name(name)
+            if var in environ:
+                values[name] = environ[var]
+            elif f"{var}_FILE" in environ:
+                path = Path(environ[f"{var}_FILE"])
+                try:
+                    values[name] = path.read_text().strip()
+                except OSError as exc:
+                    raise SettingsError(f"{var}_FILE: cannot read {path}: {exc.strerror}") from exc
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                shown = "<secret>" if "password" in field or "key" in field else err.get("input")
+                problems.append(f"{cls.env_name(field)}={shown!r}: {err['msg']}")
+            raise SettingsError("invalid setting " + "; ".join(problems)) from None
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("a TCP port is a number from 1 to 65535")
+    return value
+
+
+class PostgresSettings(Section):
+    env_section: ClassVar[str] = "PG_"
+    host: str = "127.0.0.1"
+    port: int = 55432
+    user: str = "postgres"
+    password: SecretStr = SecretStr("projectors")
+    database: str = "social"
+
+    _check_port = field_validator("port")(_port)
+
+    def conninfo(self, database: str | None = None) -> str:
+        return (
+            f"host={self.host} port={self.port} user={self.user} "
+            f"password={self.password.get_secret_value()} dbname={database or self.database} "
+            "connect_timeout=5"
+        )
+
+
+class KafkaSettings(Section):
+    env_section: ClassVar[str] = "KAFKA_"
+    bootstrap_servers: str = "127.0.0.1:59092"
+    topic_partitions: int = Field(default=4, ge=1, le=256)
+    replication_factor: int = Field(default=1, ge=1)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for part in value.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError("expected host:port[,host:port...]")
+        return value
+
+
+class CaptureSettings(Section):
+    env_section: ClassVar[str] = "CAPTURE_"
+    topic_prefix: str = Field(default="social", pattern=r"^[A-Za-z0-9_.-]+$")
+    slot_name: str = Field(default="projectors_slot", pattern=r"^[a-z0-9_]{1,63}$")
+    publication: str = Field(default="projectors_pub", pattern=r"^[a-z0-9_]{1,63}$")
+    tables: str = ",".join(SOURCE_TABLES)
+    heartbeat_interval_ms: int = Field(default=10_000, ge=0)
+    snapshot_mode: str = Field(default="initial", pattern=r"^(initial|no_data|never|when_needed|always)$")
+    state_dir: Path | None = None  # default: <stack dir>/capture
+    offset_flush_interval_ms: int = Field(default=1_000, ge=0)
+    max_batch_size: int = Field(default=2048, ge=1)
+
+    @property
+    def table_list(self) -> list[str]:
+        return [t.strip() for t in self.tables.split(",") if t.strip()]
+
+
+class FalkorSettings(Section):
+    env_section: ClassVar[str] = "FALKORDB_"
+    host: str = "127.0.0.1"
+    port: int = 56379
+    graph: str = "social"
+
+    _check_port = field_validator("port")(_port)
+
+
+class CosmosSettings(Section):
+    env_section: ClassVar[str] = "COSMOS_"
+    endpoint: str = "http://127.0.0.1:58081"
+    # The local Cosmos REST server accepts any base64 key; Azure needs the account key.
+    key: SecretStr = SecretStr("C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==")
+    database: str = "social"
+    verify_tls: bool = True
+
+
+class StackSettings(Section):
+    """The local stack (``projectors stack``): where its processes keep data, pids and logs."""
+
+    env_section: ClassVar[str] = "STACK_"
+    dir: Path = Path(".stack")
+    start_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    pg: PostgresSettings
+    kafka: KafkaSettings
+    capture: CaptureSettings
+    falkordb: FalkorSettings
+    cosmos: CosmosSettings
+    stack: StackSettings
+
+    @cached_property
+    def capture_state_dir(self) -> Path:
+        return (self.capture.state_dir or self.stack.dir / "capture").absolute()
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "pg": PostgresSettings,
+    "kafka": KafkaSettings,
+    "capture": CaptureSettings,
+    "falkordb": FalkorSettings,
+    "cosmos": CosmosSettings,
+    "stack": StackSettings,
+}
+
+
+def known_variables() -> set[str]:
+    """Every environment variable the settings read (without the ``_FILE`` variants)."""
+    return {cls.env_name(f) for cls in SECTIONS.values() for f in cls.model_fields}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate every setting once; unknown ``PROJECTORS_*`` variables are an error too."""
+    env = dict(os.environ if environ is None else environ)
+    known = known_variables()
+    unknown = sorted(
+        k for k in env if k.startswith(ENV_PREFIX) and k not in known and k.removesuffix("_FILE") not in known
+    )
+    if unknown:
+        raise SettingsError(f"unknown setting {', '.join(unknown)} (known: see `projectors config check`)")
+    sections = {name: cls.from_env(env) for name, cls in SECTIONS.items()}
+    return Settings(**sections)

