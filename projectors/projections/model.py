@@ -1,0 +1,95 @@
+"""The vocabulary shared by projections (pure), stores (I/O) and the runtime that joins them.
+
+A projection never writes: it names the items a change may have touched (:class:`ItemKey`) and turns
+source rows into item documents. The runtime reads the intended state of those items from the
+source of truth, and hands the store :class:`Put` and :class:`Remove` operations, each carrying the
+source version (the LSN of the newest change that triggered it). A store applies an operation only
+when its version is newer than what it holds for that item (tombstones included), so replays,
+duplicates and reorderings change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Document = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ItemKey:
+    """The identity of one projected item.
+
+    ``collection``: a Cosmos container (``userFeed``, ``counters``), a graph node label or
+    relationship type (``User``, ``FOLLOWS``...) or a search index (``posts``, ``users``).
+    ``id``: deterministic, derived from the source row's key only.
+    ``partition``: the partition key value where the store has one (Cosmos), else ``""``.
+    """
+
+    collection: str
+    id: str
+    partition: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Make the item equal to ``doc`` (its fields; the store adds its version bookkeeping)."""
+
+    key: ItemKey
+    version: int
+    doc: Document = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """Delete the item, leaving a tombstone at ``version`` so an older Put cannot bring it back."""
+
+    key: ItemKey
+    version: int
+
+
+Operation = Put | Remove
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What a store did with one batch. ``failures`` are per item; the others were applied or
+    skipped as stale. ``changed`` counts the operations that changed the store's content."""
+
+    changed: int = 0
+    skipped_stale: int = 0
+    unchanged: int = 0
+    failures: Sequence[ItemFailure] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailure:
+    op: Operation
+    error: Exception
+    retriable: bool
+
+
+@runtime_checkable
+class ProjectionStore(Protocol):
+    """A store adapter: narrow, batch-shaped, reporting per-item failures."""
+
+    def ensure_schema(self) -> None:
+        """Create containers, indexes or constraints; idempotent."""
+
+    def apply(self, ops: Sequence[Operation]) -> ApplyResult:
+        """Apply a batch with the version guard. Never raises for one bad item: reports it."""
+
+    def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
+        """Every live item of a collection (tombstones excluded), streamed, for ``verify``."""
+
+    def find_keys(
+        self, collection: str, equals: Mapping[str, str], partition: str | None = None
+    ) -> list[ItemKey]:
+        """Keys of the live items whose fields equal ``equals`` (within ``partition`` when given):
+        how a projection finds what the store holds for a post or an author before removing it."""
+
+    def ping(self) -> bool:
+        """True when the store answers (readiness)."""
+
+    def close(self) -> None: ...
