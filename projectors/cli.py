@@ -30,8 +30,12 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
     else:
         rows = local.status(settings)
         if args.json:
-            print(json.dumps([{"name": r.name, "up": r.up, "address": r.address, "pid": r.pid, "log": str(r.log)}
-                              for r in rows], indent=2))
+            print(
+                json.dumps(
+                    [{"name": r.name, "up": r.up, "address": r.address, "pid": r.pid, "log": str(r.log)} for r in rows],
+                    indent=2,
+                )
+            )
         else:
             for r in rows:
                 print(f"  {r.name:<9} {'up  ' if r.up else 'down'} {r.address}  pid={r.pid or '-'}  log={r.log}")
@@ -68,8 +72,9 @@ def _connector(args: argparse.Namespace, settings: Settings) -> int:
     path = connect_file_path()
     if args.check:
         if not path.exists() or path.read_text() != text:
-            print(f"{path} differs from the rendered connector config: run `projectors connector render`",
-                  file=sys.stderr)
+            print(
+                f"{path} differs from the rendered connector config: run `projectors connector render`", file=sys.stderr
+            )
             return 1
         print(f"{path} is up to date")
         return 0
@@ -144,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=_db)
 
     capture = sub.add_parser("capture", help="run the embedded Debezium engine, publishing to Kafka")
-    capture.add_argument("--reset", action="store_true",
-                         help="forget offsets and drop the slot: the next start takes a new snapshot")
+    capture.add_argument(
+        "--reset", action="store_true", help="forget offsets and drop the slot: the next start takes a new snapshot"
+    )
     capture.set_defaults(func=_capture)
 
     connector = sub.add_parser("connector", help="render debezium/connector.json for Kafka Connect")

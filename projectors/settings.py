@@ -126,7 +126,9 @@ class CosmosSettings(Section):
     env_section: ClassVar[str] = "COSMOS_"
     endpoint: str = "http://127.0.0.1:58081"
     # The local Cosmos REST server accepts any base64 key; Azure needs the account key.
-    key: SecretStr = SecretStr("C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==")
+    key: SecretStr = SecretStr(
+        "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+    )
     database: str = "social"
     verify_tls: bool = True
 
@@ -180,3 +182,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"unknown setting {', '.join(unknown)} (known: see `projectors config check`)")
     sections = {name: cls.from_env(env) for name, cls in SECTIONS.items()}
     return Settings(**sections)
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces ``settings`` in a child process (secrets included)."""
+    env: dict[str, str] = {}
+    for name, cls in SECTIONS.items():
+        section = getattr(settings, name)
+        for field in cls.model_fields:
+            value = getattr(section, field)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[cls.env_name(field)] = str(value)
+    return env

@@ -16,10 +16,35 @@ from dataclasses import dataclass, field
 import psycopg
 
 TOPICS = ("python", "kafka", "postgres", "graphs", "search", "music", "cats", "rust", "cooking", "travel")
-WORDS = (
-    "stream change capture event projection feed counter graph search replay offset partition "
-    "broker slot snapshot lsn version batch commit follow reply like love laugh topic user post"
-).split()
+WORDS = [
+    "stream",
+    "change",
+    "capture",
+    "event",
+    "projection",
+    "feed",
+    "counter",
+    "graph",
+    "search",
+    "replay",
+    "offset",
+    "partition",
+    "broker",
+    "slot",
+    "snapshot",
+    "lsn",
+    "version",
+    "batch",
+    "commit",
+    "follow",
+    "reply",
+    "like",
+    "love",
+    "laugh",
+    "topic",
+    "user",
+    "post",
+]
 
 
 @dataclass
@@ -60,8 +85,9 @@ class SocialWorkload:
         return uid
 
     def update_user(self) -> None:
-        self._exec("users.update", "UPDATE users SET bio = %s, updated_at = now() WHERE id = %s",
-                   (self._text(8), self._user()))
+        self._exec(
+            "users.update", "UPDATE users SET bio = %s, updated_at = now() WHERE id = %s", (self._text(8), self._user())
+        )
 
     def delete_user(self) -> None:
         if len(self.users) < 10:
@@ -82,8 +108,13 @@ class SocialWorkload:
         self._exec(
             "posts.insert",
             "INSERT INTO posts (id, author_id, body, topics, visibility) VALUES (%s, %s, %s, %s, %s)",
-            (pid, self._popular_user() if self.rng.random() < 0.5 else self._user(), self._text(12), topics,
-             visibility),
+            (
+                pid,
+                self._popular_user() if self.rng.random() < 0.5 else self._user(),
+                self._text(12),
+                topics,
+                visibility,
+            ),
         )
         self.posts.append(pid)
         return pid
@@ -93,8 +124,9 @@ class SocialWorkload:
             return
         pid = self.rng.choice(self.posts)
         if self.rng.random() < 0.5:
-            self._exec("posts.update", "UPDATE posts SET body = %s, updated_at = now() WHERE id = %s",
-                       (self._text(10), pid))
+            self._exec(
+                "posts.update", "UPDATE posts SET body = %s, updated_at = now() WHERE id = %s", (self._text(10), pid)
+            )
         else:
             self._exec(
                 "posts.update",
@@ -115,13 +147,18 @@ class SocialWorkload:
         self._exec(
             "replies.insert",
             "INSERT INTO replies (id, post_id, author_id, body) VALUES (%s, %s, %s, %s)",
-            (uuid.UUID(int=self.rng.getrandbits(128), version=4), self.rng.choice(self.posts), self._user(),
-             self._text(5)),
+            (
+                uuid.UUID(int=self.rng.getrandbits(128), version=4),
+                self.rng.choice(self.posts),
+                self._user(),
+                self._text(5),
+            ),
         )
 
     def delete_reply(self) -> None:
-        self._exec("replies.delete",
-                   "DELETE FROM replies WHERE id = (SELECT id FROM replies ORDER BY random() LIMIT 1)", ())
+        self._exec(
+            "replies.delete", "DELETE FROM replies WHERE id = (SELECT id FROM replies ORDER BY random() LIMIT 1)", ()
+        )
 
     def react(self) -> None:
         if not self.posts:
@@ -135,38 +172,48 @@ class SocialWorkload:
     def unreact(self) -> None:
         self._exec(
             "reactions.delete",
-            "DELETE FROM reactions WHERE ctid = (SELECT ctid FROM reactions ORDER BY random() LIMIT 1)", ())
+            "DELETE FROM reactions WHERE ctid = (SELECT ctid FROM reactions ORDER BY random() LIMIT 1)",
+            (),
+        )
 
     def follow(self) -> None:
         follower, followee = self._user(), self._popular_user()
         if follower != followee:
-            self._exec("follows.insert",
-                       "INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                       (follower, followee))
+            self._exec(
+                "follows.insert",
+                "INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (follower, followee),
+            )
 
     def unfollow(self) -> None:
-        self._exec("follows.delete",
-                   "DELETE FROM follows WHERE ctid = (SELECT ctid FROM follows ORDER BY random() LIMIT 1)", ())
+        self._exec(
+            "follows.delete",
+            "DELETE FROM follows WHERE ctid = (SELECT ctid FROM follows ORDER BY random() LIMIT 1)",
+            (),
+        )
 
     def _pair(self, table: str, a: str, b: str) -> None:
         x, y = self._user(), self._user()
         if x != y:
-            self._exec(f"{table}.insert",
-                       f"INSERT INTO {table} ({a}, {b}) VALUES (%s, %s) ON CONFLICT DO NOTHING", (x, y))
+            self._exec(
+                f"{table}.insert", f"INSERT INTO {table} ({a}, {b}) VALUES (%s, %s) ON CONFLICT DO NOTHING", (x, y)
+            )
 
     def block(self) -> None:
         self._pair("blocks", "blocker_id", "blocked_id")
 
     def unblock(self) -> None:
-        self._exec("blocks.delete",
-                   "DELETE FROM blocks WHERE ctid = (SELECT ctid FROM blocks ORDER BY random() LIMIT 1)", ())
+        self._exec(
+            "blocks.delete", "DELETE FROM blocks WHERE ctid = (SELECT ctid FROM blocks ORDER BY random() LIMIT 1)", ()
+        )
 
     def mute(self) -> None:
         self._pair("mutes", "muter_id", "muted_id")
 
     def unmute(self) -> None:
-        self._exec("mutes.delete",
-                   "DELETE FROM mutes WHERE ctid = (SELECT ctid FROM mutes ORDER BY random() LIMIT 1)", ())
+        self._exec(
+            "mutes.delete", "DELETE FROM mutes WHERE ctid = (SELECT ctid FROM mutes ORDER BY random() LIMIT 1)", ()
+        )
 
     # -- mixes ------------------------------------------------------------------------------------
     def seed(self, users: int, posts: int, follows: int) -> None:
@@ -180,10 +227,22 @@ class SocialWorkload:
 
     def mix(self) -> list[tuple[Callable[[], object], float]]:
         return [
-            (self.create_post, 14), (self.update_post, 6), (self.delete_post, 2), (self.reply, 10),
-            (self.delete_reply, 2), (self.react, 18), (self.unreact, 4), (self.follow, 14), (self.unfollow, 4),
-            (self.block, 2), (self.unblock, 1), (self.mute, 2), (self.unmute, 1), (self.create_user, 3),
-            (self.update_user, 3), (self.delete_user, 0.3),
+            (self.create_post, 14),
+            (self.update_post, 6),
+            (self.delete_post, 2),
+            (self.reply, 10),
+            (self.delete_reply, 2),
+            (self.react, 18),
+            (self.unreact, 4),
+            (self.follow, 14),
+            (self.unfollow, 4),
+            (self.block, 2),
+            (self.unblock, 1),
+            (self.mute, 2),
+            (self.unmute, 1),
+            (self.create_user, 3),
+            (self.update_user, 3),
+            (self.delete_user, 0.3),
         ]
 
     def run(self, operations: int, commit_every: int = 20) -> Counter[str]:

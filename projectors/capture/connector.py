@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from projectors.db.migrate import HEARTBEAT_TABLE
 from projectors.settings import CaptureSettings, PostgresSettings, Settings
 
 CONNECTOR_NAME = "projectors-postgres"
-HEARTBEAT_TABLE = "projectors_heartbeat"
 
 
 def table_topic(prefix: str, table: str) -> str:
@@ -45,8 +45,7 @@ def connector_settings(capture: CaptureSettings) -> dict[str, str]:
         # heartbeats emit a record and write a row that pgoutput turns into a confirmed position.
         "heartbeat.interval.ms": str(capture.heartbeat_interval_ms),
         "heartbeat.action.query": (
-            f"INSERT INTO {HEARTBEAT_TABLE} (id, ts) VALUES (1, now()) "
-            "ON CONFLICT (id) DO UPDATE SET ts = excluded.ts"
+            f"INSERT INTO {HEARTBEAT_TABLE} (id, ts) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = excluded.ts"
         ),
         # Numbers stay exact (strings, not doubles); times are ISO-8601 strings or epoch micros.
         "decimal.handling.mode": "string",

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from projectors.capture.connector import heartbeat_topic, table_topic
 from projectors.db.migrate import connect, publication_tables
@@ -78,18 +79,25 @@ def check_database(settings: Settings) -> None:
             )
 
 
-def check_slot(settings: Settings) -> None:
+def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
     """Refuse to go on when the slot that held our WAL position is gone or was recreated."""
     cap = settings.capture
     state = settings.capture_state_dir
     has_history = (state / "offsets.dat").exists()
     position = CapturePosition.load(state)
-    with connect(settings.pg) as conn:
-        row = conn.execute(
-            "SELECT database, plugin, active, active_pid, confirmed_flush_lsn::text "
-            "FROM pg_replication_slots WHERE slot_name = %s",
-            (cap.slot_name,),
-        ).fetchone()
+    with connect(settings.pg, autocommit=True) as conn:
+        # A capture that was killed leaves its slot active until the server notices the closed
+        # connection: give it a few seconds before calling the slot busy.
+        deadline = time.monotonic() + slot_release_wait_s
+        while True:
+            row = conn.execute(
+                "SELECT database, plugin, active, active_pid, confirmed_flush_lsn::text "
+                "FROM pg_replication_slots WHERE slot_name = %s",
+                (cap.slot_name,),
+            ).fetchone()
+            if row is None or not row[2] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     recover = (
         "To recover, run `projectors capture --reset` (forgets capture's offsets and drops the slot), "
         "then start capture again: it takes a new snapshot of every table; the projections are "

@@ -29,21 +29,25 @@ log = logging.getLogger(__name__)
 
 class CaptureFailed(ConfigurationError):
     """The connector stopped with an error (its message says why: a setting, the database)."""
+
+
 _LSN_KEYS = ("lsn", "lsn_proc", "lsn_commit")
 
 
 def kafka_connect_producer(settings: Settings) -> Producer:
     """A producer that partitions and acknowledges like Kafka Connect's (murmur2 on the key bytes,
     acks=all, idempotent, so retries never duplicate or reorder within a partition)."""
-    return Producer({
-        "bootstrap.servers": settings.kafka.bootstrap_servers,
-        "partitioner": "murmur2_random",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "none",
-        "message.timeout.ms": 30_000,
-    })
+    return Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "none",
+            "message.timeout.ms": 30_000,
+        }
+    )
 
 
 class KafkaPublisher:
@@ -62,7 +66,7 @@ class KafkaPublisher:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err.str()}")
 
-    def handleJsonBatch(self, records: list[Any]) -> None:  # noqa: N802 - the Java callback's name
+    def handleJsonBatch(self, records: list[Any]) -> None:
         self._errors.clear()
         batch_lsn = self.lsn
         for record in records:
@@ -130,7 +134,7 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
 
             @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
             class Completion:
-                @jpype.JOverride
+                @jpype.JOverride  # type: ignore[untyped-decorator]
                 def handle(self, success: Any, message: Any, error: Any) -> None:
                     outcome.success = bool(success)
                     outcome.message = str(message) if message is not None else ""
@@ -140,8 +144,8 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
 
             @jpype.JImplements("io.debezium.engine.DebeziumEngine$ConnectorCallback")
             class Started:
-                @jpype.JOverride
-                def taskStarted(self) -> None:  # noqa: N802 - Java interface
+                @jpype.JOverride  # type: ignore[untyped-decorator]
+                def taskStarted(self) -> None:
                     outcome.started.set()
 
             props = JProperties()
@@ -156,7 +160,7 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
                 .build()
             )
 
-    return CallbackEngine(properties=properties, handler=publisher)
+    return CallbackEngine(properties=properties, handler=publisher)  # type: ignore[arg-type]
 
 
 def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
@@ -193,8 +197,12 @@ def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
             if not announced and outcome.started.is_set():
                 announced = True
                 (state / "ready").write_text("running\n")
-                log.info("capture running: slot %s, %d tables -> %s", settings.capture.slot_name,
-                         len(settings.capture.table_list), settings.kafka.bootstrap_servers)
+                log.info(
+                    "capture running: slot %s, %d tables -> %s",
+                    settings.capture.slot_name,
+                    len(settings.capture.table_list),
+                    settings.kafka.bootstrap_servers,
+                )
     finally:
         (state / "ready").unlink(missing_ok=True)
         engine.close()

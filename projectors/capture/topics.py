@@ -26,23 +26,30 @@ class TopicRecord:
 
 
 def read_from_start(
-    settings: Settings, topics: list[str], idle_s: float = 3.0, timeout_s: float = 60.0,
+    settings: Settings,
+    topics: list[str],
+    idle_s: float = 3.0,
+    timeout_s: float = 60.0,
     until: Callable[[list[TopicRecord]], bool] | None = None,
 ) -> Iterator[TopicRecord]:
     """Yield every record of ``topics`` from the beginning (assigned partitions, no group), until
     ``until(seen)`` holds, or nothing new came for ``idle_s`` after the first record, or ``timeout_s``.
     Never relies on the broker's high watermark (wrong on the local broker, see INFRA.md)."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka.bootstrap_servers,
-        "group.id": f"projectors-reader-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"projectors-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
     try:
         meta = consumer.list_topics(timeout=10)
         assignment = [
             TopicPartition(t, p, OFFSET_BEGINNING)
-            for t in topics if t in meta.topics for p in meta.topics[t].partitions
+            for t in topics
+            if t in meta.topics
+            for p in meta.topics[t].partitions
         ]
         consumer.assign(assignment)
         seen: list[TopicRecord] = []
@@ -60,7 +67,9 @@ def read_from_start(
                 continue
             raw_key, raw_value = msg.key(), msg.value()
             record = TopicRecord(
-                msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                msg.topic() or "",
+                msg.partition() or 0,
+                msg.offset() or 0,
                 json.loads(raw_key) if raw_key else None,
                 json.loads(raw_value) if raw_value else None,
             )

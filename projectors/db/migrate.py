@@ -12,6 +12,8 @@ from psycopg import sql
 from projectors.errors import ConfigurationError
 from projectors.settings import PostgresSettings
 
+HEARTBEAT_TABLE = "projectors_heartbeat"
+
 log = logging.getLogger(__name__)
 _LOCK_KEY = 0x50524F4A  # advisory lock: one migrator at a time
 
@@ -56,7 +58,11 @@ def ensure_database(pg: PostgresSettings) -> bool:
 
 def migrate(pg: PostgresSettings, publication: str, tables: list[str]) -> MigrationReport:
     """Create the database if needed, apply pending migrations, and make the publication hold exactly
-    ``tables`` (``ALTER PUBLICATION ... SET TABLE`` when it exists with another list)."""
+    ``tables`` plus the heartbeat table (``ALTER PUBLICATION ... SET TABLE`` when it differs).
+
+    The heartbeat table is published but not captured (not in ``table.include.list``): its writes
+    reach Debezium as WAL positions, which is what lets the slot advance on a quiet database
+    (PostgreSQL 15's pgoutput skips transactions that touch no published table)."""
     created = ensure_database(pg)
     applied: list[str] = []
     with connect(pg) as conn:
@@ -73,9 +79,10 @@ def migrate(pg: PostgresSettings, publication: str, tables: list[str]) -> Migrat
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied.append(version)
             log.info("applied migration %s", version)
-        ensure_publication(conn, publication, tables)
+        published = [*tables, HEARTBEAT_TABLE]
+        ensure_publication(conn, publication, published)
         conn.commit()
-    return MigrationReport(created, applied, tables)
+    return MigrationReport(created, applied, published)
 
 
 def ensure_publication(conn: psycopg.Connection, publication: str, tables: list[str]) -> None:

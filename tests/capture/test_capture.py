@@ -1,0 +1,292 @@
+"""Capture on the real parts: PostgreSQL (logical decoding) -> embedded Debezium -> Kafka broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+
+from projectors.capture.connector import heartbeat_topic, table_topic
+from projectors.capture.topics import TopicRecord, read_from_start
+from projectors.settings import SOURCE_TABLES, Settings
+from projectors.stack.processes import Capture
+from tests.conftest import StackHandle
+
+
+def capture_settings(stack: StackHandle, name: str) -> Settings:
+    root = stack.settings.stack.dir
+    return stack.with_env(
+        PROJECTORS_CAPTURE_TOPIC_PREFIX=name,
+        PROJECTORS_CAPTURE_SLOT_NAME=f"{name}_slot",
+        PROJECTORS_CAPTURE_STATE_DIR=str(root / name),
+    )
+
+
+def topics_of(settings: Settings) -> list[str]:
+    return [table_topic(settings.capture.topic_prefix, t) for t in SOURCE_TABLES]
+
+
+def read_until(settings: Settings, topics: list[str], done: Any, timeout_s: float = 90) -> list[TopicRecord]:
+    return list(read_from_start(settings, topics, timeout_s=timeout_s, until=done))
+
+
+def uid() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def test_every_change_of_every_table_reaches_its_topic(stack: StackHandle) -> None:
+    settings = capture_settings(stack, "evt")
+    u0, p0 = uid(), uid()
+    with stack.pg() as conn:  # rows that exist before capture starts: snapshot events
+        conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (u0, f"pre_{u0.hex[:8]}"))
+        conn.execute("INSERT INTO posts (id, author_id, body) VALUES (%s, %s, 'before capture')", (p0, u0))
+
+    capture = Capture(settings)
+    capture.start(120)
+    try:
+        ua, ub, uc, p1, p2, r1 = uid(), uid(), uid(), uid(), uid(), uid()
+        with stack.pg() as conn:
+            for u in (ua, ub, uc):
+                conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (u, f"u_{u.hex[:10]}"))
+            conn.commit()
+            conn.execute("UPDATE users SET bio = 'edited' WHERE id = %s", (ua,))
+            conn.execute("DELETE FROM users WHERE id = %s", (uc,))
+            conn.execute(
+                "INSERT INTO posts (id, author_id, body, topics) VALUES (%s, %s, 'hello', '{kafka,python}')", (p1, ua)
+            )
+            conn.execute("INSERT INTO posts (id, author_id, body) VALUES (%s, %s, 'gone soon')", (p2, ua))
+            conn.commit()
+            conn.execute("UPDATE posts SET visibility = 'private' WHERE id = %s", (p1,))
+            conn.execute("DELETE FROM posts WHERE id = %s", (p2,))
+            conn.execute("INSERT INTO replies (id, post_id, author_id, body) VALUES (%s, %s, %s, 'hi')", (r1, p1, ub))
+            conn.execute("INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s)", (ub, ua))
+            conn.execute("INSERT INTO reactions (post_id, user_id, kind) VALUES (%s, %s, 'like')", (p1, ub))
+            conn.execute("INSERT INTO blocks (blocker_id, blocked_id) VALUES (%s, %s)", (ua, ub))
+            conn.execute("INSERT INTO mutes (muter_id, muted_id) VALUES (%s, %s)", (ua, ub))
+            conn.commit()
+            conn.execute("DELETE FROM replies WHERE id = %s", (r1,))
+            conn.execute("DELETE FROM follows WHERE follower_id = %s AND followee_id = %s", (ub, ua))
+            conn.execute("DELETE FROM reactions WHERE post_id = %s AND user_id = %s", (p1, ub))
+            conn.execute("DELETE FROM blocks WHERE blocker_id = %s AND blocked_id = %s", (ua, ub))
+            conn.execute("DELETE FROM mutes WHERE muter_id = %s AND muted_id = %s", (ua, ub))
+            conn.commit()
+
+        s = str
+        expected: dict[tuple[str, str], list[str]] = {
+            ("users", s(u0)): ["r"],
+            ("posts", s(p0)): ["r"],
+            ("users", s(ua)): ["c", "u"],
+            ("users", s(ub)): ["c"],
+            ("users", s(uc)): ["c", "d", "tombstone"],
+            ("posts", s(p1)): ["c", "u"],
+            ("posts", s(p2)): ["c", "d", "tombstone"],
+            ("replies", s(r1)): ["c", "d", "tombstone"],
+            ("follows", f"{ub}|{ua}"): ["c", "d", "tombstone"],
+            ("reactions", f"{p1}|{ub}|like"): ["c", "d", "tombstone"],
+            ("blocks", f"{ua}|{ub}"): ["c", "d", "tombstone"],
+            ("mutes", f"{ua}|{ub}"): ["c", "d", "tombstone"],
+        }
+        key_columns = {
+            "users": ["id"],
+            "posts": ["id"],
+            "replies": ["id"],
+            "follows": ["follower_id", "followee_id"],
+            "reactions": ["post_id", "user_id", "kind"],
+            "blocks": ["blocker_id", "blocked_id"],
+            "mutes": ["muter_id", "muted_id"],
+        }
+
+        def key_of(record: TopicRecord) -> tuple[str, str]:
+            table = record.topic.rsplit(".", 1)[1]
+            return table, "|".join(str(record.key[c]) for c in key_columns[table])
+
+        def grouped(records: list[TopicRecord]) -> dict[tuple[str, str], list[TopicRecord]]:
+            out: dict[tuple[str, str], list[TopicRecord]] = defaultdict(list)
+            for r in records:
+                out[key_of(r)].append(r)
+            return out
+
+        def complete(records: list[TopicRecord]) -> bool:
+            got = grouped(records)
+            return all(len(got.get(k, [])) >= len(v) for k, v in expected.items())
+
+        records = read_until(settings, topics_of(settings), complete)
+        got = grouped(records)
+        for key, ops in expected.items():
+            seen = [("tombstone" if r.value is None else r.value["op"]) for r in got[key]]
+            assert seen == ops, f"{key}: {seen} != {ops}"
+            assert len({r.partition for r in got[key]}) == 1, f"{key} spread over partitions"
+            lsns = [r.value["source"]["lsn"] for r in got[key] if r.value is not None]
+            assert all(isinstance(x, int) and x > 0 for x in lsns)
+            assert lsns == sorted(lsns)
+
+        snap = got[("users", s(u0))][0].value
+        assert snap["source"]["snapshot"] in (
+            "true",
+            "first",
+            "last",
+            "first_in_data_collection",
+            "last_in_data_collection",
+        )
+        assert snap["before"] is None and snap["after"]["handle"] == f"pre_{u0.hex[:8]}"
+
+        upd = got[("posts", s(p1))][1].value
+        assert upd["before"]["visibility"] == "public" and upd["after"]["visibility"] == "private"
+        assert got[("posts", s(p1))][0].value["after"]["topics"] == ["kafka", "python"]
+        # REPLICA IDENTITY FULL on posts and replies: a delete says whose post and which post it was
+        deleted_post = got[("posts", s(p2))][1].value
+        assert deleted_post["before"]["author_id"] == s(ua) and deleted_post["after"] is None
+        assert got[("replies", s(r1))][1].value["before"]["post_id"] == s(p1)
+        # REPLICA IDENTITY DEFAULT: the key is all a follow delete needs
+        assert got[("follows", f"{ub}|{ua}")][1].value["before"]["followee_id"] == s(ua)
+        assert got[("users", s(ua))][1].value["after"]["bio"] == "edited"
+
+        # heartbeats are published and advance the slot on a database whose captured tables are quiet
+        with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS scratch_wal (n int)")
+            conn.execute("INSERT INTO scratch_wal SELECT generate_series(1, 1000)")
+            target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+            deadline = time.monotonic() + 30
+            advanced = False
+            while time.monotonic() < deadline and not advanced:
+                advanced = bool(
+                    conn.execute(
+                        "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                        (target, settings.capture.slot_name),
+                    ).fetchone()[0]
+                )  # type: ignore[index]
+                time.sleep(0.5)
+        assert advanced, "the replication slot did not advance past quiet-database WAL"
+        beats = read_until(settings, [heartbeat_topic("evt")], lambda rs: len(rs) >= 1, timeout_s=20)
+        assert beats and "ts_ms" in beats[0].value
+    finally:
+        capture.stop()
+
+
+def test_sigkill_mid_stream_loses_nothing(stack: StackHandle) -> None:
+    settings = capture_settings(stack, "kill")
+    capture = Capture(settings)
+    capture.start(120)
+    total = 1500
+    written: list[str] = []
+    stop_writer = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+            for i in range(total):
+                u = uid()
+                conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (u, f"k{i}_{u.hex[:8]}"))
+                written.append(str(u))
+                if stop_writer.is_set():
+                    break
+                time.sleep(0.002)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while len(written) < 400:
+            time.sleep(0.05)
+        pid = capture.pid()
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        while capture.pid() is not None:
+            time.sleep(0.1)
+        capture.start(120)  # again, while the writer goes on
+        thread.join(120)
+        assert len(written) == total
+        wanted = set(written)
+        records = read_until(
+            settings,
+            [table_topic("kill", "users")],
+            lambda rs: wanted <= {r.key["id"] for r in rs if r.key},
+            timeout_s=120,
+        )
+        missing = wanted - {r.key["id"] for r in records if r.key}
+        assert not missing, f"{len(missing)} committed inserts never reached the topic"
+    finally:
+        stop_writer.set()
+        thread.join(30)
+        capture.stop()
+
+
+def test_a_dropped_or_recreated_slot_is_refused_until_reset(stack: StackHandle) -> None:
+    name = "slot"
+    settings = capture_settings(stack, name)
+    env = {
+        **stack.env,
+        "PROJECTORS_CAPTURE_TOPIC_PREFIX": name,
+        "PROJECTORS_CAPTURE_SLOT_NAME": f"{name}_slot",
+        "PROJECTORS_CAPTURE_STATE_DIR": str(settings.capture_state_dir),
+    }
+    capture = Capture(settings)
+    capture.start(120)
+    first = uid()
+    with stack.pg() as conn:
+        conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (first, f"s_{first.hex[:10]}"))
+    read_until(settings, [table_topic(name, "users")], lambda rs: any(r.key["id"] == str(first) for r in rs))
+    capture.stop()
+
+    gap = uid()
+    with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (f"{name}_slot",))
+        conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (gap, f"gap_{gap.hex[:10]}"))
+    dropped = stack.cli("capture", env=env)
+    assert dropped.returncode == 3, dropped.stderr
+    assert "no longer exists" in dropped.stderr and "projectors capture --reset" in dropped.stderr
+
+    with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (f"{name}_slot",))
+    recreated = stack.cli("capture", env=env)
+    assert recreated.returncode == 3, recreated.stderr
+    assert "recreated" in recreated.stderr
+
+    reset = stack.cli("capture", "--reset", env=env)
+    assert reset.returncode == 0, reset.stderr
+    assert "dropped replication slot" in reset.stdout
+    capture.start(120)  # a new snapshot brings the row written during the gap
+    try:
+        records = read_until(
+            settings, [table_topic(name, "users")], lambda rs: any(r.key["id"] == str(gap) for r in rs)
+        )
+        snap = [r for r in records if r.key["id"] == str(gap)]
+        assert snap and snap[-1].value["op"] == "r"
+    finally:
+        capture.stop()
+
+
+def test_bad_settings_stop_capture_at_start_with_a_clear_message(stack: StackHandle) -> None:
+    base = {**stack.env, "PROJECTORS_CAPTURE_STATE_DIR": str(stack.settings.stack.dir / "bad")}
+
+    wrong_password = stack.cli("capture", env={**base, "PROJECTORS_PG_PASSWORD": "not-the-password"})
+    assert wrong_password.returncode == 2
+    assert "password authentication failed" in wrong_password.stderr
+    assert "PROJECTORS_PG_PASSWORD" in wrong_password.stderr
+
+    unpublished = stack.cli("capture", env={**base, "PROJECTORS_CAPTURE_TABLES": "users,posts,schema_migrations"})
+    assert unpublished.returncode == 2
+    assert "schema_migrations" in unpublished.stderr and "not in publication" in unpublished.stderr
+
+    closed = f"127.0.0.1:{_closed_port()}"
+    broker_down = stack.cli("capture", env={**base, "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS": closed})
+    assert broker_down.returncode == 2
+    assert "broker" in broker_down.stderr and closed in broker_down.stderr
+
+    not_a_port = stack.cli("capture", env={**base, "PROJECTORS_PG_PORT": "fifty"})
+    assert not_a_port.returncode == 2
+    assert "PROJECTORS_PG_PORT" in not_a_port.stderr
+
+    unknown = stack.cli("capture", env={**base, "PROJECTORS_PG_PASWORD": "typo"})
+    assert unknown.returncode == 2
+    assert "unknown setting PROJECTORS_PG_PASWORD" in unknown.stderr
+
+
+def _closed_port() -> int:
+    from tests.conftest import free_port
+
+    return free_port()
