@@ -112,7 +112,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     local.up(settings)
     print(f"   stack up in {time.monotonic() - started:.1f}s")
     print("== 2. sample social activity into PostgreSQL")
-    args.seed, args.users, args.operations = 11, 30, 400
+    args.seed, args.users, args.operations = None, 30, 400
     _sample(args, settings)
     print("== 3. change events on the topics")
     args.show, args.timeout = 6, 60.0
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="write sample social activity into PostgreSQL")
     sample.add_argument("--users", type=int, default=30)
     sample.add_argument("--operations", type=int, default=400)
-    sample.add_argument("--seed", type=int, default=11)
+    sample.add_argument("--seed", type=int, default=None, help="random seed (default: a new one each run)")
     sample.set_defaults(func=_sample)
 
     topics = sub.add_parser("topics", help="show the change events on the capture topics")

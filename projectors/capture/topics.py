@@ -83,12 +83,12 @@ def read_from_start(
 def summarize_topics(settings: Settings, max_events: int, timeout_s: float, out: Callable[[str], None]) -> Counter[str]:
     topics = [table_topic(settings.capture.topic_prefix, t) for t in settings.capture.table_list]
     counts: Counter[str] = Counter()
-    shown = 0
+    shown: set[tuple[str, str]] = set()
     for record in read_from_start(settings, topics, idle_s=5.0, timeout_s=timeout_s):
         op = "tombstone" if record.value is None else record.value.get("op", "?")
         counts[f"{record.topic} {op}"] += 1
-        if shown < max_events and record.value is not None and (shown == 0 or op != "r"):
-            shown += 1
+        if len(shown) < max_events and record.value is not None and (record.topic, op) not in shown:
+            shown.add((record.topic, op))
             out(f"-- {record.topic}[{record.partition}]@{record.offset} key={json.dumps(record.key)}")
             value = dict(record.value)
             source = value.get("source", {})
