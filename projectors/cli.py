@@ -121,6 +121,39 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.runtime.worker import run_worker
+
+    run_worker(settings, args.projection, loglevel="debug" if args.verbose else "info")
+    return 0
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.operations.verify import Drift, verify_until_clean
+    from projectors.projections import PROJECTIONS
+    from projectors.runtime.stores import open_raw_store
+
+    names = args.projection or list(PROJECTIONS)
+
+    def show(results: list[Drift]) -> None:
+        if args.json:
+            return
+        for r in results:
+            state = "ok" if r.total == 0 else f"DRIFT missing={r.missing} extra={r.extra} wrong={r.wrong}"
+            print(f"  {r.projection:<9} checked {r.checked:>7}  held {r.held:>7}  {state}")
+
+    results = verify_until_clean(settings, names, open_raw_store, wait_s=args.wait, on_attempt=show)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            for item in r.samples:
+                print(f"  {r.projection}: {item['kind']:<7} {item['collection']}/{item['id']}")
+    drift = sum(r.total for r in results)
+    print("verify: zero drift" if drift == 0 else f"verify: {drift} drifted item(s)")
+    return 0 if drift == 0 else 1
+
+
 def _config(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.settings import SECTIONS
 
@@ -172,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the local stack")
     demo.set_defaults(func=_demo)
+
+    worker = sub.add_parser("worker", help="run a faust worker for one projection")
+    worker.add_argument("projection", choices=("feed", "counters", "graph", "search"))
+    worker.set_defaults(func=_worker)
+
+    verify = sub.add_parser("verify", help="compare projections with the spec computed from PostgreSQL")
+    verify.add_argument("projection", nargs="*", choices=("feed", "counters", "graph", "search"))
+    verify.add_argument("--wait", type=float, default=0.0, help="re-check drifted projections for up to N seconds")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_verify)
 
     config = sub.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("action", choices=("check",))

@@ -133,6 +133,43 @@ class CosmosSettings(Section):
     verify_tls: bool = True
 
 
+class GraphSettings(Section):
+    """Which graph store the graph projection writes: FalkorDB (local default) or Neo4j (Bolt)."""
+
+    env_section: ClassVar[str] = "GRAPH_"
+    backend: str = Field(default="falkordb", pattern=r"^(falkordb|neo4j)$")
+    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr = SecretStr("")
+    neo4j_database: str = "neo4j"
+
+
+class SearchSettings(Section):
+    """Which search engine the search projection writes: embedded SQLite FTS5 (local default) or
+    Meilisearch. Writers use the master key; read services get the search-only key."""
+
+    env_section: ClassVar[str] = "SEARCH_"
+    backend: str = Field(default="sqlite", pattern=r"^(sqlite|meilisearch)$")
+    sqlite_path: Path | None = None  # default: <stack dir>/search.sqlite3
+    meili_url: str = "http://127.0.0.1:7700"
+    meili_master_key: SecretStr = SecretStr("")
+    meili_search_key: SecretStr = SecretStr("")
+
+
+class WorkerSettings(Section):
+    """The projector workers (faust apps, one consumer group per projection)."""
+
+    env_section: ClassVar[str] = "WORKER_"
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_within_s: float = Field(default=0.5, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    dead_letter_prefix: str = Field(default="projectors.dlq", pattern=r"^[A-Za-z0-9_.-]+$")
+    retry_initial_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    web_port: int = Field(default=0, ge=0, le=65535)  # 0: no web server (health/metrics)
+
+
 class StackSettings(Section):
     """The local stack (``projectors stack``): where its processes keep data, pids and logs."""
 
@@ -149,11 +186,18 @@ class Settings(BaseModel):
     capture: CaptureSettings
     falkordb: FalkorSettings
     cosmos: CosmosSettings
+    graph: GraphSettings
+    search: SearchSettings
+    worker: WorkerSettings
     stack: StackSettings
 
     @cached_property
     def capture_state_dir(self) -> Path:
         return (self.capture.state_dir or self.stack.dir / "capture").absolute()
+
+    @cached_property
+    def search_sqlite_path(self) -> Path:
+        return (self.search.sqlite_path or self.stack.dir / "search.sqlite3").absolute()
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -162,6 +206,9 @@ SECTIONS: dict[str, type[Section]] = {
     "capture": CaptureSettings,
     "falkordb": FalkorSettings,
     "cosmos": CosmosSettings,
+    "graph": GraphSettings,
+    "search": SearchSettings,
+    "worker": WorkerSettings,
     "stack": StackSettings,
 }
 

@@ -10,7 +10,9 @@ from projectors.errors import ConfigurationError
 from projectors.settings import Settings
 from projectors.stack.processes import PART_CLASSES, Part, PartStatus
 
-ORDER = ("postgres", "broker", "falkordb", "cosmos", "capture")
+SERVERS = ("postgres", "broker", "falkordb", "cosmos", "capture")
+WORKERS = ("worker-feed", "worker-counters", "worker-graph", "worker-search")
+ORDER = SERVERS + WORKERS
 
 
 def parts(settings: Settings, names: Iterable[str] = ORDER) -> list[Part]:

@@ -432,15 +432,47 @@ class Cosmos(Part):
             return False
 
 
-class Capture(Part):
+class ProjectorsProcess(Part):
+    """A `projectors` subcommand run as a stack part, with the stack's settings in its environment."""
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return Broker(self.settings).host_port  # listens on nothing; it talks to the broker
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+        env.update(settings_to_env(self.settings))
+        env["PROJECTORS_STACK_DIR"] = str(self.root)
+        return env
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.env(),
+                cwd=self.log_dir,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        return proc
+
+    def exited(self, proc: subprocess.Popen[bytes]) -> ConfigurationError:
+        self.pid_file.unlink(missing_ok=True)
+        return ConfigurationError(
+            f"{self.name} exited with code {proc.returncode}; see {self.log_file}:\n" + tail(self.log_file)
+        )
+
+
+class Capture(ProjectorsProcess):
     """`projectors capture`: the embedded Debezium engine publishing to the broker."""
 
     name = "capture"
     setting = "PROJECTORS_CAPTURE_STATE_DIR"
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return Broker(self.settings).host_port  # capture listens on nothing; it writes to the broker
 
     @property
     def address(self) -> str:
@@ -454,45 +486,53 @@ class Capture(Part):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "projectors.cli", "capture"]
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
-        env.update(settings_to_env(self.settings))
-        env["PROJECTORS_STACK_DIR"] = str(self.root)
-        return env
-
     def start(self, timeout: float) -> None:
         if self.pid() is not None:
             return
         self.prepare()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         ready = self.settings.capture_state_dir / "ready"
         ready.unlink(missing_ok=True)
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=self.env(),
-                cwd=self.log_dir,
-            )
-        self.pid_file.write_text(str(proc.pid))
+        proc = self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready.exists():
                 return
             if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise ConfigurationError(
-                    f"capture exited with code {proc.returncode}; see {self.log_file}:\n" + tail(self.log_file)
-                )
+                raise self.exited(proc)
             time.sleep(0.2)
         raise ConfigurationError(f"capture not ready after {timeout:.0f}s; see {self.log_file}")
 
     def healthy(self) -> bool:
         return (self.settings.capture_state_dir / "ready").exists()
+
+
+class Worker(ProjectorsProcess):
+    """`projectors worker <projection>`: the faust worker of one projection."""
+
+    projection = ""
+    setting = "PROJECTORS_WORKER_*"
+
+    @property
+    def address(self) -> str:
+        return f"group projectors-{self.projection}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "projectors.cli", "worker", self.projection]
+
+    def start(self, timeout: float) -> None:
+        if self.pid() is not None:
+            return
+        proc = self.spawn()
+        time.sleep(1.0)
+        if proc.poll() is not None:
+            raise self.exited(proc)
+
+    def healthy(self) -> bool:
+        return self.pid() is not None
+
+
+def _worker_part(projection: str) -> type[Worker]:
+    return type(f"Worker_{projection}", (Worker,), {"name": f"worker-{projection}", "projection": projection})
 
 
 PART_CLASSES: dict[str, type[Part]] = {
@@ -501,4 +541,5 @@ PART_CLASSES: dict[str, type[Part]] = {
     "falkordb": FalkorDB,
     "cosmos": Cosmos,
     "capture": Capture,
+    **{f"worker-{p}": _worker_part(p) for p in ("feed", "counters", "graph", "search")},
 }

@@ -6,6 +6,7 @@ import json
 import socket
 
 from projectors.settings import load_settings
+from projectors.stack import local
 from projectors.stack.processes import pid_alive, port_open
 from tests.conftest import StackHandle, free_port, private_dir, stack_env
 
@@ -19,7 +20,7 @@ def test_stack_up_status_down_leaves_no_process() -> None:
         status = handle.cli("stack", "status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
         parts = json.loads(status.stdout)
-        assert [p["name"] for p in parts] == ["postgres", "broker", "falkordb", "cosmos", "capture"]
+        assert [p["name"] for p in parts] == list(local.ORDER)
         assert all(p["up"] and p["pid"] for p in parts), parts
         pids = [p["pid"] for p in parts]
     finally:

@@ -1,0 +1,135 @@
+"""One batch, start to end: decode, name the touched items, read their spec, apply, dead-letter.
+
+Synchronous and free of any consumer: the faust agent (``worker.py``) calls :meth:`process` for a
+batch and acknowledges the batch's offsets only when it returns. It returns only once the store
+applied every operation (retrying while the store is down) and the dead letters are flushed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from projectors.errors import PoisonEventError, RetriableError
+from projectors.events.decode import decode
+from projectors.projections.base import Projection
+from projectors.projections.model import ProjectionStore
+from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
+from projectors.runtime.source import PostgresSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchStats:
+    """Running totals for status and metrics."""
+
+    events: int = 0
+    batches: int = 0
+    operations: int = 0
+    changed: int = 0
+    skipped_stale: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    last_lsn: int = 0
+    last_applied_at: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, stage: str, started: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (time.perf_counter() - started)
+
+
+class BatchProjector:
+    def __init__(
+        self,
+        projection: Projection,
+        store: ProjectionStore,
+        connect_source: Callable[[], psycopg.Connection],
+        dead_letters: DeadLetterWriter,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 10.0,
+    ) -> None:
+        self.projection = projection
+        self.store = store
+        self._connect_source = connect_source
+        self._conn: psycopg.Connection | None = None
+        self.dead_letters = dead_letters
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.stats = BatchStats()
+        self.stopping = False
+
+    def _source(self) -> PostgresSource:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect_source()
+        return PostgresSource(self._conn)
+
+    def process(self, records: Sequence[RawRecord]) -> None:
+        stats = self.stats
+        started = time.perf_counter()
+        touches: dict[Any, int] = {}
+        max_lsn = 0
+        for record in records:
+            try:
+                event = decode(record.topic, record.partition, record.offset, record.key, record.value)
+            except PoisonEventError as exc:
+                self.dead_letters.send(record, str(exc))
+                stats.dead_letters += 1
+                log.warning("dead-lettered %s:%s:%s: %s", record.topic, record.partition, record.offset, exc)
+                continue
+            if event is None:
+                continue
+            max_lsn = max(max_lsn, event.lsn)
+            for touch in self.projection.touched(event):
+                if touches.get(touch, -1) < event.lsn:
+                    touches[touch] = event.lsn
+        stats.timed("decode+touched", started)
+
+        if touches:
+            started = time.perf_counter()
+            ops = self._with_retry("read spec", lambda: self.projection.plan(touches, self._source(), self.store))
+            stats.timed("plan (source reads)", started)
+            started = time.perf_counter()
+            result = self._with_retry("apply", lambda: self.store.apply(ops))
+            stats.timed("store apply", started)
+            for failure in result.failures:
+                # the retrying store returns only failures that will never succeed
+                reason = f"store refused {type(failure.op).__name__} {failure.op.key}: {failure.error}"
+                self.dead_letters.send(RawRecord("(operation)", -1, -1, failure.op.key.id.encode(), None), reason)
+                stats.dead_letters += 1
+            stats.operations += len(ops)
+            stats.changed += result.changed
+            stats.skipped_stale += result.skipped_stale
+        started = time.perf_counter()
+        self._with_retry("dead letters", self.dead_letters.flush)
+        stats.timed("dead-letter flush", started)
+        stats.events += len(records)
+        stats.batches += 1
+        stats.last_lsn = max(stats.last_lsn, max_lsn)
+        stats.last_applied_at = time.time()
+
+    def _with_retry(self, what: str, call: Callable[[], Any]) -> Any:
+        """Retry transient failures (source or broker down) with backoff, as long as it takes:
+        the batch is not acknowledged meanwhile, so nothing is lost and nothing is skipped."""
+        delay = self.retry_initial_s
+        while True:
+            try:
+                return call()
+            except (RetriableError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if self.stopping:
+                    raise
+                self.stats.retries += 1
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                if isinstance(exc, psycopg.Error) and self._conn is not None:
+                    self._conn.close()
+                time.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()

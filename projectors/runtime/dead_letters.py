@@ -1,0 +1,83 @@
+"""The dead-letter topic: events that cannot be projected, with their reason and origin.
+
+One topic per projection, ``<PROJECTORS_WORKER_DEAD_LETTER_PREFIX>.<projection>``. A record's key is
+the original key; its value is JSON: ``reason``, ``projection``, ``origin`` (topic, partition,
+offset), the original ``key`` and ``value`` as text, and ``failedAt``. Records are flushed before
+the batch that produced them is committed, so a dead letter is never lost.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Producer
+
+from projectors.errors import RetriableError
+from projectors.settings import Settings
+
+
+def dead_letter_topic(settings: Settings, projection: str) -> str:
+    return f"{settings.worker.dead_letter_prefix}.{projection}"
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One consumed Kafka record, as it came (bytes), with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def dead_letter_value(projection: str, record: RawRecord, reason: str) -> dict[str, Any]:
+    return {
+        "reason": reason,
+        "projection": projection,
+        "origin": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        "key": None if record.key is None else record.key.decode("utf-8", "replace"),
+        "value": None if record.value is None else record.value.decode("utf-8", "replace"),
+        "failedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+class DeadLetterWriter:
+    def __init__(self, settings: Settings, projection: str) -> None:
+        self.projection = projection
+        self.topic = dead_letter_topic(settings, projection)
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
+        self.sent = 0
+        self._errors: list[str] = []
+
+    def send(self, record: RawRecord, reason: str) -> None:
+        value = dead_letter_value(self.projection, record, reason)
+        self.producer.produce(
+            self.topic,
+            key=record.key,
+            value=json.dumps(value).encode(),
+            headers={"reason": reason[:500], "origin": f"{record.topic}:{record.partition}:{record.offset}"},
+            on_delivery=self._delivered,
+        )
+        self.sent += 1
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until the broker has every dead letter; raise (retriable) if it has not."""
+        remaining = self.producer.flush(timeout_s)
+        if remaining or self._errors:
+            errors, self._errors = self._errors, []
+            raise RetriableError(f"dead letters not acknowledged: {remaining} pending, {errors[:3]}")
