@@ -107,7 +107,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.stack import local
 
-    print("== 1. local stack: PostgreSQL, broker, FalkorDB, Cosmos REST server, capture")
+    print("== 1. local stack: PostgreSQL, broker, FalkorDB, Cosmos REST server, capture, four workers")
     started = time.monotonic()
     local.up(settings)
     print(f"   stack up in {time.monotonic() - started:.1f}s")
@@ -117,8 +117,49 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     print("== 3. change events on the topics")
     args.show, args.timeout = 6, 60.0
     _topics(args, settings)
+    print("== 4. the projections, verified against PostgreSQL")
+    args.projection, args.wait, args.json = [], 180.0, False
+    status = _verify(args, settings)
+    print("== 5. what read services see")
+    _show_reads(settings)
     print("\nThe stack is still running: `projectors stack status`, `projectors stack down`.")
-    return 0
+    return status
+
+
+def _show_reads(settings: Settings) -> None:
+    from projectors.db.migrate import connect
+    from projectors.read.client import ReadClient
+
+    with connect(settings.pg) as conn:
+        row = conn.execute(
+            "SELECT f.follower_id::text, count(*) FROM follows f GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+        ).fetchone()
+        post = conn.execute(
+            "SELECT p.id::text, p.author_id::text FROM posts p LEFT JOIN reactions r ON r.post_id = p.id "
+            "GROUP BY 1, 2 ORDER BY count(r.*) DESC LIMIT 1"
+        ).fetchone()
+        word = conn.execute("SELECT split_part(body, ' ', 1) FROM posts LIMIT 1").fetchone()
+    reader = ReadClient(settings)
+    try:
+        if row:
+            page = reader.feed_page(row[0], limit=5)
+            print(f"-- feed of user {row[0]} (latest {len(page)} of 50-item page):")
+            for item in page:
+                print(
+                    f"   {item['createdAt']}  post {item['postId']} by {item['authorId']}: {item['bodyPreview'][:40]}"
+                )
+            print(f"-- suggestions for user {row[0]} (friends of friends):")
+            for s in reader.suggestions(row[0], limit=5):
+                print(f"   {s['handle']} ({s['mutual']} mutual)")
+        if post:
+            print(f"-- counters: {json.dumps(reader.counters([post[0], post[1]]))}")
+        if word:
+            hits = reader.search("posts", word[0], {}, limit=3)
+            print(f"-- search posts for {word[0]!r}: {len(hits)} hit(s)")
+            for hit in hits:
+                print(f"   {hit['id']}: {hit['body'][:60]}")
+    finally:
+        reader.close()
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

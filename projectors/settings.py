@@ -85,6 +85,24 @@ class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:59092"
     topic_partitions: int = Field(default=4, ge=1, le=256)
     replication_factor: int = Field(default=1, ge=1)
+    security_protocol: str = Field(default="PLAINTEXT", pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    sasl_mechanism: str = Field(default="SCRAM-SHA-512", pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_ca_location: Path | None = None
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) connection settings, security included."""
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            config.update({
+                "sasl.mechanism": self.sasl_mechanism,
+                "sasl.username": self.sasl_username,
+                "sasl.password": self.sasl_password.get_secret_value(),
+            })
+        if self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
+        return config
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -131,7 +131,7 @@ def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "socket.timeout.ms": 5000})
+    return AdminClient({**settings.kafka.client_config(), "socket.timeout.ms": 5000})
 
 
 def capture_topics(settings: Settings) -> dict[str, int]:

@@ -39,7 +39,7 @@ def kafka_connect_producer(settings: Settings) -> Producer:
     acks=all, idempotent, so retries never duplicate or reorder within a partition)."""
     return Producer(
         {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **settings.kafka.client_config(),
             "partitioner": "murmur2_random",
             "enable.idempotence": True,
             "acks": "all",

@@ -37,7 +37,7 @@ def read_from_start(
     Never relies on the broker's high watermark (wrong on the local broker, see INFRA.md)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **settings.kafka.client_config(),
             "group.id": f"projectors-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,

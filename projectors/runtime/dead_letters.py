@@ -51,7 +51,7 @@ class DeadLetterWriter:
         self.topic = dead_letter_topic(settings, projection)
         self.producer = Producer(
             {
-                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                **settings.kafka.client_config(),
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,

@@ -32,7 +32,7 @@ from projectors.projections.base import Projection
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
 from projectors.runtime.stores import open_store
-from projectors.settings import Settings
+from projectors.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
 EXIT_ABANDONED = 75
@@ -66,6 +66,25 @@ def build_projector(settings: Settings, name: str) -> BatchProjector:
     )
 
 
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """faust (aiokafka) credentials matching ``KafkaSettings.client_config`` (SASL and/or TLS)."""
+    import ssl
+
+    import faust
+
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None)
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context if kafka.security_protocol == "SASL_SSL" else None,
+        )
+    return faust.SSLCredentials(context)
+
+
 def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
     import faust
 
@@ -79,7 +98,8 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
     )
     app = faust.App(
         group_id(name),
-        broker=f"kafka://{settings.kafka.bootstrap_servers.split(',')[0]}",
+        broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
+        broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
         topic_partitions=settings.kafka.topic_partitions,
         topic_replication_factor=settings.kafka.replication_factor,
