@@ -1,0 +1,70 @@
+"""Raw Kafka record -> :class:`ChangeEvent`, or a :class:`PoisonEventError` saying exactly why not."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from projectors.errors import PoisonEventError
+from projectors.events.models import ROW_MODELS, ChangeEvent, Envelope, Row
+
+
+def _short(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> ChangeEvent | None:
+    """Decode one record of a capture topic.
+
+    Returns ``None`` for what carries no change (a tombstone after a delete, a logical message).
+    Raises :class:`PoisonEventError` for anything malformed: not JSON, not a Debezium envelope, a
+    row that violates its table's schema, an unknown table, or a truncate (which cannot be projected
+    item by item: rebuild the projection).
+    """
+    origin = f"{topic}:{partition}:{offset}"
+    if value is None:
+        return None
+    try:
+        raw: Any = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PoisonEventError(f"value is not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise PoisonEventError(f"value is JSON {type(raw).__name__}, not a Debezium envelope object")
+    if "payload" in raw and "schema" in raw:
+        raise PoisonEventError(
+            "envelope has a schema/payload wrapper: the JSON converter must run with schemas disabled"
+        )
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise PoisonEventError(f"not a Debezium change envelope: {_short(exc)}") from None
+    if envelope.op == "m":
+        return None
+    table = envelope.source.table
+    if envelope.op == "t":
+        raise PoisonEventError(f"truncate of {table}: rebuild the projections that read it")
+    model = ROW_MODELS.get(table)
+    if model is None:
+        raise PoisonEventError(f"event for table {table!r}, which no projection reads")
+
+    def row(data: dict[str, object] | None, which: str) -> Row | None:
+        if data is None:
+            return None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise PoisonEventError(f"{which} row violates the {table} schema: {_short(exc)}") from None
+
+    before, after = row(envelope.before, "before"), row(envelope.after, "after")
+    op = "c" if envelope.op == "r" else envelope.op
+    if op in ("c", "u") and after is None:
+        raise PoisonEventError(f"op {envelope.op!r} without an 'after' row")
+    if op == "d" and before is None:
+        raise PoisonEventError("delete without a 'before' row")
+    return ChangeEvent(table=table, op=op, before=before, after=after, lsn=envelope.source.lsn, origin=origin)

@@ -1,0 +1,135 @@
+"""Pydantic models of what Debezium publishes: the change envelope and every source row.
+
+The row models are what the projectors may read from an event (its keys and the few columns that
+decide which items it touches); unknown columns are ignored, so a column added to a table breaks
+nothing. Data written to the stores never comes from an event (see docs/projections.md), so a TOAST
+placeholder (``__debezium_unavailable_value``) can never reach a store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+UNAVAILABLE = "__debezium_unavailable_value"
+
+
+def _uuid(value: str) -> str:
+    return str(uuid.UUID(value))
+
+
+Uuid = Annotated[str, AfterValidator(_uuid)]
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class UserRow(Row):
+    id: Uuid
+    handle: str | None = None
+    display_name: str | None = None
+    bio: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class PostRow(Row):
+    id: Uuid
+    author_id: Uuid
+    body: str | None = None
+    topics: list[str] = Field(default_factory=list)
+    visibility: Literal["public", "private"] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class ReplyRow(Row):
+    id: Uuid
+    post_id: Uuid
+    author_id: Uuid
+    body: str | None = None
+    created_at: str | None = None
+
+
+class FollowRow(Row):
+    follower_id: Uuid
+    followee_id: Uuid
+    created_at: str | None = None
+
+
+class ReactionRow(Row):
+    post_id: Uuid
+    user_id: Uuid
+    kind: Literal["like", "love", "laugh"]
+    created_at: str | None = None
+
+
+class BlockRow(Row):
+    blocker_id: Uuid
+    blocked_id: Uuid
+    created_at: str | None = None
+
+
+class MuteRow(Row):
+    muter_id: Uuid
+    muted_id: Uuid
+    created_at: str | None = None
+
+
+ROW_MODELS: dict[str, type[Row]] = {
+    "users": UserRow,
+    "posts": PostRow,
+    "replies": ReplyRow,
+    "follows": FollowRow,
+    "reactions": ReactionRow,
+    "blocks": BlockRow,
+    "mutes": MuteRow,
+}
+
+
+class Source(BaseModel):
+    """``source`` block of a Debezium PostgreSQL event (the fields the projectors rely on)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    connector: str | None = None
+    name: str | None = None
+    db: str | None = None
+    schema_: str = Field(alias="schema")
+    table: str
+    lsn: int = Field(ge=0)
+    txId: int | None = None
+    ts_ms: int | None = None
+    snapshot: str | None = None
+
+
+class Envelope(BaseModel):
+    """The value of a change event (JSON converter, schemas disabled)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    op: Literal["c", "r", "u", "d", "t", "m"]
+    before: dict[str, object] | None = None
+    after: dict[str, object] | None = None
+    source: Source
+    ts_ms: int | None = None
+
+
+class ChangeEvent(BaseModel):
+    """A decoded, validated change: the table's typed rows and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    op: Literal["c", "r", "u", "d"]
+    before: Row | None
+    after: Row | None
+    lsn: int
+    origin: str = ""
+
+    def rows(self) -> list[Row]:
+        """``before`` and ``after`` (whichever exist): a change touches what both rows touch."""
+        return [r for r in (self.before, self.after) if r is not None]

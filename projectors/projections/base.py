@@ -1,0 +1,135 @@
+"""What every projection is: tables it reads, collections it writes, and three functions.
+
+- ``touched(event)`` (pure): what a change may have affected, named from the event alone;
+- ``expand(...)``: those touches -> the exact item keys (may look up the source and what the store
+  holds, e.g. a post's current followers);
+- ``spec_for(keys)`` / ``spec_all()``: the intended documents, read from PostgreSQL with the SQL
+  that is the projection's spec (docs/projections.md). ``verify`` uses ``spec_all``.
+
+``plan`` joins them: a ``Put`` for every key the spec has, a ``Remove`` for every key it has not,
+all with the read's ticket as version. ``ops_for`` is the pure heart of it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from projectors.events.models import ChangeEvent
+from projectors.projections.model import Document, ItemKey, Operation, ProjectionStore, Put, Remove
+from projectors.runtime.source import PostgresSource
+
+Touch = Hashable
+
+
+def iso(value: datetime) -> str:
+    """Timestamps in every projection: UTC, microseconds, ``Z`` (fixed width, so it sorts as text)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ops_for(keys: Iterable[ItemKey], spec: Mapping[ItemKey, Document], version: int) -> list[Operation]:
+    """The operations that make the store hold exactly ``spec`` for ``keys``."""
+    ops: list[Operation] = []
+    for key in sorted(set(keys)):
+        doc = spec.get(key)
+        ops.append(Put(key, version, doc) if doc is not None else Remove(key, version))
+    return ops
+
+
+@dataclass(frozen=True)
+class ItemKind:
+    """One kind of item a projection holds, with the SQL that defines it.
+
+    ``sql`` selects the item rows with a ``{where}`` placeholder; ``key_where`` is the condition that
+    restricts it to given keys, with parameters from ``key_params``; ``item`` turns a row into its key
+    and document.
+    """
+
+    collection: str
+    sql: str
+    key_where: str
+    key_params: Callable[[Sequence[ItemKey]], Sequence[Any]]
+    item: Callable[[tuple[Any, ...]], tuple[ItemKey, Document]]
+    suffix: str = ""  # when several kinds share a collection: the id suffix that tells them apart
+
+    def owns(self, key: ItemKey) -> bool:
+        return key.collection == self.collection and key.id.endswith(self.suffix)
+
+    def for_keys(self, source: PostgresSource, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
+        wanted = set(keys)
+        out: dict[ItemKey, Document] = {}
+        for row in source.rows(self.sql.format(where=self.key_where), self.key_params(keys)):
+            key, doc = self.item(row)
+            if key in wanted:
+                out[key] = doc
+        return out
+
+    def all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:
+        for row in source.stream(self.sql.format(where="TRUE")):
+            yield self.item(row)
+
+
+def split_ids(keys: Sequence[ItemKey], parts: int) -> list[list[str]]:
+    """Composite ids (``a:b[:c]``) -> one array per part, for ``unnest(%s, %s, ...)``."""
+    columns: list[list[str]] = [[] for _ in range(parts)]
+    for key in keys:
+        for i, value in enumerate(key.id.split(":", parts - 1)):
+            columns[i].append(value)
+    return columns
+
+
+class Projection(ABC):
+    name: ClassVar[str]
+    tables: ClassVar[tuple[str, ...]]
+    collections: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def touched(self, event: ChangeEvent) -> list[Touch]:
+        """What ``event`` may have changed (pure)."""
+
+    def expand(
+        self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore
+    ) -> set[ItemKey]:
+        """Touches -> item keys. By default touches are item keys already."""
+        return {t for t in touches if isinstance(t, ItemKey)}
+
+    @abstractmethod
+    def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:
+        """The intended documents of ``keys`` (absent: the item must not exist)."""
+
+    @abstractmethod
+    def spec_all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:
+        """Every item the projection must hold, streamed."""
+
+    def plan(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
+        """Read the intended state of everything ``touches`` names (one ticket, one snapshot)."""
+        with source.read() as ticket:
+            keys = self.expand(touches, source, held)
+            spec = self.spec_for(keys, source) if keys else {}
+        return ops_for(keys, spec, ticket)
+
+
+class KindsProjection(Projection):
+    """A projection whose items are a fixed set of :class:`ItemKind` (one per collection)."""
+
+    kinds: ClassVar[tuple[ItemKind, ...]]
+
+    def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:
+        by_kind: dict[int, list[ItemKey]] = defaultdict(list)
+        for key in keys:
+            for i, kind in enumerate(self.kinds):
+                if kind.owns(key):
+                    by_kind[i].append(key)
+                    break
+        out: dict[ItemKey, Document] = {}
+        for i, wanted in sorted(by_kind.items()):
+            out.update(self.kinds[i].for_keys(source, sorted(wanted)))
+        return out
+
+    def spec_all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:
+        for kind in self.kinds:
+            yield from kind.all(source)

@@ -1,0 +1,53 @@
+"""Reads of the source of truth (PostgreSQL) for the projections: tickets and snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+TICKET_SEQUENCE = "projectors_read_ticket"
+
+
+class PostgresSource:
+    """A connection to the source database, used by one thread at a time.
+
+    ``read()`` takes a ticket and then opens a REPEATABLE READ snapshot: every statement inside sees
+    the same state, which contains every change committed before the ticket was taken.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def ticket(self) -> int:
+        row = self.conn.execute(f"SELECT nextval('{TICKET_SEQUENCE}')").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    @contextmanager
+    def read(self) -> Iterator[int]:
+        """Yield a ticket; statements inside the block share one snapshot taken after it."""
+        ticket = self.ticket() if self.conn.autocommit else 0
+        if self.conn.autocommit:
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with self.conn.transaction():
+                yield ticket
+        else:
+            yield ticket
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        with self.conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(sql, params)  # type: ignore[arg-type]
+            return cur.fetchall()
+
+    def stream(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = (), page: int = 5000
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of a server-side cursor, fetched ``page`` at a time (scales to millions of rows)."""
+        with self.conn.cursor(name="projectors_stream", row_factory=tuple_row) as cur:
+            cur.itersize = page
+            cur.execute(sql, params)  # type: ignore[arg-type]
+            yield from cur
