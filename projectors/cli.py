@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from projectors.errors import ConfigurationError, DataLossRisk
 from projectors.settings import Settings, SettingsError, load_settings
@@ -80,6 +81,20 @@ def _connector(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     path.write_text(text)
     print(f"wrote {path}")
+    return 0
+
+
+def _schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors import schemas
+
+    root = Path(args.dir) if args.dir else schemas.SCHEMAS_DIR
+    if args.action == "check":
+        stale = schemas.drift(root)
+        for name in stale:
+            print(f"{root / name} differs from the models: run `projectors schemas write`", file=sys.stderr)
+        return 1 if stale else 0
+    for name in schemas.write(root) or ["(all up to date)"]:
+        print(f"wrote {root / name}" if not name.startswith("(") else name)
     return 0
 
 
@@ -232,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     connector.add_argument("action", choices=("render",))
     connector.add_argument("--check", action="store_true", help="fail if the file differs from the rendering")
     connector.set_defaults(func=_connector)
+
+    schemas_cmd = sub.add_parser("schemas", help="JSON Schema of events and projection documents (schemas/)")
+    schemas_cmd.add_argument("action", choices=("write", "check"))
+    schemas_cmd.add_argument("--dir", default=None, help="default: the repository's schemas/")
+    schemas_cmd.set_defaults(func=_schemas)
 
     sample = sub.add_parser("sample", help="write sample social activity into PostgreSQL")
     sample.add_argument("--users", type=int, default=30)

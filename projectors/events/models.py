@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 UNAVAILABLE = "__debezium_unavailable_value"
 
@@ -20,7 +20,7 @@ def _uuid(value: str) -> str:
     return str(uuid.UUID(value))
 
 
-Uuid = Annotated[str, AfterValidator(_uuid)]
+Uuid = Annotated[str, AfterValidator(_uuid), WithJsonSchema({"type": "string", "format": "uuid"})]
 
 
 class Row(BaseModel):

@@ -1,0 +1,65 @@
+"""``schemas/``: JSON Schema for every change event and every projection document, generated from
+the pydantic models (``projectors schemas write``; a test fails when the files drift)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import BaseModel, create_model
+
+from projectors.events.models import ROW_MODELS, Envelope
+from projectors.projections.documents import DOCUMENTS
+
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
+
+
+def event_schemas() -> dict[str, dict[str, Any]]:
+    out = {}
+    for table, row in ROW_MODELS.items():
+        model: type[BaseModel] = create_model(
+            f"{table.capitalize()}ChangeEvent",
+            __base__=Envelope,
+            before=(cast(Any, row | None), None),
+            after=(cast(Any, row | None), None),
+        )
+        schema = model.model_json_schema()
+        schema["title"] = f"Change event of public.{table} (Debezium envelope, JSON converter without schemas)"
+        out[f"events/{table}.json"] = schema
+    return out
+
+
+def document_schemas() -> dict[str, dict[str, Any]]:
+    out = {}
+    for projection, collections in DOCUMENTS.items():
+        for collection, model in collections.items():
+            schema = model.model_json_schema(by_alias=True)
+            schema["title"] = f"{projection} projection: {collection}"
+            out[f"projections/{projection}/{collection}.json"] = schema
+    return out
+
+
+def rendered() -> dict[str, str]:
+    files = {**event_schemas(), **document_schemas()}
+    return {name: json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in files.items()}
+
+
+def write(root: Path) -> list[str]:
+    changed = []
+    for name, text in rendered().items():
+        path = root / name
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed.append(name)
+    return changed
+
+
+def drift(root: Path) -> list[str]:
+    """Files that differ from what the models generate (missing, stale, or not generated at all)."""
+    expected = rendered()
+    out = [name for name, text in expected.items() if not (root / name).exists() or (root / name).read_text() != text]
+    present = {str(p.relative_to(root)) for p in root.rglob("*.json")} if root.exists() else set()
+    return sorted(out + sorted(present - set(expected)))

@@ -1,0 +1,46 @@
+"""schemas/ is generated from the models: it must not drift, and what read services receive must
+validate against it (documents from the spec SQL on real PostgreSQL, events from real capture in
+tests/capture)."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from pathlib import Path
+
+import jsonschema
+import psycopg
+
+from projectors import schemas
+from projectors.db.migrate import migrate
+from projectors.projections import PROJECTIONS
+from projectors.runtime.source import PostgresSource
+from projectors.workload import SocialWorkload
+from tests.conftest import StackHandle
+
+
+def test_schema_files_match_the_models() -> None:
+    assert schemas.drift(schemas.SCHEMAS_DIR) == [], "run `projectors schemas write`"
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    schemas.write(tmp_path)
+    assert schemas.drift(tmp_path) == []
+    (tmp_path / "events" / "posts.json").write_text("{}")
+    (tmp_path / "events" / "extra.json").write_text("{}")
+    assert schemas.drift(tmp_path) == ["events/extra.json", "events/posts.json"]
+
+
+def test_every_projected_document_validates_against_its_schema(stack: StackHandle) -> None:
+    pg = stack.settings.pg.model_copy(update={"database": f"schema_{uuid.uuid4().hex[:10]}"})
+    migrate(pg, "schema_pub", stack.settings.capture.table_list)
+    with psycopg.connect(pg.conninfo()) as conn:
+        SocialWorkload(conn, rng=random.Random(4)).run(300)
+        seen: set[str] = set()
+        for name, projection in PROJECTIONS.items():
+            for key, doc in projection.spec_all(PostgresSource(conn)):
+                path = schemas.SCHEMAS_DIR / "projections" / name / f"{key.collection}.json"
+                jsonschema.validate(doc, json.loads(path.read_text()))
+                seen.add(f"{name}/{key.collection}")
+    assert len(seen) >= 12, seen
