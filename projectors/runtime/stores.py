@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from projectors.errors import ConfigurationError
 from projectors.projections.model import ProjectionStore
 from projectors.settings import Settings
@@ -15,24 +17,24 @@ COSMOS_CONTAINERS = {
 def open_raw_store(settings: Settings, projection: str) -> ProjectionStore:
     """The store adapter itself, without the retry wrapper (verify and the read side use this)."""
     if projection in COSMOS_CONTAINERS:
-        from projectors.stores.cosmos import CosmosStore
+        from projectors.stores.documents import CosmosStore
 
         return CosmosStore(settings.cosmos, COSMOS_CONTAINERS[projection])
     if projection == "graph":
         if settings.graph.backend == "neo4j":
-            from projectors.stores.neo4j import Neo4jGraphStore
+            from projectors.stores.graph_transports import neo4j_store
 
             g = settings.graph
-            return Neo4jGraphStore(g.neo4j_uri, (g.neo4j_user, g.neo4j_password.get_secret_value()), g.neo4j_database)
-        from projectors.stores.falkordb import FalkorGraphStore
+            return neo4j_store(g.neo4j_uri, (g.neo4j_user, g.neo4j_password.get_secret_value()), g.neo4j_database)
+        from projectors.stores.graph_transports import falkordb_store
 
-        return FalkorGraphStore(settings.falkordb)
+        return falkordb_store(settings.falkordb)
     if projection == "search":
         if settings.search.backend == "meilisearch":
-            from projectors.stores.meilisearch import MeilisearchStore
+            from projectors.stores.search_meili import MeilisearchStore
 
             return MeilisearchStore(settings.search.meili_url, settings.search.meili_master_key.get_secret_value())
-        from projectors.stores.search_sqlite import SqliteSearchStore
+        from projectors.stores.search_fts import SqliteSearchStore
 
         settings.search_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteSearchStore(settings.search_sqlite_path)
@@ -46,4 +48,4 @@ def open_store(settings: Settings, projection: str) -> ProjectionStore:
     policy = RetryPolicy(
         initial_s=settings.worker.retry_initial_s, max_s=settings.worker.retry_max_s, multiplier=2.0, max_attempts=None
     )
-    return RetryingStore(open_raw_store(settings, projection), policy)
+    return cast(ProjectionStore, RetryingStore(open_raw_store(settings, projection), policy))

@@ -1,0 +1,86 @@
+"""The two transports of the graph store: FalkorDB's native client (local) and the Neo4j driver."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from projectors.settings import FalkorSettings
+from projectors.stores.graph import EDGES, NODES, GraphStore
+
+
+class FalkorTransport:
+    backend = "falkordb"
+
+    def __init__(self, host: str, port: int, graph: str, timeout_s: float = 30.0) -> None:
+        from falkordb import FalkorDB
+
+        self._db = FalkorDB(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=3.0)
+        self._graph = self._db.select_graph(graph)
+
+    def run(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        result = self._graph.query(cypher, dict(params or {}))
+        names = [h[1] if isinstance(h, (list, tuple)) else h for h in (result.header or [])]
+        return [{name: _plain(value) for name, value in zip(names, row, strict=False)} for row in result.result_set]
+
+    def retriable(self, exc: Exception) -> bool:
+        import redis
+
+        return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError))
+
+    def ddl(self) -> list[str]:
+        nodes = [f"CREATE INDEX FOR (n:{label}) ON (n.id)" for label in NODES]
+        edges = [f"CREATE INDEX FOR ()-[r:{rel}]-() ON (r.id)" for rel in EDGES]
+        return [*nodes, "CREATE INDEX FOR (t:Tombstone) ON (t.key)", *edges]
+
+    def close(self) -> None:
+        self._db.connection.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class Neo4jTransport:
+    backend = "neo4j"
+
+    def __init__(self, uri: str, auth: tuple[str, str], database: str) -> None:
+        import neo4j
+
+        self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, connection_acquisition_timeout=10.0)
+        self._database = database
+
+    def run(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        records, _summary, _keys = self._driver.execute_query(
+            cypher, dict(params or {}), database_=self._database
+        )
+        return [record.data() for record in records]
+
+    def retriable(self, exc: Exception) -> bool:
+        from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
+
+        return isinstance(exc, (ServiceUnavailable, SessionExpired, TransientError, ConnectionError, TimeoutError))
+
+    def ddl(self) -> list[str]:
+        nodes = [
+            f"CREATE CONSTRAINT projectors_{label.lower()}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE"
+            for label in NODES
+        ]
+        edges = [
+            f"CREATE INDEX projectors_{rel.lower()}_id IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.id)" for rel in EDGES
+        ]
+        tomb = "CREATE CONSTRAINT projectors_tombstone_key IF NOT EXISTS FOR (t:Tombstone) REQUIRE t.key IS UNIQUE"
+        return [*nodes, tomb, *edges]
+
+    def close(self) -> None:
+        self._driver.close()
+
+
+def falkordb_store(settings: FalkorSettings, graph: str | None = None) -> GraphStore:
+    return GraphStore(FalkorTransport(settings.host, settings.port, graph or settings.graph))
+
+
+def neo4j_store(uri: str, auth: tuple[str, str], database: str) -> GraphStore:
+    return GraphStore(Neo4jTransport(uri, auth, database))
