@@ -283,12 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """The azure SDK logs every HTTP request and its headers at INFO: far too much, and slow."""
+    for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "urllib3", "neo4j"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_libraries()
     handler: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
         settings = load_settings()

@@ -12,7 +12,6 @@ from pydantic import BaseModel, create_model
 from projectors.events.models import ROW_MODELS, Envelope
 from projectors.projections.documents import DOCUMENTS
 
-
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 

@@ -84,3 +84,17 @@ def stack() -> Iterator[StackHandle]:
         yield StackHandle(settings, {**env, **settings_to_env(settings)})
     finally:
         local.down(settings, parts, say=lambda _line: None)
+
+
+@pytest.fixture(scope="session")
+def store_servers() -> Iterator[StackHandle]:
+    """FalkorDB and the Cosmos REST server, for the store contract suites."""
+    root = private_dir("projectors-stores-")
+    env = stack_env(root)
+    settings = load_settings(env)
+    parts = ["falkordb", "cosmos"]
+    try:
+        local.up(settings, parts, say=lambda _line: None)
+        yield StackHandle(settings, env)
+    finally:
+        local.down(settings, parts, say=lambda _line: None)

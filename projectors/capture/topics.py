@@ -25,6 +25,17 @@ class TopicRecord:
     value: Any  # None for a tombstone
 
 
+def _json_or_text(raw: bytes | None) -> Any:
+    """A record's key or value as JSON, or as text when it is not JSON (a dead letter's key is
+    whatever the bad record had)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
 def read_from_start(
     settings: Settings,
     topics: list[str],
@@ -70,8 +81,8 @@ def read_from_start(
                 msg.topic() or "",
                 msg.partition() or 0,
                 msg.offset() or 0,
-                json.loads(raw_key) if raw_key else None,
-                json.loads(raw_value) if raw_value else None,
+                _json_or_text(raw_key),
+                _json_or_text(raw_value),
             )
             seen.append(record)
             last_new = time.monotonic()

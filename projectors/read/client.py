@@ -21,11 +21,12 @@ FEED_PAGE = (
 COUNTERS = "SELECT c.id, c.subjectId, c.kind, c.count FROM c WHERE c.subjectId = @subject AND c.deleted = false"
 
 # Friends of friends the user does not follow yet, has not blocked and is not blocked by, ranked by
-# how many of the user's followees follow them. One query, both graph backends.
+# how many of the user's followees follow them. One query, both graph backends (FalkorDB counts an
+# anonymous middle node once per row group, so the middle node is named and counted DISTINCT).
 SUGGESTIONS = (
-    "MATCH (me:User {id: $id})-[:FOLLOWS]->(:User)-[:FOLLOWS]->(s:User) "
+    "MATCH (me:User {id: $id})-[:FOLLOWS]->(m:User)-[:FOLLOWS]->(s:User) "
     "WHERE s.id <> $id AND NOT (me)-[:FOLLOWS]->(s) AND NOT (me)-[:BLOCKS]->(s) AND NOT (s)-[:BLOCKS]->(me) "
-    "RETURN s.id AS id, s.handle AS handle, count(*) AS mutual ORDER BY mutual DESC, handle LIMIT $limit"
+    "RETURN s.id AS id, s.handle AS handle, count(DISTINCT m) AS mutual ORDER BY mutual DESC, handle LIMIT $limit"
 )
 
 

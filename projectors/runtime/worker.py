@@ -189,5 +189,7 @@ def run_worker(settings: Settings, name: str, loglevel: str = "info") -> None:
         ", ".join(projection_topics(settings, projector.projection)),
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    for noisy in ("azure", "urllib3", "neo4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.argv = sys.argv[:1]
     worker.execute_from_commandline()

@@ -13,13 +13,24 @@ class FalkorTransport:
     backend = "falkordb"
 
     def __init__(self, host: str, port: int, graph: str, timeout_s: float = 30.0) -> None:
-        from falkordb import FalkorDB
+        self.host, self.port, self.graph_name, self.timeout_s = host, port, graph, timeout_s
+        self._db: Any = None
+        self._graph: Any = None
 
-        self._db = FalkorDB(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=3.0)
-        self._graph = self._db.select_graph(graph)
+    def _connected(self) -> Any:
+        """Connected on first use (the client connects at construction): a server that is down when a
+        worker starts is an outage to retry, not a crash."""
+        if self._graph is None:
+            from falkordb import FalkorDB
+
+            self._db = FalkorDB(
+                host=self.host, port=self.port, socket_timeout=self.timeout_s, socket_connect_timeout=3.0
+            )
+            self._graph = self._db.select_graph(self.graph_name)
+        return self._graph
 
     def run(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        result = self._graph.query(cypher, dict(params or {}))
+        result = self._connected().query(cypher, dict(params or {}))
         names = [h[1] if isinstance(h, (list, tuple)) else h for h in (result.header or [])]
         return [{name: _plain(value) for name, value in zip(names, row, strict=False)} for row in result.result_set]
 
@@ -34,7 +45,8 @@ class FalkorTransport:
         return [*nodes, "CREATE INDEX FOR (t:Tombstone) ON (t.key)", *edges]
 
     def close(self) -> None:
-        self._db.connection.close()
+        if self._db is not None:
+            self._db.connection.close()
 
 
 def _plain(value: Any) -> Any:

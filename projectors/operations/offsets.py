@@ -1,0 +1,82 @@
+"""Consumer-group offsets, through the Kafka protocol: where each projection is, and resetting it.
+
+A reset commits the new offsets for the group without joining it (a "simple" commit), then reads them
+back: the local broker (Tansu) acknowledged AdminClient.alter_consumer_group_offsets for a group that
+had members without applying it, so the read-back is what proves a reset happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from projectors.errors import RetriableError
+from projectors.settings import Settings
+
+
+def _admin(settings: Settings) -> AdminClient:
+    config: dict[str, str | int | float | bool] = dict(settings.kafka.client_config())
+    return AdminClient(config)
+
+
+def _consumer(settings: Settings, group: str) -> Consumer:
+    return Consumer(
+        {**settings.kafka.client_config(), "group.id": group, "enable.auto.commit": False, "session.timeout.ms": 6000}
+    )
+
+
+def partitions(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
+    admin = _admin(settings)
+    meta = admin.list_topics(timeout=15)
+    out = []
+    for topic in topics:
+        if topic in meta.topics:
+            out += [TopicPartition(topic, p) for p in sorted(meta.topics[topic].partitions)]
+    return out
+
+
+def committed(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    admin = _admin(settings)
+    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(30)
+    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or []}
+
+
+def reset_to_earliest(
+    settings: Settings, group: str, topics: Iterable[str], timeout_s: float = 90.0
+) -> dict[tuple[str, int], int]:
+    """Commit each partition's earliest offset for ``group`` (its workers must be stopped).
+
+    A group whose last member has just left can still count it as a member for a session timeout:
+    the commit is then refused (unknown member, rebalance in progress), so the group is deleted
+    (it holds nothing but these offsets) and the commit retried."""
+    deadline = time.monotonic() + timeout_s
+    consumer = _consumer(settings, group)
+    targets: list[TopicPartition] = []
+    try:
+        for tp in partitions(settings, topics):
+            low, _high = consumer.get_watermark_offsets(tp, timeout=15)
+            targets.append(TopicPartition(tp.topic, tp.partition, low))
+        while targets:
+            try:
+                consumer.commit(offsets=targets, asynchronous=False)
+                break
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise RetriableError(f"cannot reset the offsets of group {group}: {exc}") from exc
+                admin = _admin(settings)
+                for future in admin.delete_consumer_groups([group], request_timeout=15).values():
+                    with contextlib.suppress(KafkaException):  # not empty yet: retry
+                        future.result()
+                time.sleep(2.0)
+    finally:
+        consumer.close()
+    wanted = {(tp.topic, tp.partition): tp.offset for tp in targets}
+    now = committed(settings, group)
+    wrong = {k: (v, now.get(k)) for k, v in wanted.items() if now.get(k) != v}
+    if wrong:
+        raise RetriableError(f"offsets of group {group} not reset (wanted, found): {wrong}")
+    return wanted

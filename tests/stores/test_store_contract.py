@@ -1,0 +1,203 @@
+"""One contract for every store adapter, run against real servers: Cosmos (REST server), FalkorDB
+(native client), SQLite FTS5; Neo4j and Meilisearch join the parameters when
+PROJECTORS_TEST_NEO4J_URI / PROJECTORS_TEST_MEILI_URL point at a reachable server (they are not
+listed, rather than skipped, when not)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from projectors.projections.model import ApplyResult, Document, ItemKey, ProjectionStore, Put, Remove
+from projectors.settings import CosmosSettings, FalkorSettings
+from projectors.stores.documents import CosmosStore
+from projectors.stores.graph_transports import falkordb_store, neo4j_store
+from projectors.stores.search_fts import SqliteSearchStore
+from projectors.stores.search_meili import MeilisearchStore
+from tests.conftest import StackHandle, free_port
+
+
+@dataclass
+class Backend:
+    """A store with one collection and how to make a document for an item of it."""
+
+    store: ProjectionStore
+    collection: str
+    make: Callable[[str, str], Document]  # (item id, content variant) -> document
+    partition: Callable[[str], str] = lambda _i: ""
+
+    def key(self, item: str) -> ItemKey:
+        return ItemKey(self.collection, self.item_id(item), self.partition(item))
+
+    def item_id(self, item: str) -> str:
+        return item
+
+    def put(self, item: str, version: int, variant: str = "a") -> Put:
+        return Put(self.key(item), version, self.make(item, variant))
+
+    def remove(self, item: str, version: int) -> Remove:
+        return Remove(self.key(item), version)
+
+    def live(self) -> dict[str, Document]:
+        return {k.id: dict(d) for k, d in self.store.live_items(self.collection)}
+
+
+def _uuid(item: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, item))
+
+
+def cosmos_backend(handle: StackHandle) -> Backend:
+    settings = handle.settings.cosmos.model_copy(update={"database": f"contract{uuid.uuid4().hex[:8]}"})
+    store = CosmosStore(settings, {"counters": "/subjectId"})
+    store.ensure_schema()
+
+    def make(item: str, variant: str) -> Document:
+        return {"id": f"{item}:likes", "subjectId": item, "kind": "likes", "count": len(variant)}
+
+    backend = Backend(store, "counters", make, partition=lambda i: i)
+    backend.item_id = lambda i: f"{i}:likes"  # type: ignore[method-assign]
+    return backend
+
+
+def graph_backend(store: ProjectionStore) -> Backend:
+    store.ensure_schema()
+    return Backend(store, "User", lambda i, v: {"id": i, "handle": f"{i}-{v}"})
+
+
+def sqlite_backend(tmp: Path) -> Backend:
+    store = SqliteSearchStore(tmp / "search.sqlite3")
+    return Backend(
+        store,
+        "users",
+        lambda i, v: {"id": i, "handle": i, "displayName": f"name {v}", "bio": "likes graphs and kafka"},
+    )
+
+
+def meili_backend() -> Backend:
+    store = MeilisearchStore(
+        os.environ["PROJECTORS_TEST_MEILI_URL"], os.environ.get("PROJECTORS_TEST_MEILI_KEY", ""),
+        prefix=f"t{uuid.uuid4().hex[:8]}_",
+    )
+    store.ensure_schema()
+    return Backend(store, "users", lambda i, v: {"id": i, "handle": i, "displayName": f"name {v}", "bio": "b"})
+
+
+BACKENDS = ["cosmos", "falkordb", "sqlite"]
+if os.environ.get("PROJECTORS_TEST_NEO4J_URI"):
+    BACKENDS.append("neo4j")
+if os.environ.get("PROJECTORS_TEST_MEILI_URL"):
+    BACKENDS.append("meilisearch")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    kind = request.param
+    if kind == "cosmos":
+        b = cosmos_backend(request.getfixturevalue("store_servers"))
+    elif kind == "falkordb":
+        handle: StackHandle = request.getfixturevalue("store_servers")
+        b = graph_backend(falkordb_store(handle.settings.falkordb, graph=f"contract{uuid.uuid4().hex[:8]}"))
+    elif kind == "neo4j":
+        store = neo4j_store(
+            os.environ["PROJECTORS_TEST_NEO4J_URI"],
+            (
+                os.environ.get("PROJECTORS_TEST_NEO4J_USER", "neo4j"),
+                os.environ.get("PROJECTORS_TEST_NEO4J_PASSWORD", ""),
+            ),
+            os.environ.get("PROJECTORS_TEST_NEO4J_DATABASE", "neo4j"),
+        )
+        store.query("MATCH (n) DETACH DELETE n")
+        b = graph_backend(store)
+    elif kind == "sqlite":
+        b = sqlite_backend(tmp_path)
+    else:
+        b = meili_backend()
+    yield b
+    b.store.close()
+
+
+def totals(r: ApplyResult) -> tuple[int, int, int, int]:
+    return r.changed, r.skipped_stale, r.unchanged, len(r.failures)
+
+
+def test_put_then_read_back_exactly_the_document(backend: Backend) -> None:
+    r = backend.store.apply([backend.put("u1", 10), backend.put("u2", 10)])
+    assert totals(r) == (2, 0, 0, 0)
+    live = backend.live()
+    assert live[backend.item_id("u1")] == backend.make("u1", "a")
+    assert set(live) == {backend.item_id("u1"), backend.item_id("u2")}
+
+
+def test_an_older_or_equal_version_is_skipped(backend: Backend) -> None:
+    backend.store.apply([backend.put("u1", 10, "new")])
+    r = backend.store.apply([backend.put("u1", 9, "old"), backend.put("u1", 10, "same-version")])
+    assert r.skipped_stale == 2 and r.changed == 0
+    assert backend.live()[backend.item_id("u1")] == backend.make("u1", "new")
+
+
+def test_a_remove_leaves_a_tombstone_that_an_older_put_cannot_pass(backend: Backend) -> None:
+    backend.store.apply([backend.put("u1", 10)])
+    assert totals(backend.store.apply([backend.remove("u1", 20)])) == (1, 0, 0, 0)
+    assert backend.live() == {}
+    assert backend.store.apply([backend.put("u1", 15, "late")]).skipped_stale == 1
+    assert backend.live() == {}
+    # never seen before: still a tombstone
+    assert totals(backend.store.apply([backend.remove("ghost", 30)])) == (0, 0, 1, 0)
+    assert backend.store.apply([backend.put("ghost", 29)]).skipped_stale == 1
+    assert backend.live() == {}
+    # a newer put brings it back
+    assert backend.store.apply([backend.put("u1", 21, "back")]).changed == 1
+    assert backend.live()[backend.item_id("u1")] == backend.make("u1", "back")
+
+
+def test_replaying_a_batch_changes_nothing_and_same_content_is_unchanged(backend: Backend) -> None:
+    batch = [backend.put(f"u{i}", 10) for i in range(5)] + [backend.remove("u9", 10)]
+    backend.store.apply(batch)
+    before = backend.live()
+    assert totals(backend.store.apply(batch)) == (0, 6, 0, 0)
+    newer = [backend.put(f"u{i}", 11) for i in range(5)]
+    assert totals(backend.store.apply(newer)) == (0, 0, 5, 0)
+    assert backend.live() == before
+
+
+def test_duplicates_in_one_batch_keep_the_highest_version(backend: Backend) -> None:
+    r = backend.store.apply([backend.put("u1", 5, "v5"), backend.put("u1", 7, "v7"), backend.put("u1", 6, "v6")])
+    assert r.changed == 1 and r.skipped_stale == 2
+    assert backend.live()[backend.item_id("u1")] == backend.make("u1", "v7")
+
+
+def test_find_keys_by_field(backend: Backend) -> None:
+    backend.store.apply([backend.put("u1", 1), backend.put("u2", 1, "bb"), backend.remove("u3", 1)])
+    doc = backend.make("u2", "bb")
+    field = next(k for k in doc if k not in ("id", "subjectId") and doc[k] != backend.make("u1", "a").get(k))
+    found = backend.store.find_keys(backend.collection, {field: doc[field]})
+    assert [k.id for k in found] == [backend.item_id("u2")]
+    assert backend.store.ping()
+
+
+def test_a_large_batch(backend: Backend) -> None:
+    n = 300 if backend.collection == "counters" else 3000
+    r = backend.store.apply([backend.put(f"u{i}", 1) for i in range(n)])
+    assert totals(r) == (n, 0, 0, 0)
+    assert len(backend.live()) == n
+
+
+@pytest.mark.parametrize("kind", ["cosmos", "falkordb"])
+def test_a_server_that_is_down_gives_retriable_failures(kind: str) -> None:
+    closed = free_port()
+    store: ProjectionStore
+    if kind == "cosmos":
+        store = CosmosStore(CosmosSettings(endpoint=f"http://127.0.0.1:{closed}"), {"counters": "/subjectId"})
+        op: Any = Put(ItemKey("counters", "s:likes", "s"), 1, {"id": "s:likes", "subjectId": "s"})
+    else:
+        store = falkordb_store(FalkorSettings(port=closed))
+        op = Put(ItemKey("User", "u"), 1, {"id": "u", "handle": "h"})
+    result = store.apply([op])
+    assert len(result.failures) == 1 and result.failures[0].retriable
+    assert not store.ping()
