@@ -70,7 +70,14 @@ class Drift:
         }
 
 
-def verify_projection(settings: Settings, name: str, store: ProjectionStore, sample_limit: int = 20) -> Drift:
+def verify_projection(
+    settings: Settings,
+    name: str,
+    store: ProjectionStore,
+    sample_limit: int = 20,
+    collect: set[ItemKey] | None = None,
+) -> Drift:
+    """Compare one projection's store with its spec. ``collect`` receives every drifted key."""
     if name not in PROJECTIONS:
         raise ConfigurationError(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
     projection = PROJECTIONS[name]
@@ -91,9 +98,15 @@ def verify_projection(settings: Settings, name: str, store: ProjectionStore, sam
             elif have != digest(doc):
                 drift.wrong += 1
                 drift.note("wrong", key, doc, sample_limit)
+            else:
+                continue
+            if collect is not None:
+                collect.add(key)
     for key in held:
         drift.extra += 1
         drift.note("extra", key, None, sample_limit)
+        if collect is not None:
+            collect.add(key)
     return drift
 
 

@@ -1,0 +1,58 @@
+"""`projectors verify --repair`: rewrite exactly the drifted items from the spec, with the guard.
+
+The drifted keys (missing, extra, wrong) are collected by a full verify; their intended state is
+read with a fresh ticket, so the repair is newer than anything the store holds and never older than
+a write a worker makes at the same time (that write's ticket is newer still, and wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+
+from projectors.operations.verify import verify_projection
+from projectors.projections import PROJECTIONS
+from projectors.projections.base import ops_for
+from projectors.projections.model import ApplyResult, ItemKey, ProjectionStore, Put
+from projectors.runtime.source import PostgresSource
+from projectors.settings import Settings
+
+
+@dataclass
+class Repair:
+    projection: str
+    drifted: int
+    written: int
+    removed: int
+    result: ApplyResult
+
+
+def drifted_keys(settings: Settings, name: str, store: ProjectionStore) -> set[ItemKey]:
+    keys: set[ItemKey] = set()
+    verify_projection(settings, name, store, collect=keys)
+    return keys
+
+
+def repair(settings: Settings, name: str, store: ProjectionStore, keys: Iterable[ItemKey], chunk: int = 2000) -> Repair:
+    projection = PROJECTIONS[name]
+    ordered = sorted(set(keys))
+    written = removed = 0
+    changed = stale = unchanged = 0
+    failures = []
+    with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+        source = PostgresSource(conn)
+        for start in range(0, len(ordered), chunk):
+            part = ordered[start : start + chunk]
+            with source.read() as ticket:
+                spec = projection.spec_for(part, source)
+            ops = ops_for(part, spec, ticket)
+            result = store.apply(ops)
+            written += sum(isinstance(op, Put) for op in ops)
+            removed += sum(not isinstance(op, Put) for op in ops)
+            changed += result.changed
+            stale += result.skipped_stale
+            unchanged += result.unchanged
+            failures += list(result.failures)
+    return Repair(name, len(ordered), written, removed, ApplyResult(changed, stale, unchanged, failures))
