@@ -191,14 +191,20 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
     names = args.projection or list(PROJECTIONS)
 
+    last_shown = [0.0]
+
     def show(results: list[Drift]) -> None:
-        if args.json:
-            return
+        clean = all(r.total == 0 for r in results)
+        if args.json or (not clean and time.monotonic() - last_shown[0] < 15.0):
+            return  # while waiting, one progress report every 15 s
+        last_shown[0] = time.monotonic()
         for r in results:
             state = "ok" if r.total == 0 else f"DRIFT missing={r.missing} extra={r.extra} wrong={r.wrong}"
             print(f"  {r.projection:<9} checked {r.checked:>7}  held {r.held:>7}  {state}")
 
     results = verify_until_clean(settings, names, open_raw_store, wait_s=args.wait, on_attempt=show)
+    if args.repair and any(r.total for r in results):
+        return _repair(settings, [r.projection for r in results if r.total], args.json)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
@@ -208,6 +214,85 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     drift = sum(r.total for r in results)
     print("verify: zero drift" if drift == 0 else f"verify: {drift} drifted item(s)")
     return 0 if drift == 0 else 1
+
+
+def _repair(settings: Settings, names: list[str], as_json: bool) -> int:
+    from projectors.operations.repair import drifted_keys, repair
+    from projectors.operations.verify import verify_projection
+    from projectors.runtime.stores import open_raw_store
+
+    status = 0
+    report = []
+    for name in names:
+        store = open_raw_store(settings, name)
+        try:
+            keys = drifted_keys(settings, name, store)
+            done = repair(settings, name, store, keys)
+            after = verify_projection(settings, name, store)
+        finally:
+            store.close()
+        status |= 1 if after.total or done.result.failures else 0
+        line = {
+            "projection": name, "drifted": done.drifted, "rewritten": done.written, "removed": done.removed,
+            "changed": done.result.changed, "failures": len(done.result.failures), "driftAfter": after.total,
+        }
+        report.append(line)
+        if not as_json:
+            print(
+                f"  {name:<9} repaired {done.drifted} drifted item(s): {done.written} rewritten, "
+                f"{done.removed} removed, {done.result.changed} changed; drift after repair: {after.total}"
+            )
+    if as_json:
+        print(json.dumps(report, indent=2))
+    return status
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.operations.status import gather, render
+
+    rows = gather(settings, args.projection or None)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        print("\n".join(render(rows)))
+    return 0 if all(r.store_up for r in rows) else 1
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.operations.replay import replay
+
+    progress = replay(settings, args.projection, args.start, force=args.force, wait_s=args.wait)
+    return 0 if progress.done >= progress.total or args.wait == 0 else 1
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.operations import dlq
+
+    if args.action == "list":
+        found = list(dlq.letters(settings, args.projection))
+        for letter in found:
+            print(letter.summary())
+        print(f"{len(found)} dead letter(s), {sum(not x.redriven for x in found)} not redriven")
+        return 0
+    if args.action == "show":
+        if not args.ids:
+            raise ConfigurationError("dlq show needs a dead letter id (see `projectors dlq list`)")
+        for letter_id in args.ids:
+            print(dlq.as_json(dlq.find(settings, letter_id)))
+        return 0
+    if args.all:
+        chosen = [x for x in dlq.letters(settings, args.projection) if not x.redriven]
+    elif args.ids:
+        chosen = [dlq.find(settings, letter_id) for letter_id in args.ids]
+    else:
+        raise ConfigurationError("dlq redrive needs --all or dead letter ids")
+    override = Path(args.value_file).read_bytes() if args.value_file else None
+    if override is not None and len(chosen) != 1:
+        raise ConfigurationError("--value-file corrects one dead letter: give exactly one id")
+    results = dlq.redrive(settings, chosen, override)
+    for letter_id, result in results.items():
+        print(f"{letter_id}: {result}")
+    return 0 if all(r == "applied" for r in results.values()) else 1
 
 
 def _config(args: argparse.Namespace, settings: Settings) -> int:
@@ -220,6 +305,16 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
             shown = "**********" if hasattr(value, "get_secret_value") else value
             print(f"{cls.env_name(field)}={shown}")
     return 0
+
+
+PROJECTION_NAMES = ("feed", "counters", "graph", "search")
+
+
+def projection_name(value: str) -> str:
+    """argparse type (``choices`` with ``nargs="*"`` rejects an empty list on Python 3.11)."""
+    if value not in PROJECTION_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown projection {value!r} (choose from {', '.join(PROJECTION_NAMES)})")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,10 +367,33 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
 
     verify = sub.add_parser("verify", help="compare projections with the spec computed from PostgreSQL")
-    verify.add_argument("projection", nargs="*", choices=("feed", "counters", "graph", "search"))
+    verify.add_argument("projection", nargs="*", type=projection_name, help="default: all")
     verify.add_argument("--wait", type=float, default=0.0, help="re-check drifted projections for up to N seconds")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--repair", action="store_true", help="rewrite exactly the drifted items from the spec")
     verify.set_defaults(func=_verify)
+
+    status_cmd = sub.add_parser("status", help="per projection and partition: offsets, lag, rate, store, DLQ")
+    status_cmd.add_argument("projection", nargs="*", type=projection_name, help="default: all")
+    status_cmd.add_argument("--json", action="store_true")
+    status_cmd.set_defaults(func=_status)
+
+    replay_cmd = sub.add_parser("replay", help="reprocess a projection from a point in its topics")
+    replay_cmd.add_argument("projection", choices=PROJECTION_NAMES)
+    replay_cmd.add_argument(
+        "--from", dest="start", default="earliest", help="earliest | ISO time | topic:partition:offset,..."
+    )
+    replay_cmd.add_argument("--force", action="store_true", help="stop the local workers, reset, restart them")
+    replay_cmd.add_argument("--wait", type=float, default=600.0, help="follow the progress for up to N seconds")
+    replay_cmd.set_defaults(func=_replay)
+
+    dlq_cmd = sub.add_parser("dlq", help="dead letters: list | show <id> | redrive [--all | <id>...]")
+    dlq_cmd.add_argument("action", choices=("list", "show", "redrive"))
+    dlq_cmd.add_argument("ids", nargs="*", help="dead letter ids: <projection>:<partition>:<offset>")
+    dlq_cmd.add_argument("--projection", choices=PROJECTION_NAMES)
+    dlq_cmd.add_argument("--all", action="store_true", help="redrive every dead letter not redriven yet")
+    dlq_cmd.add_argument("--value-file", help="redrive one letter with this corrected value (JSON file)")
+    dlq_cmd.set_defaults(func=_dlq)
 
     config = sub.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("action", choices=("check",))

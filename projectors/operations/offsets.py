@@ -45,21 +45,65 @@ def committed(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or []}
 
 
+def earliest(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
+    consumer = _consumer(settings, "projectors-offsets")
+    try:
+        out = []
+        for tp in partitions(settings, topics):
+            low, _high = consumer.get_watermark_offsets(tp, timeout=15)
+            out.append(TopicPartition(tp.topic, tp.partition, low))
+        return out
+    finally:
+        consumer.close()
+
+
+def ends(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    consumer = _consumer(settings, "projectors-offsets")
+    try:
+        out = {}
+        for tp in partitions(settings, topics):
+            _low, high = consumer.get_watermark_offsets(tp, timeout=15)
+            out[(tp.topic, tp.partition)] = high
+        return out
+    finally:
+        consumer.close()
+
+
+def at_time(settings: Settings, topics: Iterable[str], timestamp_ms: int) -> list[TopicPartition]:
+    """The first offset at or after ``timestamp_ms`` in each partition (its end when there is none)."""
+    consumer = _consumer(settings, "projectors-offsets")
+    try:
+        wanted = [TopicPartition(tp.topic, tp.partition, timestamp_ms) for tp in partitions(settings, topics)]
+        found = consumer.offsets_for_times(wanted, timeout=15)
+        out = []
+        for tp in found:
+            offset = tp.offset
+            if offset < 0:
+                _low, offset = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=15)
+            out.append(TopicPartition(tp.topic, tp.partition, offset))
+        return out
+    finally:
+        consumer.close()
+
+
 def reset_to_earliest(
     settings: Settings, group: str, topics: Iterable[str], timeout_s: float = 90.0
 ) -> dict[tuple[str, int], int]:
-    """Commit each partition's earliest offset for ``group`` (its workers must be stopped).
+    """Commit each partition's earliest offset for ``group`` (its workers must be stopped)."""
+    return commit(settings, group, earliest(settings, topics), timeout_s)
+
+
+def commit(
+    settings: Settings, group: str, targets: list[TopicPartition], timeout_s: float = 90.0
+) -> dict[tuple[str, int], int]:
+    """Commit ``targets`` for ``group`` (its workers must be stopped), and check they were applied.
 
     A group whose last member has just left can still count it as a member for a session timeout:
     the commit is then refused (unknown member, rebalance in progress), so the group is deleted
     (it holds nothing but these offsets) and the commit retried."""
     deadline = time.monotonic() + timeout_s
     consumer = _consumer(settings, group)
-    targets: list[TopicPartition] = []
     try:
-        for tp in partitions(settings, topics):
-            low, _high = consumer.get_watermark_offsets(tp, timeout=15)
-            targets.append(TopicPartition(tp.topic, tp.partition, low))
         while targets:
             try:
                 consumer.commit(offsets=targets, asynchronous=False)

@@ -58,7 +58,8 @@ def projection_status(settings: Settings, name: str, consumer: Consumer) -> Proj
         low, high = consumer.get_watermark_offsets(tp, timeout=10)
         offset = done.get((tp.topic, tp.partition))
         position = offset if offset is not None and offset >= 0 else low
-        lag = max(0, high - position)
+        high = max(high, position)  # the local broker can report an end below what was consumed (INFRA.md)
+        lag = high - position
         status.partitions.append(PartitionStatus(tp.topic, tp.partition, offset, high, lag))
         status.lag += lag
     for tp in partitions(settings, [dead_letter_topic(settings, name)]):

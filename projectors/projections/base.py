@@ -12,6 +12,7 @@ all with the read's ticket as version. ``ops_for`` is the pure heart of it.
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -55,14 +56,17 @@ class ItemKind:
     key_params: Callable[[Sequence[ItemKey]], Sequence[Any]]
     item: Callable[[tuple[Any, ...]], tuple[ItemKey, Document]]
     suffix: str = ""  # when several kinds share a collection: the id suffix that tells them apart
+    uuid_parts: int = 1  # leading ':'-separated parts of the id that are UUIDs (others are not items)
 
     def owns(self, key: ItemKey) -> bool:
         return key.collection == self.collection and key.id.endswith(self.suffix)
 
     def for_keys(self, source: PostgresSource, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
-        wanted = set(keys)
+        wanted = {k for k in keys if all(is_uuid(p) for p in k.id.split(":")[: self.uuid_parts])}
+        if not wanted:
+            return {}
         out: dict[ItemKey, Document] = {}
-        for row in source.rows(self.sql.format(where=self.key_where), self.key_params(keys)):
+        for row in source.rows(self.sql.format(where=self.key_where), self.key_params(sorted(wanted))):
             key, doc = self.item(row)
             if key in wanted:
                 out[key] = doc
@@ -71,6 +75,16 @@ class ItemKind:
     def all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:
         for row in source.stream(self.sql.format(where="TRUE")):
             yield self.item(row)
+
+
+def is_uuid(value: str) -> bool:
+    """Ids that are not UUIDs cannot be source rows (a store may hold anything: verify --repair
+    removes such items)."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def split_ids(keys: Sequence[ItemKey], parts: int) -> list[list[str]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
-from projectors.projections.base import Projection, Touch, iso
+from projectors.projections.base import Projection, Touch, is_uuid, iso
 from projectors.projections.model import Document, ItemKey, ProjectionStore
 from projectors.runtime.source import PostgresSource
 
@@ -132,7 +132,7 @@ class FeedProjection(Projection):
         return keys
 
     def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:
-        ordered = sorted(keys)
+        ordered = sorted(k for k in keys if all(is_uuid(p) for p in k.id.split(":")) and k.id.count(":") == 1)
         recipients = [k.partition for k in ordered]
         post_ids = [k.id.split(":", 1)[1] for k in ordered]
         wanted = set(ordered)

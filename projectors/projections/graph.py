@@ -86,6 +86,7 @@ KINDS = (
         "t = ANY(%s::text[])",
         _ids,
         _topic,
+        uuid_parts=0,
     ),
     ItemKind(
         "FOLLOWS",
@@ -93,6 +94,7 @@ KINDS = (
         "(follower_id, followee_id) IN (SELECT * FROM unnest(%s::uuid[], %s::uuid[]))",
         _parts(2),
         _pair("FOLLOWS"),
+        uuid_parts=2,
     ),
     ItemKind(
         "AUTHORED",
@@ -100,6 +102,7 @@ KINDS = (
         "(author_id, id) IN (SELECT * FROM unnest(%s::uuid[], %s::uuid[]))",
         _parts(2),
         _pair("AUTHORED"),
+        uuid_parts=2,
     ),
     ItemKind(
         "REACTED",
@@ -107,6 +110,7 @@ KINDS = (
         "(user_id, post_id, kind) IN (SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[]))",
         _parts(3),
         _reacted,
+        uuid_parts=2,
     ),
     ItemKind(
         "REPLIED",
@@ -128,6 +132,7 @@ KINDS = (
         "(blocker_id, blocked_id) IN (SELECT * FROM unnest(%s::uuid[], %s::uuid[]))",
         _parts(2),
         _pair("BLOCKS"),
+        uuid_parts=2,
     ),
 )
 

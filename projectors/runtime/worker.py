@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from projectors.capture.preflight import ensure_topics
 from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTIONS
 from projectors.projections.base import Projection
-from projectors.runtime.batch import BatchProjector
+from projectors.runtime.batch import BatchProjector, BatchStats
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
+from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.stores import open_store
 from projectors.settings import KafkaSettings, Settings
 
@@ -105,9 +107,7 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
         topic_replication_factor=settings.kafka.replication_factor,
         broker_commit_interval=settings.worker.commit_interval_s,
         consumer_auto_offset_reset="earliest",
-        web_enabled=settings.worker.web_port > 0,
-        web_port=settings.worker.web_port or 6066,
-        web_host="127.0.0.1",
+        web_enabled=False,  # /health and /metrics are served by runtime/observe.py
         autodiscover=False,
         stream_wait_empty=True,
     )
@@ -117,10 +117,23 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
 
     stats_file = stats_path(settings, name)
     stats_file.parent.mkdir(parents=True, exist_ok=True)
+    started_at = time.time()
+    metrics = Metrics(name)
+    previous = BatchStats()
 
     def process_and_report(records: list[RawRecord]) -> None:
         projector.process(records)
-        write_stats(stats_file, projector)
+        record_metrics(metrics, previous, projector)
+        write_stats(stats_file, projector, started_at)
+
+    def readiness() -> dict[str, bool]:
+        store_up = bool(getattr(projector.store, "healthy", True)) and projector.store.ping()
+        metrics.store_up.labels(name).set(1 if store_up else 0)
+        return {"store": store_up, "consuming": projector.stats.batches > 0 or app.consumer.assignment() != set()}
+
+    if settings.worker.web_port > 0:
+        HealthServer(settings.worker.web_port, metrics, readiness).start()
+    write_stats(stats_file, projector, started_at)
 
     @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
     async def project(stream: Any) -> None:
@@ -151,11 +164,32 @@ def stats_path(settings: Settings, name: str) -> Path:
     return settings.stack.dir.absolute() / "run" / "stats" / f"{name}-{os.getpid()}.json"
 
 
-def write_stats(path: Path, projector: BatchProjector) -> None:
+def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProjector) -> None:
+    """Move the Prometheus metrics by what the last batch added to the running totals."""
+    s, name = projector.stats, projector.projection.name
+    metrics.events.labels(name).inc(s.events - previous.events)
+    metrics.batches.labels(name).inc(s.batches - previous.batches)
+    metrics.batch_size.labels(name).observe(s.events - previous.events)
+    metrics.operations.labels(name, "changed").inc(s.changed - previous.changed)
+    metrics.operations.labels(name, "stale").inc(s.skipped_stale - previous.skipped_stale)
+    metrics.operations.labels(name, "written").inc(s.operations - previous.operations)
+    metrics.dead_letters.labels(name).inc(s.dead_letters - previous.dead_letters)
+    metrics.retries.labels(name).set(s.retries + int(getattr(projector.store, "retries", 0)))
+    metrics.last_lsn.labels(name).set(s.last_lsn)
+    metrics.last_applied.labels(name).set(s.last_applied_at)
+    for stage, seconds in s.stage_seconds.items():
+        metrics.stage.labels(name, stage).observe(seconds - previous.stage_seconds.get(stage, 0.0))
+    for attr in ("events", "batches", "operations", "changed", "skipped_stale", "dead_letters", "retries"):
+        setattr(previous, attr, getattr(s, attr))
+    previous.stage_seconds = dict(s.stage_seconds)
+
+
+def write_stats(path: Path, projector: BatchProjector, started_at: float = 0.0) -> None:
     s = projector.stats
     data = {
         "projection": projector.projection.name,
         "pid": os.getpid(),
+        "startedAt": started_at,
         "events": s.events,
         "batches": s.batches,
         "operations": s.operations,
@@ -173,8 +207,27 @@ def write_stats(path: Path, projector: BatchProjector) -> None:
 
 
 def read_stats(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """Every worker's published totals (``alive``: the process still runs)."""
     folder = settings.stack.dir.absolute() / "run" / "stats"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob(f"{name}-*.json"))]
+    out = []
+    for path in sorted(folder.glob(f"{name}-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        data["alive"] = _alive(int(data["pid"]))
+        out.append(data)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_worker(settings: Settings, name: str, loglevel: str = "info") -> None:

@@ -173,6 +173,9 @@ class GraphStore:
         return RetriableError(f"graph ({self.transport.backend}): {exc}") if self.transport.retriable(exc) else exc
 
     def ping(self) -> bool:
+        own = getattr(self.transport, "ping", None)
+        if own is not None:
+            return bool(own())
         try:
             self.transport.run("RETURN 1 AS ok")
             return True

@@ -12,7 +12,7 @@ from projectors.stores.graph import EDGES, NODES, GraphStore
 class FalkorTransport:
     backend = "falkordb"
 
-    def __init__(self, host: str, port: int, graph: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, graph: str, timeout_s: float = 10.0) -> None:
         self.host, self.port, self.graph_name, self.timeout_s = host, port, graph, timeout_s
         self._db: Any = None
         self._graph: Any = None
@@ -22,9 +22,16 @@ class FalkorTransport:
         worker starts is an outage to retry, not a crash."""
         if self._graph is None:
             from falkordb import FalkorDB
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
+            # no retries inside the client: retry is the store wrapper's job (and its readiness signal)
             self._db = FalkorDB(
-                host=self.host, port=self.port, socket_timeout=self.timeout_s, socket_connect_timeout=3.0
+                host=self.host,
+                port=self.port,
+                socket_timeout=self.timeout_s,
+                socket_connect_timeout=3.0,
+                retry=Retry(NoBackoff(), 0),
             )
             self._graph = self._db.select_graph(self.graph_name)
         return self._graph
@@ -33,6 +40,25 @@ class FalkorTransport:
         result = self._connected().query(cypher, dict(params or {}))
         names = [h[1] if isinstance(h, (list, tuple)) else h for h in (result.header or [])]
         return [{name: _plain(value) for name, value in zip(names, row, strict=False)} for row in result.result_set]
+
+    def ping(self) -> bool:
+        """A fresh connection with a short timeout: answers within ~2 s even when the server hangs."""
+        from falkordb import FalkorDB
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        try:
+            db = FalkorDB(
+                host=self.host, port=self.port, socket_timeout=2.0, socket_connect_timeout=2.0,
+                retry=Retry(NoBackoff(), 0),
+            )
+            try:
+                db.select_graph(self.graph_name).query("RETURN 1")
+            finally:
+                db.connection.close()
+            return True
+        except Exception:
+            return False
 
     def retriable(self, exc: Exception) -> bool:
         import redis

@@ -1,0 +1,89 @@
+"""Each worker's ``/health`` and ``/metrics`` (Prometheus), on ``PROJECTORS_WORKER_WEB_PORT``.
+
+``/health`` answers 200 while the process lives (liveness) with the readiness of each part in the
+body; ``/health/ready`` answers 503 while the store is down or the worker has not started consuming
+(readiness: a Kubernetes probe takes the pod out of rotation, nothing else changes).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """The worker's Prometheus metrics, all labelled with the projection."""
+
+    def __init__(self, projection: str) -> None:
+        self.registry = CollectorRegistry()
+        self.projection = projection
+        reg, by = self.registry, ["projection"]
+        self.events = Counter("projectors_events_total", "Change events consumed", by, registry=reg)
+        self.batches = Counter("projectors_batches_total", "Batches applied", by, registry=reg)
+        self.operations = Counter(
+            "projectors_operations_total", "Store operations by outcome", [*by, "outcome"], registry=reg
+        )
+        self.batch_size = Histogram(
+            "projectors_batch_size", "Events per batch", by, registry=reg,
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+        )
+        self.stage = Histogram(
+            "projectors_stage_seconds", "Time per batch stage (plan: source reads; apply: store I/O)",
+            [*by, "stage"], registry=reg, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.dead_letters = Counter("projectors_dead_letters_total", "Events dead-lettered", by, registry=reg)
+        self.retries = Gauge("projectors_retries", "Retries of source or store calls so far", by, registry=reg)
+        self.store_up = Gauge("projectors_store_up", "1 when the store answers", by, registry=reg)
+        self.last_lsn = Gauge("projectors_last_lsn", "Highest source LSN applied", by, registry=reg)
+        self.last_applied = Gauge(
+            "projectors_last_applied_timestamp_seconds", "When the last batch was applied", by, registry=reg
+        )
+        self.lag = Gauge("projectors_lag_events", "Events behind the end of the topics", by, registry=reg)
+
+
+class HealthServer:
+    def __init__(self, port: int, metrics: Metrics, readiness: Callable[[], dict[str, bool]]) -> None:
+        self.metrics = metrics
+        self.readiness = readiness
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    self._send(200, generate_latest(server.metrics.registry), CONTENT_TYPE_LATEST)
+                elif self.path.startswith("/health"):
+                    parts = server.readiness()
+                    ready = all(parts.values())
+                    status = 503 if self.path.startswith("/health/ready") and not ready else 200
+                    body: dict[str, Any] = {"live": True, "ready": ready, "parts": parts}
+                    self._send(status, json.dumps(body).encode(), "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
