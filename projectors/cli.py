@@ -133,7 +133,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     args.show, args.timeout = 6, 60.0
     _topics(args, settings)
     print("== 4. the projections, verified against PostgreSQL")
-    args.projection, args.wait, args.json = [], 180.0, False
+    args.projection, args.wait, args.json, args.repair = [], 180.0, False, False
     status = _verify(args, settings)
     print("== 5. what read services see")
     _show_reads(settings)

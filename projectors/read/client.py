@@ -70,7 +70,14 @@ class ReadClient:
     def search(self, index: str, query: str, filters: dict[str, Any] | None = None, limit: int = 20) -> list[Any]:
         """Full-text search in ``posts`` (filters: authorId, topics, createdAfter/createdBefore) or ``users``."""
         if self._search is None:
-            self._search = open_raw_store(self.settings, "search")
+            search = self.settings.search
+            if search.backend == "meilisearch":
+                from projectors.stores.search_meili import MeilisearchStore
+
+                # read services hold the search-only key; the master key stays with the writers
+                self._search = MeilisearchStore(search.meili_url, search.meili_search_key.get_secret_value())
+            else:
+                self._search = open_raw_store(self.settings, "search")
         result: list[Any] = self._search.search(index, query, filters or {}, limit)
         return result
 

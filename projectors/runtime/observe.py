@@ -44,6 +44,14 @@ class Metrics:
             "projectors_last_applied_timestamp_seconds", "When the last batch was applied", by, registry=reg
         )
         self.lag = Gauge("projectors_lag_events", "Events behind the end of the topics", by, registry=reg)
+        # every series exists from the start (at 0), so dashboards and alerts see a new worker at once
+        for metric in (self.events, self.batches, self.batch_size, self.dead_letters, self.retries, self.store_up,
+                       self.last_lsn, self.last_applied, self.lag):
+            metric.labels(projection)
+        for outcome in ("changed", "stale", "written"):
+            self.operations.labels(projection, outcome)
+        for stage in ("decode+touched", "plan (source reads)", "store apply", "dead-letter flush"):
+            self.stage.labels(projection, stage)
 
 
 class HealthServer:

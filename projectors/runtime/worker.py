@@ -121,9 +121,14 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
     metrics = Metrics(name)
     previous = BatchStats()
 
+    positions: dict[tuple[str, int], int] = {}
+
     def process_and_report(records: list[RawRecord]) -> None:
         projector.process(records)
         record_metrics(metrics, previous, projector)
+        for r in records:
+            positions[(r.topic, r.partition)] = r.offset + 1
+        metrics.lag.labels(name).set(lag_of(app, positions))
         write_stats(stats_file, projector, started_at)
 
     def readiness() -> dict[str, bool]:
@@ -162,6 +167,22 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
 def stats_path(settings: Settings, name: str) -> Path:
     """Each worker process publishes its running totals here (status, tests, benchmarks)."""
     return settings.stack.dir.absolute() / "run" / "stats" / f"{name}-{os.getpid()}.json"
+
+
+def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
+    """Events between what this worker applied and the end of its partitions (the broker's high
+    watermark: a lower bound on the local broker, INFRA.md)."""
+    from faust.types import TP
+
+    total = 0
+    for (topic, partition), position in positions.items():
+        try:
+            high = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # partition revoked meanwhile
+            continue
+        if high is not None:
+            total += max(0, int(high) - position)
+    return total
 
 
 def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProjector) -> None:

@@ -1,0 +1,48 @@
+"""Secure configuration: secrets from files or the environment are used but never printed, and a bad
+setting stops `projectors config check` with a message that names it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SECRETS = {
+    "PROJECTORS_PG_PASSWORD": "pg-s3cret-value",
+    "PROJECTORS_COSMOS_KEY": "cosmos-s3cret-value",
+    "PROJECTORS_GRAPH_NEO4J_PASSWORD": "neo4j-s3cret-value",
+    "PROJECTORS_SEARCH_MEILI_MASTER_KEY": "meili-master-s3cret",
+    "PROJECTORS_SEARCH_MEILI_SEARCH_KEY": "meili-search-s3cret",
+}
+
+
+def config_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "projectors.cli", "config", "check"],
+        env={**base, **env}, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_secrets_are_masked_whether_given_directly_or_as_files(tmp_path: Path) -> None:
+    env = dict(SECRETS)
+    kafka_secret = tmp_path / "kafka_sasl_password"
+    kafka_secret.write_text("kafka-s3cret-value\n")
+    env["PROJECTORS_KAFKA_SASL_PASSWORD_FILE"] = str(kafka_secret)
+    done = config_check(env)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    for value in [*SECRETS.values(), "kafka-s3cret-value"]:
+        assert value not in output
+    assert "PROJECTORS_PG_PASSWORD=**********" in done.stdout
+    assert "PROJECTORS_KAFKA_SASL_PASSWORD=**********" in done.stdout
+
+
+def test_a_bad_setting_is_named_and_stops_with_exit_2(tmp_path: Path) -> None:
+    done = config_check({"PROJECTORS_WORKER_BATCH_SIZE": "lots"})
+    assert done.returncode == 2 and "PROJECTORS_WORKER_BATCH_SIZE" in done.stderr
+    done = config_check({"PROJECTORS_COSMOS_KEY_FILE": str(tmp_path / "missing")})
+    assert done.returncode == 2 and "PROJECTORS_COSMOS_KEY_FILE" in done.stderr
+    done = config_check({"PROJECTORS_NOT_A_SETTING": "1"})
+    assert done.returncode == 2 and "PROJECTORS_NOT_A_SETTING" in done.stderr
