@@ -72,29 +72,27 @@ def stack_env(root: Path) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def running(prefix: str, parts: list[str]) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """The named stack parts, on free ports in a private folder, stopped afterwards."""
+    env = stack_env(private_dir(prefix))
+    settings = load_settings(env)
+    try:
+        local.up(settings, parts, say=lambda _line: None)
+        yield settings, env
+    finally:
+        local.down(settings, parts, say=lambda _line: None)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackHandle]:
     """PostgreSQL (migrated) and the broker, for the whole session. Capture is started per test."""
-    root = private_dir("projectors-test-")
-    env = stack_env(root)
-    settings = load_settings(env)
-    parts = ["postgres", "broker"]
-    try:
-        local.up(settings, parts, say=lambda _line: None)
+    with running("projectors-test-", ["postgres", "broker"]) as (settings, env):
         yield StackHandle(settings, {**env, **settings_to_env(settings)})
-    finally:
-        local.down(settings, parts, say=lambda _line: None)
 
 
 @pytest.fixture(scope="session")
 def store_servers() -> Iterator[StackHandle]:
     """FalkorDB and the Cosmos REST server, for the store contract suites."""
-    root = private_dir("projectors-stores-")
-    env = stack_env(root)
-    settings = load_settings(env)
-    parts = ["falkordb", "cosmos"]
-    try:
-        local.up(settings, parts, say=lambda _line: None)
+    with running("projectors-stores-", ["falkordb", "cosmos"]) as (settings, env):
         yield StackHandle(settings, env)
-    finally:
-        local.down(settings, parts, say=lambda _line: None)

@@ -7,6 +7,7 @@ applied every operation (retrying while the store is down) and the dead letters 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from projectors.events.decode import decode
 from projectors.projections.base import Projection
 from projectors.projections.model import ProjectionStore
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
+from projectors.runtime.retry import RetryPolicy
 from projectors.runtime.source import PostgresSource
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ class BatchStats:
     last_lsn: int = 0
     last_applied_at: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def snapshot(self) -> BatchStats:
+        """A copy of the totals now (metrics take the difference a batch made)."""
+        return dataclasses.replace(self, stage_seconds=dict(self.stage_seconds))
 
     def timed(self, stage: str, started: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (time.perf_counter() - started)
@@ -116,19 +122,19 @@ class BatchProjector:
     def _with_retry(self, what: str, call: Callable[[], Any]) -> Any:
         """Retry transient failures (source or broker down) with backoff, as long as it takes:
         the batch is not acknowledged meanwhile, so nothing is lost and nothing is skipped."""
-        delay = self.retry_initial_s
+        delays = RetryPolicy(initial_s=self.retry_initial_s, max_s=self.retry_max_s).delays()
         while True:
             try:
                 return call()
             except (RetriableError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if self.stopping:
                     raise
+                delay = next(delays)
                 self.stats.retries += 1
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
                 if isinstance(exc, psycopg.Error) and self._conn is not None:
                     self._conn.close()
                 time.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
 
     def close(self) -> None:
         if self._conn is not None:

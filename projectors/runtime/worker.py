@@ -35,6 +35,7 @@ from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_le
 from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.stores import open_store
 from projectors.settings import KafkaSettings, Settings
+from projectors.stack.processes import pid_alive
 
 log = logging.getLogger(__name__)
 EXIT_ABANDONED = 75
@@ -119,13 +120,13 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
     stats_file.parent.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
     metrics = Metrics(name)
-    previous = BatchStats()
 
     positions: dict[tuple[str, int], int] = {}
 
     def process_and_report(records: list[RawRecord]) -> None:
+        before = projector.stats.snapshot()
         projector.process(records)
-        record_metrics(metrics, previous, projector)
+        record_metrics(metrics, before, projector)
         for r in records:
             positions[(r.topic, r.partition)] = r.offset + 1
         metrics.lag.labels(name).set(lag_of(app, positions))
@@ -200,9 +201,6 @@ def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProje
     metrics.last_applied.labels(name).set(s.last_applied_at)
     for stage, seconds in s.stage_seconds.items():
         metrics.stage.labels(name, stage).observe(seconds - previous.stage_seconds.get(stage, 0.0))
-    for attr in ("events", "batches", "operations", "changed", "skipped_stale", "dead_letters", "retries"):
-        setattr(previous, attr, getattr(s, attr))
-    previous.stage_seconds = dict(s.stage_seconds)
 
 
 def write_stats(path: Path, projector: BatchProjector, started_at: float = 0.0) -> None:
@@ -236,19 +234,10 @@ def read_stats(settings: Settings, name: str) -> list[dict[str, Any]]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        data["alive"] = _alive(int(data["pid"]))
+        data["alive"] = pid_alive(int(data["pid"]))
         out.append(data)
     return out
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_worker(settings: Settings, name: str, loglevel: str = "info") -> None:

@@ -108,6 +108,23 @@ class Part(ABC):
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start ``command()`` in its own session, logging to ``log_file``; record its pid."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.env(),
+                cwd=self.log_dir,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        return proc
+
     def status(self) -> PartStatus:
         pid = self.pid()
         up = pid is not None and self.healthy()
@@ -124,19 +141,7 @@ class Part(ABC):
                 f"free it or choose another port with {self.setting}"
             )
         self.prepare()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=self.env(),
-                cwd=self.log_dir,
-            )
-        self.pid_file.write_text(str(proc.pid))
+        proc = self.spawn()
         self.wait_healthy(timeout, proc)
 
     def wait_healthy(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -444,22 +449,6 @@ class ProjectorsProcess(Part):
         env.update(settings_to_env(self.settings))
         env["PROJECTORS_STACK_DIR"] = str(self.root)
         return env
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=self.env(),
-                cwd=self.log_dir,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        return proc
 
     def exited(self, proc: subprocess.Popen[bytes]) -> ConfigurationError:
         self.pid_file.unlink(missing_ok=True)

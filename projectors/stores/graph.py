@@ -255,7 +255,7 @@ class GraphStore:
         """Versions and live documents of the chunk's items (and, for edge puts, their endpoints'
         tombstones, which make a put stale as well)."""
         ids = [op.key.id for op in ops]
-        keys = [tombstone_key(collection, i) for i in ids]
+        keys = {tombstone_key(collection, i) for i in ids}
         endpoint_of: dict[str, list[ItemKey]] = defaultdict(list)
         if collection in EDGES:
             start, end = EDGES[collection]
@@ -265,11 +265,11 @@ class GraphStore:
                     endpoint_of[tombstone_key(end, str(op.doc["to"]))].append(op.key)
         versions: dict[ItemKey, int] = {}
         docs: dict[ItemKey, Document] = {}
-        for row in self.transport.run(Q_TOMBSTONES, {"keys": keys + list(endpoint_of)}):
+        for row in self.transport.run(Q_TOMBSTONES, {"keys": sorted(keys | set(endpoint_of))}):
             tkey, v = str(row["key"]), int(row["v"] if row["v"] is not None else -1)
             for key in endpoint_of.get(tkey, []):
                 versions[key] = max(versions.get(key, -1), v)
-            if tkey.startswith(f"{collection}:") and tkey in keys:
+            if tkey in keys:
                 key = ItemKey(collection, tkey.split(":", 1)[1])
                 versions[key] = max(versions.get(key, -1), v)
         if collection in NODES:

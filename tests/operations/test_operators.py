@@ -44,7 +44,6 @@ def ops_stack() -> Iterator[StackHandle]:
     handle = StackHandle(settings, env)
     try:
         local.up(settings, local.SERVERS, say=lambda _l: None)
-        handle.extra["ports"] = ""
         for name in NAMES:
             port = free_port()
             handle.extra[name] = str(port)
