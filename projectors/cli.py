@@ -265,6 +265,21 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if progress.done >= progress.total or args.wait == 0 else 1
 
 
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.errors import RebuildAbandoned
+    from projectors.operations.rebuild import rebuild
+
+    say: Callable[[str], None] = (lambda _line: None) if args.json else print
+    try:
+        report = rebuild(settings, args.projection, force=args.force, verify_wait_s=args.verify_wait, out=say)
+    except RebuildAbandoned as exc:
+        print(f"projectors: rebuild abandoned: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.operations import dlq
 
@@ -386,6 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument("--force", action="store_true", help="stop the local workers, reset, restart them")
     replay_cmd.add_argument("--wait", type=float, default=600.0, help="follow the progress for up to N seconds")
     replay_cmd.set_defaults(func=_replay)
+
+    rebuild_cmd = sub.add_parser(
+        "rebuild", help="build a projection's store afresh next to the live one, verify it, swap it in atomically"
+    )
+    rebuild_cmd.add_argument("projection", choices=PROJECTION_NAMES)
+    rebuild_cmd.add_argument(
+        "--force", action="store_true", help="pause the local workers of the projection for the swap (seconds)"
+    )
+    rebuild_cmd.add_argument(
+        "--verify-wait", type=float, default=120.0, help="keep catching up and verifying for up to N seconds"
+    )
+    rebuild_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    rebuild_cmd.set_defaults(func=_rebuild)
 
     dlq_cmd = sub.add_parser("dlq", help="dead letters: list | show <id> | redrive [--all | <id>...]")
     dlq_cmd.add_argument("action", choices=("list", "show", "redrive"))

@@ -27,3 +27,7 @@ class PoisonEventError(ProjectorsError):
 
 class DataLossRisk(ProjectorsError):
     """Going on would leave a gap in the captured changes that nothing downstream could see."""
+
+
+class RebuildAbandoned(ProjectorsError):
+    """A rebuild's new store did not verify against the source: the live store is left as it was."""

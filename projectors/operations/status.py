@@ -17,7 +17,7 @@ from projectors.capture.connector import table_topic
 from projectors.operations.offsets import committed, partitions
 from projectors.projections import PROJECTIONS
 from projectors.runtime.dead_letters import dead_letter_topic
-from projectors.runtime.stores import open_raw_store
+from projectors.runtime.stores import current_generation, open_raw_store
 from projectors.runtime.worker import group_id, read_stats
 from projectors.settings import Settings
 
@@ -43,6 +43,7 @@ class ProjectionStatus:
     last_lsn: int = 0
     last_applied_age_s: float | None = None
     store_up: bool = False
+    generation: int | None = None  # the live store generation (rebuild); None when unreadable
     dead_letters: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,11 +79,15 @@ def projection_status(settings: Settings, name: str, consumer: Consumer) -> Proj
             age = now - applied
             previous = status.last_applied_age_s
             status.last_applied_age_s = age if previous is None else min(age, previous)
-    store = open_raw_store(settings, name)
     try:
-        status.store_up = store.ping()
-    finally:
-        store.close()
+        status.generation = current_generation(settings, name)
+        store = open_raw_store(settings, name, status.generation)
+        try:
+            status.store_up = store.ping()
+        finally:
+            store.close()
+    except Exception:  # the store (and so its generation pointer) does not answer
+        status.store_up = False
     return status
 
 
@@ -98,12 +103,15 @@ def gather(settings: Settings, names: list[str] | None = None) -> list[Projectio
 
 def render(rows: list[ProjectionStatus]) -> list[str]:
     lines = [
-        f"{'projection':<10} {'store':<5} {'lag':>7} {'events':>8} {'ev/s':>7} {'last LSN':>12} {'age':>8} {'DLQ':>5}"
+        f"{'projection':<10} {'store':<5} {'gen':>3} {'lag':>7} {'events':>8} {'ev/s':>7} "
+        f"{'last LSN':>12} {'age':>8} {'DLQ':>5}"
     ]
     for r in rows:
         age = "-" if r.last_applied_age_s is None else f"{r.last_applied_age_s:.0f}s"
+        gen = "-" if r.generation is None else str(r.generation)
         lines.append(
-            f"{r.projection:<10} {'up' if r.store_up else 'DOWN':<5} {r.lag:>7} {r.events:>8} {r.events_per_s:>7.1f} "
+            f"{r.projection:<10} {'up' if r.store_up else 'DOWN':<5} {gen:>3} "
+            f"{r.lag:>7} {r.events:>8} {r.events_per_s:>7.1f} "
             f"{r.last_lsn:>12} {age:>8} {r.dead_letters:>5}"
         )
         for p in r.partitions:

@@ -92,4 +92,7 @@ class ProjectionStore(Protocol):
     def ping(self) -> bool:
         """True when the store answers (readiness)."""
 
+    def drop(self) -> None:
+        """Delete everything this store holds (``rebuild`` drops the generation it replaced)."""
+
     def close(self) -> None: ...

@@ -2,17 +2,26 @@
 
 Queries follow the documented item shapes (docs/projections.md, schemas/projections/); tombstones
 (``deleted = true``) are never returned.
+
+Each read goes to the live generation of its store (``stores/generations.py``): the client re-reads
+the generation pointer at most once a second, and at once when a read fails (the generation it knew
+may just have been dropped by ``projectors rebuild``, which waits longer than that before dropping).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from azure.cosmos import CosmosClient
 
-from projectors.runtime.stores import open_raw_store
+from projectors.runtime.stores import generations, open_raw_store
 from projectors.settings import Settings
+from projectors.stores.generations import CosmosPointer, Generations, suffix
+
+R = TypeVar("R")
+POINTER_TTL_S = 1.0
 
 FEED_PAGE = (
     "SELECT TOP @limit c.id, c.recipientId, c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
@@ -39,49 +48,105 @@ class ReadClient:
             enable_endpoint_discovery=False,
         )
         self._db = self._cosmos.get_database_client(c.database)
-        self._graph: Any = None
-        self._search: Any = None
+        self._pointers: dict[str, Generations] = {}
+        self._known: dict[str, tuple[int, float]] = {}  # projection -> (generation, read at)
+        self._stores: dict[tuple[str, int], Any] = {}
 
-    def feed_page(self, recipient_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        """The recipient's latest ``limit`` feed items, newest first (one partition)."""
-        container = self._db.get_container_client("userFeed")
-        return list(container.query_items(
-            FEED_PAGE, parameters=[{"name": "@limit", "value": limit}, {"name": "@recipient", "value": recipient_id}],
-            partition_key=recipient_id,
-        ))
+    # -- following the live generation --------------------------------------------------------------
+    def _pointer(self, projection: str) -> Generations:
+        if projection not in self._pointers:
+            if projection in ("feed", "counters"):
+                self._pointers[projection] = CosmosPointer(self._db, projection)
+            else:
+                self._pointers[projection] = generations(self.settings, projection)
+        return self._pointers[projection]
 
-    def counters(self, subject_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-        """``{subjectId: {kind: count}}`` for posts (likes, replies) and users (followers, following, posts)."""
-        container = self._db.get_container_client("counters")
-        out: dict[str, dict[str, int]] = {}
-        for subject in subject_ids:
-            items = container.query_items(
-                COUNTERS, parameters=[{"name": "@subject", "value": subject}], partition_key=subject
-            )
-            out[subject] = {item["kind"]: int(item["count"]) for item in items}
-        return out
+    def generation(self, projection: str, fresh: bool = False) -> int:
+        if projection == "search" and self.settings.search.backend == "meilisearch":
+            return 0  # Meilisearch swaps the indexes themselves: the live names never change
+        known = self._known.get(projection)
+        if fresh or known is None or time.monotonic() - known[1] > POINTER_TTL_S:
+            known = (self._pointer(projection).current(), time.monotonic())
+            self._known[projection] = known
+        return known[0]
 
-    def suggestions(self, user_id: str, limit: int = 10) -> list[dict[str, Any]]:
-        if self._graph is None:
-            self._graph = open_raw_store(self.settings, "graph")
-        rows: list[dict[str, Any]] = self._graph.query(SUGGESTIONS, {"id": user_id, "limit": limit})
-        return rows
+    def _read(self, projection: str, read: Callable[[int], R]) -> R:
+        generation = self.generation(projection)
+        try:
+            return read(generation)
+        except Exception:
+            latest = self.generation(projection, fresh=True)
+            if latest == generation:
+                raise
+            return read(latest)
 
-    def search(self, index: str, query: str, filters: dict[str, Any] | None = None, limit: int = 20) -> list[Any]:
-        """Full-text search in ``posts`` (filters: authorId, topics, createdAfter/createdBefore) or ``users``."""
-        if self._search is None:
-            search = self.settings.search
-            if search.backend == "meilisearch":
+    def _store(self, projection: str, generation: int) -> Any:
+        key = (projection, generation)
+        if key not in self._stores:
+            for old in [k for k in self._stores if k[0] == projection]:
+                self._stores.pop(old).close()
+            if projection == "search" and self.settings.search.backend == "meilisearch":
                 from projectors.stores.search_meili import MeilisearchStore
 
                 # read services hold the search-only key; the master key stays with the writers
-                self._search = MeilisearchStore(search.meili_url, search.meili_search_key.get_secret_value())
+                search = self.settings.search
+                self._stores[key] = MeilisearchStore(search.meili_url, search.meili_search_key.get_secret_value())
             else:
-                self._search = open_raw_store(self.settings, "search")
-        result: list[Any] = self._search.search(index, query, filters or {}, limit)
-        return result
+                self._stores[key] = open_raw_store(self.settings, projection, generation)
+        return self._stores[key]
+
+    # -- the reads ----------------------------------------------------------------------------------
+    def feed_page(self, recipient_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The recipient's latest ``limit`` feed items, newest first (one partition)."""
+
+        def read(generation: int) -> list[dict[str, Any]]:
+            container = self._db.get_container_client("userFeed" + suffix(generation))
+            return list(container.query_items(
+                FEED_PAGE,
+                parameters=[{"name": "@limit", "value": limit}, {"name": "@recipient", "value": recipient_id}],
+                partition_key=recipient_id,
+            ))
+
+        return self._read("feed", read)
+
+    def counters(self, subject_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """``{subjectId: {kind: count}}`` for posts (likes, replies) and users (followers, following, posts)."""
+        subjects = list(subject_ids)
+
+        def read(generation: int) -> dict[str, dict[str, int]]:
+            container = self._db.get_container_client("counters" + suffix(generation))
+            out: dict[str, dict[str, int]] = {}
+            for subject in subjects:
+                items = container.query_items(
+                    COUNTERS, parameters=[{"name": "@subject", "value": subject}], partition_key=subject
+                )
+                out[subject] = {item["kind"]: int(item["count"]) for item in items}
+            return out
+
+        return self._read("counters", read)
+
+    def suggestions(self, user_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        def read(generation: int) -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = self._store("graph", generation).query(
+                SUGGESTIONS, {"id": user_id, "limit": limit}
+            )
+            return rows
+
+        return self._read("graph", read)
+
+    def search(self, index: str, query: str, filters: dict[str, Any] | None = None, limit: int = 20) -> list[Any]:
+        """Full-text search in ``posts`` (filters: authorId, topics, createdAfter/createdBefore) or ``users``."""
+
+        def read(generation: int) -> list[Any]:
+            result: list[Any] = self._store("search", generation).search(index, query, filters or {}, limit)
+            return result
+
+        return self._read("search", read)
 
     def close(self) -> None:
-        for store in (self._graph, self._search):
-            if store is not None:
-                store.close()
+        for store in self._stores.values():
+            store.close()
+        for pointer in self._pointers.values():
+            pointer.close()
+        self._stores.clear()
+        self._pointers.clear()

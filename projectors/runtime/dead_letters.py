@@ -59,12 +59,14 @@ class DeadLetterWriter:
         )
         self.sent = 0
         self.redrive_of: str | None = None  # set by `projectors dlq redrive`: recorded in new letters
+        self.note: dict[str, Any] = {}  # more fields for every letter (a rebuild names its generation)
         self._errors: list[str] = []
 
     def send(self, record: RawRecord, reason: str) -> None:
         value = dead_letter_value(self.projection, record, reason)
         if self.redrive_of:
             value["redriveOf"] = self.redrive_of
+        value.update(self.note)
         self.producer.produce(
             self.topic,
             key=record.key,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from projectors.errors import RetriableError
+from projectors.errors import ConfigurationError, RetriableError
 from projectors.projections.model import (
     ApplyResult,
     Document,
@@ -42,6 +42,22 @@ class RetryPolicy:
             yield delay * random.uniform(0.8, 1.2)
             delay = min(delay * self.multiplier, self.max_s)
             attempt += 1
+
+    def call(self, what: str, call: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+        """``call()``, retried on any error but a configuration error until the attempts run out
+        (for calls made before there is a store to wrap, e.g. reading the live generation)."""
+        delays = self.delays()
+        while True:
+            try:
+                return call()
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                sleep(delay)
 
 
 class RetryingStore:
@@ -113,6 +129,9 @@ class RetryingStore:
 
     def ping(self) -> bool:
         return self.store.ping()
+
+    def drop(self) -> None:
+        self._call("drop", self.store.drop)
 
     def close(self) -> None:
         self.store.close()

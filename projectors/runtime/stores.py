@@ -1,51 +1,106 @@
-"""Which store each projection writes, from the settings (one place)."""
+"""Which store each projection writes, from the settings (one place), in which generation.
+
+A rebuild (``operations/rebuild.py``) builds a new generation next to the live one and swaps it in;
+``generations`` gives the pointer (or the Meilisearch swap) that says which one is live
+(``stores/generations.py``).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import cast
 
 from projectors.errors import ConfigurationError
 from projectors.projections.model import ProjectionStore
 from projectors.settings import Settings
+from projectors.stores.generations import Generations, meili_prefix, sqlite_path, suffix
+
+log = logging.getLogger(__name__)
 
 COSMOS_CONTAINERS = {
     "feed": {"userFeed": "/recipientId"},
     "counters": {"counters": "/subjectId"},
 }
+PROJECTION_NAMES = ("feed", "counters", "graph", "search")
 
 
-def open_raw_store(settings: Settings, projection: str) -> ProjectionStore:
-    """The store adapter itself, without the retry wrapper (verify and the read side use this)."""
+def _known(projection: str) -> None:
+    if projection not in PROJECTION_NAMES:
+        raise ConfigurationError(f"unknown projection {projection!r} (known: {', '.join(PROJECTION_NAMES)})")
+
+
+def generations(settings: Settings, projection: str) -> Generations:
+    """The pointer of ``projection``'s live generation, kept in its own store."""
+    _known(projection)
+    from projectors.stores import generations as g
+
     if projection in COSMOS_CONTAINERS:
         from projectors.stores.documents import CosmosStore
 
-        return CosmosStore(settings.cosmos, COSMOS_CONTAINERS[projection])
+        return g.CosmosPointer(CosmosStore(settings.cosmos, {}).database, projection)
+    if projection == "graph":
+        if settings.graph.backend == "neo4j":
+            import neo4j
+
+            gs = settings.graph
+            auth = (gs.neo4j_user, gs.neo4j_password.get_secret_value())
+            driver = neo4j.GraphDatabase.driver(gs.neo4j_uri, auth=auth)
+            return g.Neo4jPointer(driver, gs.neo4j_database, projection)
+        return g.RedisPointer(settings.falkordb.host, settings.falkordb.port, settings.falkordb.graph)
+    if settings.search.backend == "meilisearch":
+        return g.MeiliSwap(open_raw_store(settings, projection, 0))
+    return g.FilePointer(settings.search_sqlite_path)
+
+
+def current_generation(settings: Settings, projection: str) -> int:
+    pointer = generations(settings, projection)
+    try:
+        return pointer.current()
+    finally:
+        pointer.close()
+
+
+def open_raw_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:
+    """The store adapter itself, without the retry wrapper (verify and the read side use this), for
+    ``generation`` (default: the live one)."""
+    _known(projection)
+    if generation is None:
+        generation = current_generation(settings, projection)
+    if projection in COSMOS_CONTAINERS:
+        from projectors.stores.documents import CosmosStore
+
+        return CosmosStore(settings.cosmos, COSMOS_CONTAINERS[projection], suffix=suffix(generation))
     if projection == "graph":
         if settings.graph.backend == "neo4j":
             from projectors.stores.graph_transports import neo4j_store
 
             g = settings.graph
-            return neo4j_store(g.neo4j_uri, (g.neo4j_user, g.neo4j_password.get_secret_value()), g.neo4j_database)
+            auth = (g.neo4j_user, g.neo4j_password.get_secret_value())
+            return neo4j_store(g.neo4j_uri, auth, g.neo4j_database + suffix(generation), own_database=generation > 0)
         from projectors.stores.graph_transports import falkordb_store
 
-        return falkordb_store(settings.falkordb)
-    if projection == "search":
-        if settings.search.backend == "meilisearch":
-            from projectors.stores.search_meili import MeilisearchStore
+        return falkordb_store(settings.falkordb, graph=settings.falkordb.graph + suffix(generation))
+    if settings.search.backend == "meilisearch":
+        from projectors.stores.search_meili import MeilisearchStore
 
-            return MeilisearchStore(settings.search.meili_url, settings.search.meili_master_key.get_secret_value())
-        from projectors.stores.search_fts import SqliteSearchStore
+        search = settings.search
+        return MeilisearchStore(search.meili_url, search.meili_master_key.get_secret_value(), meili_prefix(generation))
+    from projectors.stores.search_fts import SqliteSearchStore
 
-        settings.search_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteSearchStore(settings.search_sqlite_path)
-    raise ConfigurationError(f"unknown projection {projection!r}")
+    settings.search_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteSearchStore(sqlite_path(settings.search_sqlite_path, generation))
 
 
-def open_store(settings: Settings, projection: str) -> ProjectionStore:
-    """The store wrapped in the retry policy: retriable failures are retried until they succeed."""
+def open_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:
+    """The store wrapped in the retry policy: retriable failures are retried until they succeed. The
+    live generation is read with the same patience (the store may be down when a worker starts)."""
     from projectors.runtime.retry import RetryingStore, RetryPolicy
 
     policy = RetryPolicy(
         initial_s=settings.worker.retry_initial_s, max_s=settings.worker.retry_max_s, multiplier=2.0, max_attempts=None
     )
-    return cast(ProjectionStore, RetryingStore(open_raw_store(settings, projection), policy))
+    if generation is None:
+        generation = policy.call(
+            f"{projection}: reading the live generation", lambda: current_generation(settings, projection)
+        )
+    return cast(ProjectionStore, RetryingStore(open_raw_store(settings, projection, generation), policy))

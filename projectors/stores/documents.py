@@ -68,8 +68,10 @@ class CosmosStore:
         containers: Mapping[str, str],
         tombstone_ttl_s: int | None = None,
         writers: int = 4,
+        suffix: str = "",
     ) -> None:
         self.settings = settings
+        self.suffix = suffix  # a rebuild's generation: ``userFeed-g2`` (stores/generations.py)
         self.partition_fields = {name: path.lstrip("/") for name, path in containers.items()}
         self.paths = dict(containers)
         self.tombstone_ttl_s = tombstone_ttl_s
@@ -110,7 +112,7 @@ class CosmosStore:
         if name not in self.paths:
             raise ValueError(f"unknown container {name!r} (this store has {', '.join(self.paths)})")
         if name not in self._containers:
-            self._containers[name] = self.database.get_container_client(name)
+            self._containers[name] = self.database.get_container_client(name + self.suffix)
         return self._containers[name]
 
     # -- schema and health --------------------------------------------------------------------------
@@ -118,9 +120,19 @@ class CosmosStore:
         try:
             database = self.client.create_database_if_not_exists(self.settings.database)
             for name, path in self.paths.items():
-                database.create_container_if_not_exists(name, PartitionKey(path))
+                database.create_container_if_not_exists(name + self.suffix, PartitionKey(path))
         except Exception as exc:
             raise _translated(exc) from exc
+
+    def drop(self) -> None:
+        """Delete this generation's containers (a rebuild drops the one it replaced)."""
+        for name in self.paths:
+            try:
+                self.database.delete_container(name + self.suffix)
+            except CosmosHttpResponseError as exc:
+                if exc.status_code != 404:
+                    raise
+        self._containers.clear()
 
     def ping(self) -> bool:
         try:
@@ -145,7 +157,7 @@ class CosmosStore:
         for (name, partition), group in groups.items():
             try:
                 container = self.container(name)
-                existing = self._read(container, partition, [op.key.id for op in group])
+                existing = self._read(container, self.partition_fields[name], partition, [op.key.id for op in group])
             except Exception as exc:
                 failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
                 continue
@@ -158,10 +170,11 @@ class CosmosStore:
         changed, stale, unchanged = tally(outcomes)
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
-    def _read(self, container: ContainerProxy, partition: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _read(
+        self, container: ContainerProxy, field: str, partition: str, ids: list[str]
+    ) -> dict[str, dict[str, Any]]:
         # the partition key is in the query as well as in the request: the local Cosmos REST server
         # ignores the request's partition key and refuses a query without it
-        field = self.partition_fields[container.id]
         out: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), READ_CHUNK):
             chunk = ids[start : start + READ_CHUNK]

@@ -51,6 +51,10 @@ class Transport(Protocol):
 
     def ddl(self) -> list[str]: ...
 
+    def prepare(self) -> None: ...
+
+    def drop(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -162,6 +166,10 @@ class GraphStore:
 
     # -- schema and health --------------------------------------------------------------------------
     def ensure_schema(self) -> None:
+        try:
+            self.transport.prepare()
+        except Exception as exc:
+            raise self._translated(exc) from exc
         for statement in self.transport.ddl():
             try:
                 self.transport.run(statement)
@@ -184,6 +192,10 @@ class GraphStore:
 
     def close(self) -> None:
         self.transport.close()
+
+    def drop(self) -> None:
+        """Delete this graph (a rebuild drops the generation it replaced)."""
+        self.transport.drop()
 
     def query(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Read queries of read services (e.g. friend-of-friend suggestions)."""

@@ -70,6 +70,19 @@ class FalkorTransport:
         edges = [f"CREATE INDEX FOR ()-[r:{rel}]-() ON (r.id)" for rel in EDGES]
         return [*nodes, "CREATE INDEX FOR (t:Tombstone) ON (t.key)", *edges]
 
+    def prepare(self) -> None:
+        """A FalkorDB graph exists once written to: nothing to create."""
+
+    def drop(self) -> None:
+        import redis
+
+        try:
+            self._connected().delete()
+        except redis.ResponseError as exc:  # no such graph
+            if "empty key" not in str(exc).lower() and "invalid graph" not in str(exc).lower():
+                raise
+        self._graph = None
+
     def close(self) -> None:
         if self._db is not None:
             self._db.connection.close()
@@ -84,11 +97,26 @@ def _plain(value: Any) -> Any:
 class Neo4jTransport:
     backend = "neo4j"
 
-    def __init__(self, uri: str, auth: tuple[str, str], database: str) -> None:
+    def __init__(self, uri: str, auth: tuple[str, str], database: str, own_database: bool = False) -> None:
         import neo4j
 
         self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, connection_acquisition_timeout=10.0)
         self._database = database
+        # a rebuild's generation is a database of its own (``neo4j-g2``), created and dropped here;
+        # that needs Neo4j Enterprise (or Aura): Community has one database and refuses CREATE DATABASE
+        self._own_database = own_database
+
+    def prepare(self) -> None:
+        if self._own_database:
+            self._driver.execute_query(f"CREATE DATABASE `{self._database}` IF NOT EXISTS WAIT", database_="system")
+
+    def drop(self) -> None:
+        if self._own_database:
+            self._driver.execute_query(f"DROP DATABASE `{self._database}` IF EXISTS WAIT", database_="system")
+        else:
+            self._driver.execute_query(
+                "MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS", database_=self._database
+            )
 
     def run(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         records, _summary, _keys = self._driver.execute_query(
@@ -120,5 +148,5 @@ def falkordb_store(settings: FalkorSettings, graph: str | None = None) -> GraphS
     return GraphStore(FalkorTransport(settings.host, settings.port, graph or settings.graph))
 
 
-def neo4j_store(uri: str, auth: tuple[str, str], database: str) -> GraphStore:
-    return GraphStore(Neo4jTransport(uri, auth, database))
+def neo4j_store(uri: str, auth: tuple[str, str], database: str, own_database: bool = False) -> GraphStore:
+    return GraphStore(Neo4jTransport(uri, auth, database, own_database))

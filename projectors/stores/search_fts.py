@@ -52,13 +52,20 @@ class SqliteSearchStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(SCHEMA)
+        self._conn = self._connect()
+        self._dropped = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        return conn
 
     def ensure_schema(self) -> None:
         with self._lock:
+            if self._dropped:  # created again after a drop
+                self._conn, self._dropped = self._connect(), False
             self._conn.executescript(SCHEMA)
 
     def ping(self) -> bool:
@@ -72,6 +79,13 @@ class SqliteSearchStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def drop(self) -> None:
+        """Delete this generation's database file (readers that still have it open keep reading it)."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._dropped = True
 
     # -- writes -------------------------------------------------------------------------------------
     def apply(self, ops: Sequence[Operation]) -> ApplyResult:

@@ -84,6 +84,20 @@ class MeilisearchStore:
     def close(self) -> None:
         pass
 
+    def drop(self) -> None:
+        """Delete this store's indexes (a rebuild drops the ones it swapped out)."""
+        for index in INDEXES:
+            task = self.client.delete_index(self._uid(index))
+            self.client.wait_for_task(task.task_uid, timeout_in_ms=TASK_TIMEOUT_MS)  # fails harmlessly if absent
+
+    def swap(self, other_prefix: str) -> None:
+        """Swap the contents of this store's indexes with those under ``other_prefix``, atomically
+        (one ``swap-indexes`` task: readers see the old pair or the new pair, never a mix)."""
+        task = self.client.swap_indexes(
+            [{"indexes": [self._uid(index), f"{other_prefix}{index}"]} for index in INDEXES]
+        )
+        self._wait(task.task_uid)
+
     # -- writes -------------------------------------------------------------------------------------
     def apply(self, ops: Sequence[Operation]) -> ApplyResult:
         newest, dropped = newest_per_key(ops)
