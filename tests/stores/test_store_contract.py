@@ -188,6 +188,17 @@ def test_a_large_batch(backend: Backend) -> None:
     assert len(backend.live()) == n
 
 
+def test_drop_removes_everything_and_the_store_can_be_created_again(backend: Backend) -> None:
+    backend.store.apply([backend.put("a", 5), backend.put("b", 5), backend.remove("c", 5)])
+    assert set(backend.live()) == {backend.item_id("a"), backend.item_id("b")}
+    backend.store.drop()
+    backend.store.drop()  # dropping what is not there is not an error
+    backend.store.ensure_schema()
+    assert backend.live() == {}
+    # the tombstone went too: a put older than it is accepted now
+    assert totals(backend.store.apply([backend.put("c", 1)])) == (1, 0, 0, 0)
+
+
 @pytest.mark.parametrize("kind", ["cosmos", "falkordb"])
 def test_a_server_that_is_down_gives_retriable_failures(kind: str) -> None:
     closed = free_port()
