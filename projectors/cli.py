@@ -280,6 +280,18 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    from projectors.bench.harness import TINY, BenchConfig, run
+
+    config = TINY if args.tiny else BenchConfig()
+    overrides = {k: v for k, v in (("events", args.events), ("rebuild_events", args.rebuild_events),
+                                   ("users", args.users), ("run_limit_s", args.run_limit)) if v is not None}
+    run(dataclasses.replace(config, **overrides), args.out)
+    return 0
+
+
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.operations import dlq
 
@@ -414,6 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     rebuild_cmd.set_defaults(func=_rebuild)
+
+    bench = sub.add_parser(
+        "bench", help="benchmarks and fault drills on a private local stack: results.md, results.json, results.png"
+    )
+    bench.add_argument("--tiny", action="store_true", help="a tiny input (a smoke run of the harness)")
+    bench.add_argument("--events", type=int, help="change events after the seed (default 200000)")
+    bench.add_argument("--rebuild-events", type=int, help="events in the topics for the rebuild (default 1000000)")
+    bench.add_argument("--users", type=int, help="users in the seed (default 20000)")
+    bench.add_argument("--run-limit", type=float, help="seconds a throughput run may take (default 180)")
+    bench.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
+    bench.set_defaults(func=_bench)
 
     dlq_cmd = sub.add_parser("dlq", help="dead letters: list | show <id> | redrive [--all | <id>...]")
     dlq_cmd.add_argument("action", choices=("list", "show", "redrive"))

@@ -50,7 +50,7 @@ class Metrics:
             metric.labels(projection)
         for outcome in ("changed", "stale", "written"):
             self.operations.labels(projection, outcome)
-        for stage in ("decode+touched", "plan (source reads)", "store apply", "dead-letter flush"):
+        for stage in ("decode+validate", "touched", "plan (source reads)", "store apply", "dead-letter flush"):
             self.stage.labels(projection, stage)
 
 

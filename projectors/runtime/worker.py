@@ -30,6 +30,7 @@ from projectors.capture.preflight import ensure_topics
 from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTIONS
 from projectors.projections.base import Projection
+from projectors.projections.model import ProjectionStore
 from projectors.runtime.batch import BatchProjector, BatchStats
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
@@ -49,11 +50,11 @@ def group_id(projection: str) -> str:
     return f"projectors-{projection}"
 
 
-def build_projector(settings: Settings, name: str) -> BatchProjector:
+def build_projector(settings: Settings, name: str, store: ProjectionStore | None = None) -> BatchProjector:
     if name not in PROJECTIONS:
         raise ConfigurationError(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
     projection = PROJECTIONS[name]
-    store = open_store(settings, name)
+    store = store or open_store(settings, name)
     store.ensure_schema()
 
     def connect_source() -> psycopg.Connection:
@@ -88,7 +89,9 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
+def build_app(
+    settings: Settings, name: str, projector: BatchProjector, group: str | None = None, **faust_options: Any
+) -> Any:
     import faust
 
     topics = projection_topics(settings, projector.projection)
@@ -100,7 +103,7 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
         },
     )
     app = faust.App(
-        group_id(name),
+        group or group_id(name),
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
@@ -111,6 +114,7 @@ def build_app(settings: Settings, name: str, projector: BatchProjector) -> Any:
         web_enabled=False,  # /health and /metrics are served by runtime/observe.py
         autodiscover=False,
         stream_wait_empty=True,
+        **faust_options,
     )
     source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     grace = settings.worker.shutdown_grace_s
@@ -240,15 +244,24 @@ def read_stats(settings: Settings, name: str) -> list[dict[str, Any]]:
 
 
 
-def run_worker(settings: Settings, name: str, loglevel: str = "info") -> None:
+def run_worker(
+    settings: Settings,
+    name: str,
+    loglevel: str = "info",
+    store: ProjectionStore | None = None,
+    group: str | None = None,
+    **faust_options: Any,
+) -> None:
+    """Run a worker until stopped (``store``, ``group``, ``faust_options``: benchmarks run a null
+    store, groups of their own, a short session timeout)."""
     import faust
 
-    projector = build_projector(settings, name)
-    app = build_app(settings, name, projector)
+    projector = build_projector(settings, name, store)
+    app = build_app(settings, name, projector, group, **faust_options)
     log.info(
         "worker for projection %s: group %s, topics %s",
         name,
-        group_id(name),
+        group or group_id(name),
         ", ".join(projection_topics(settings, projector.projection)),
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
