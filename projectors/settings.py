@@ -125,6 +125,9 @@ class CaptureSettings(Section):
     state_dir: Path | None = None  # default: <stack dir>/capture
     offset_flush_interval_ms: int = Field(default=1_000, ge=0)
     max_batch_size: int = Field(default=2048, ge=1)
+    # How long Debezium sleeps when the replication stream has nothing pending, and how long its
+    # queue waits to fill a batch: Debezium's 500 ms default alone adds up to 1 s of lag.
+    poll_interval_ms: int = Field(default=50, ge=1, le=60_000)
 
     @property
     def table_list(self) -> list[str]:
@@ -179,7 +182,16 @@ class WorkerSettings(Section):
 
     env_section: ClassVar[str] = "WORKER_"
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    batch_within_s: float = Field(default=0.5, gt=0)
+    # A batch is handed over when full or every batch_within_s: the bound on the time an event
+    # waits in the worker before its store write starts.
+    batch_within_s: float = Field(default=0.1, gt=0)
+    # How long a fetch may wait on the broker for data. Kafka answers as soon as data arrives, so a
+    # short wait costs only idle round trips; some brokers (Tansu) hold every fetch this long.
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
+    # A worker that stops heartbeating for this long leaves its group and its partitions move on.
+    # Also how long a rebalance can wait for a member that left without saying so (and, on Tansu,
+    # half of it is how long every JoinGroup waits). Heartbeats go every fifth of it.
+    session_timeout_s: float = Field(default=10.0, ge=1.0, le=300.0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     dead_letter_prefix: str = Field(default="projectors.dlq", pattern=r"^[A-Za-z0-9_.-]+$")
     retry_initial_s: float = Field(default=0.2, gt=0)

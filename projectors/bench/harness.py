@@ -390,10 +390,15 @@ def warm_up(settings: Settings, population: Population, prober: Prober, timeout_
         if time.monotonic() > deadline:
             raise RuntimeError("the graph and search workers did not start consuming in time")
         steady(settings.pg.conninfo(), population, 20, 1.0, random.Random(), on_post=prober.committed)
+    # the warm-up's posts still in flight would be measured with the join delay in their latency
+    while any(prober.pending.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     time.sleep(1.0)
     with prober.lock:
         for values in prober.latencies.values():
             values.clear()
+        for waiting in prober.pending.values():
+            waiting.clear()
 
 
 def lag(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:

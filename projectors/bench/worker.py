@@ -47,12 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--null-store", action="store_true")
     args = parser.parse_args(argv)
     store: ProjectionStore | None = NullStore() if args.null_store else None
-    # the local broker answers a new group's JoinGroup after half the session timeout (30 s with
-    # faust's default): 10 s keeps the measured run from waiting 30 s first
-    run_worker(
-        load_settings(), args.projection, "warning", store=store, group=args.group,
-        broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
-    )
+    run_worker(load_settings(), args.projection, "warning", store=store, group=args.group)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def connector_settings(capture: CaptureSettings) -> dict[str, str]:
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "false",
         "max.batch.size": str(capture.max_batch_size),
+        "poll.interval.ms": str(capture.poll_interval_ms),
     }
 
 

@@ -12,7 +12,7 @@ all with the read's ticket as version. ``ops_for`` is the pure heart of it.
 
 from __future__ import annotations
 
-import uuid
+import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -77,14 +77,13 @@ class ItemKind:
             yield self.item(row)
 
 
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def is_uuid(value: str) -> bool:
-    """Ids that are not UUIDs cannot be source rows (a store may hold anything: verify --repair
-    removes such items)."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    """Ids that are not UUIDs in PostgreSQL's text form (what every id the projections derive is)
+    cannot be source rows: a store may hold anything, and verify --repair removes such items."""
+    return UUID_TEXT.fullmatch(value) is not None
 
 
 def split_ids(keys: Sequence[ItemKey], parts: int) -> list[list[str]]:

@@ -90,9 +90,9 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
 
 
 def build_app(
-    settings: Settings, name: str, projector: BatchProjector, group: str | None = None, **faust_options: Any
+    settings: Settings, name: str, projector: BatchProjector, group: str | None = None
 ) -> Any:
-    import faust
+    from projectors.runtime.faust_app import app_class
 
     topics = projection_topics(settings, projector.projection)
     ensure_topics(
@@ -102,7 +102,7 @@ def build_app(
             dead_letter_topic(settings, name): 1,
         },
     )
-    app = faust.App(
+    app = app_class(settings.worker.fetch_max_wait_ms)(
         group or group_id(name),
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),
@@ -114,7 +114,8 @@ def build_app(
         web_enabled=False,  # /health and /metrics are served by runtime/observe.py
         autodiscover=False,
         stream_wait_empty=True,
-        **faust_options,
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=settings.worker.session_timeout_s / 5,
     )
     source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     grace = settings.worker.shutdown_grace_s
@@ -250,14 +251,13 @@ def run_worker(
     loglevel: str = "info",
     store: ProjectionStore | None = None,
     group: str | None = None,
-    **faust_options: Any,
 ) -> None:
-    """Run a worker until stopped (``store``, ``group``, ``faust_options``: benchmarks run a null
-    store, groups of their own, a short session timeout)."""
+    """Run a worker until stopped (``store``, ``group``: benchmarks run a null store and groups of
+    their own)."""
     import faust
 
     projector = build_projector(settings, name, store)
-    app = build_app(settings, name, projector, group, **faust_options)
+    app = build_app(settings, name, projector, group)
     log.info(
         "worker for projection %s: group %s, topics %s",
         name,

@@ -276,7 +276,10 @@ class Postgres(Part):
                 "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
                 f"listen_addresses = '{self.settings.pg.host}'\n"
                 f"unix_socket_directories = '{pg_root}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                # Durability is not needed for a throwaway stack (fsync off), but synchronous_commit
+                # stays on as in production: with it off, a commit reaches the WAL sender (and
+                # Debezium) only at the WAL writer's next round, up to wal_writer_delay later.
+                "fsync = off\nfull_page_writes = off\n"
             )
 
     def command(self) -> list[str]:  # pragma: no cover - pg_ctl daemonizes, see start()

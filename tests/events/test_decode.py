@@ -68,3 +68,51 @@ def test_unknown_columns_and_toast_placeholders_are_accepted() -> None:
 def test_bad_input_is_poison_with_a_reason(value: bytes, reason: str) -> None:
     with pytest.raises(PoisonEventError, match=reason):
         decode("social.public.posts", 0, 1, b"k", value)
+
+
+ROWS = {
+    "users": {"id": POST, "handle": "h", "display_name": "H"},
+    "posts": {"id": POST, "author_id": AUTHOR, "body": "hi", "topics": ["a"], "visibility": "public"},
+    "replies": {"id": POST, "post_id": AUTHOR, "author_id": AUTHOR, "body": "re"},
+    "follows": {"follower_id": POST, "followee_id": AUTHOR},
+    "reactions": {"post_id": POST, "user_id": AUTHOR, "kind": "love"},
+    "blocks": {"blocker_id": POST, "blocked_id": AUTHOR},
+    "mutes": {"muter_id": POST, "muted_id": AUTHOR},
+}
+
+
+@pytest.mark.parametrize("table", sorted(ROWS))
+@pytest.mark.parametrize("op", ["c", "r", "u", "d"])
+def test_the_fast_path_by_topic_decodes_exactly_as_the_general_path(table: str, op: str) -> None:
+    """A topic named after its table takes the typed one-pass path; any other topic name the
+    general path. Both give the same event."""
+    row = ROWS[table]
+    value = envelope(op, table, before=row if op in ("u", "d") else None, after=None if op == "d" else row)
+    fast = decode(f"social.public.{table}", 0, 3, None, value)
+    general = decode("renamed-topic", 0, 3, None, value)
+    assert fast is not None and general is not None
+    assert fast.model_dump(exclude={"origin"}) == general.model_dump(exclude={"origin"})
+    assert type(fast.after) is type(general.after) and type(fast.before) is type(general.before)
+
+
+def test_uuids_are_lower_cased_and_other_forms_are_poison() -> None:
+    upper = {**ROWS["posts"], "id": POST.upper()}
+    event = decode("social.public.posts", 0, 0, None, envelope(after=upper))
+    assert event is not None and event.after is not None and event.after.id == POST  # type: ignore[attr-defined]
+    braced = {**ROWS["posts"], "id": "{" + POST + "}"}
+    with pytest.raises(PoisonEventError, match="after row violates the posts schema: id"):
+        decode("social.public.posts", 0, 0, None, envelope(after=braced))
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (envelope(op="c", after={"id": POST, "body": "x"}), "after row violates the posts schema: author_id"),
+        (envelope(op="t"), "truncate of posts"),
+        (envelope(op="d", before=None), "delete without a 'before' row"),
+        (envelope(table="users", after={"handle": "x"}), "after row violates the users schema: id"),
+    ],
+)
+def test_what_the_fast_path_refuses_is_reported_by_the_general_path(value: bytes, reason: str) -> None:
+    with pytest.raises(PoisonEventError, match=reason):
+        decode("social.public.posts", 0, 0, None, value)
