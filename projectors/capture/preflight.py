@@ -134,6 +134,20 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({**settings.kafka.client_config(), "socket.timeout.ms": 5000})
 
 
+def require_broker(settings: Settings, timeout: float = 8.0, admin: AdminClient | None = None) -> set[str]:
+    """The broker's topic names; a broker that does not answer is a configuration error that names
+    the setting (instead of librdkafka's reconnect lines and a timeout deep inside a command)."""
+    if admin is None:  # quiet: the error below says it all
+        admin = AdminClient({**settings.kafka.client_config(), "socket.timeout.ms": 5000, "log_level": 2})
+    try:
+        return set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise ConfigurationError(
+            f"the Kafka broker at {settings.kafka.bootstrap_servers} (PROJECTORS_KAFKA_BOOTSTRAP_SERVERS) "
+            f"does not answer: {exc.args[0]}; is it running? (`projectors stack status`)"
+        ) from exc
+
+
 def capture_topics(settings: Settings) -> dict[str, int]:
     prefix = settings.capture.topic_prefix
     topics = {table_topic(prefix, t): settings.kafka.topic_partitions for t in settings.capture.table_list}
@@ -144,13 +158,7 @@ def capture_topics(settings: Settings) -> dict[str, int]:
 def ensure_topics(settings: Settings, topics: dict[str, int], timeout: float = 8.0) -> list[str]:
     """Create missing topics; a broker that does not answer is a configuration error."""
     admin = admin_client(settings)
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        raise ConfigurationError(
-            f"the Kafka broker at {settings.kafka.bootstrap_servers} (PROJECTORS_KAFKA_BOOTSTRAP_SERVERS) "
-            f"does not answer: {exc.args[0]}; is it running? (`projectors stack status`)"
-        ) from exc
+    existing = require_broker(settings, timeout, admin)
     new = [
         NewTopic(name, num_partitions=parts, replication_factor=settings.kafka.replication_factor)
         for name, parts in topics.items()

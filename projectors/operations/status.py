@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from projectors.capture.connector import table_topic
+from projectors.capture.preflight import require_broker
 from projectors.operations.offsets import committed, partitions
 from projectors.projections import PROJECTIONS
 from projectors.runtime.dead_letters import dead_letter_topic
@@ -92,6 +93,7 @@ def projection_status(settings: Settings, name: str, consumer: Consumer) -> Proj
 
 
 def gather(settings: Settings, names: list[str] | None = None) -> list[ProjectionStatus]:
+    require_broker(settings)
     consumer = Consumer(
         {**settings.kafka.client_config(), "group.id": "projectors-status", "enable.auto.commit": False}
     )

@@ -4,6 +4,7 @@ setting stops `projectors config check` with a message that names it."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,18 @@ def test_a_bad_setting_is_named_and_stops_with_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "PROJECTORS_COSMOS_KEY_FILE" in done.stderr
     done = config_check({"PROJECTORS_NOT_A_SETTING": "1"})
     assert done.returncode == 2 and "PROJECTORS_NOT_A_SETTING" in done.stderr
+
+
+def test_status_with_the_broker_down_names_the_setting_at_once() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "projectors.cli", "status"],
+        env={**base, "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS": closed},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS" in done.stderr and closed in done.stderr
+    assert "Traceback" not in done.stderr
