@@ -9,7 +9,9 @@ letters were flushed, and commits acknowledged offsets every ``commit_interval_s
 faust pitfall avoided: ``take_events`` acknowledges its buffered events when the agent is cancelled
 (shutdown) even if they were not written. On SIGTERM mid-batch the worker waits up to
 ``shutdown_grace_s`` for the batch to finish; if it cannot (the store is down), the process exits at
-once without committing, exactly like a crash: the batch is redelivered to the next worker.
+once without committing, exactly like a crash: the batch is redelivered to the next worker. A
+watchdog armed by the signal bounds the whole shutdown by the same grace (faust's own wait for
+in-flight events has no bound).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -162,12 +165,29 @@ def build_app(
                 try:
                     await asyncio.wait_for(asyncio.shield(work), grace)
                 except BaseException:
-                    log.error("batch not written in time: exiting without committing it (it will be redelivered)")
-                    logging.shutdown()
-                    os._exit(EXIT_ABANDONED)
+                    abandon("batch not written in time")
                 raise
 
     return app
+
+
+def abandon(why: str) -> None:
+    """Exit at once, committing nothing more: what was acknowledged was written; the rest is
+    redelivered to the next worker of the group."""
+    log.error("%s: exiting without committing the batch in flight (it will be redelivered)", why)
+    logging.shutdown()
+    os._exit(EXIT_ABANDONED)
+
+
+def shutdown_watchdog(grace_s: float) -> threading.Timer:
+    """Armed by SIGTERM/SIGINT: faust first waits, without a bound, for every event taken to be
+    acknowledged (``stream_wait_empty``), so a batch stuck on a store that is down or slow would hold
+    the shutdown forever. The watchdog keeps the promise of ``shutdown_grace_s``."""
+    timer = threading.Timer(
+        grace_s, abandon, (f"still running {grace_s:.0f}s after the stop signal (PROJECTORS_WORKER_SHUTDOWN_GRACE_S)",)
+    )
+    timer.daemon = True
+    return timer
 
 
 def stats_path(settings: Settings, name: str) -> Path:
@@ -264,7 +284,20 @@ def run_worker(
         group or group_id(name),
         ", ".join(projection_topics(settings, projector.projection)),
     )
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    watchdog = shutdown_watchdog(settings.worker.shutdown_grace_s)
+
+    class Worker(faust.Worker):  # type: ignore[misc]
+        def _on_sigterm(self) -> None:
+            if not watchdog.is_alive():
+                watchdog.start()
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            if not watchdog.is_alive():
+                watchdog.start()
+            super()._on_sigint()
+
+    worker = Worker(app, loglevel=loglevel, quiet=True)
     for noisy in ("azure", "urllib3", "neo4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.argv = sys.argv[:1]

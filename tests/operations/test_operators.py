@@ -28,18 +28,19 @@ from projectors.runtime.stores import open_raw_store
 from projectors.runtime.worker import read_stats
 from projectors.settings import load_settings
 from projectors.stack import local
-from projectors.stack.processes import FalkorDB, Part, Worker
+from projectors.stack.processes import FalkorDB, Part, Worker, pid_alive
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle, free_port, private_dir, stack_env
 
 NAMES = list(PROJECTIONS)
+GRACE_S = 5
 
 
 @pytest.fixture(scope="module")
 def ops_stack() -> Iterator[StackHandle]:
     env = stack_env(private_dir("projectors-ops-"))
     env.update({"PROJECTORS_WORKER_BATCH_SIZE": "200", "PROJECTORS_WORKER_BATCH_WITHIN_S": "0.3",
-                "PROJECTORS_WORKER_RETRY_MAX_S": "2"})
+                "PROJECTORS_WORKER_RETRY_MAX_S": "2", "PROJECTORS_WORKER_SHUTDOWN_GRACE_S": str(GRACE_S)})
     settings = load_settings(env)
     handle = StackHandle(settings, env)
     try:
@@ -182,11 +183,25 @@ def test_a_graph_store_outage_loses_nothing(ops_stack: StackHandle) -> None:
             time.sleep(1)
             status, body = get(f"http://127.0.0.1:{ops_stack.extra['graph']}/health/ready")
         assert status == 503 and not json.loads(body)["parts"]["store"], body
+        # SIGTERM while its batch cannot be written: the worker leaves within the grace, committing
+        # nothing more; the batch goes to the next worker
+        graph = worker(ops_stack, "graph")
+        graph_pid = graph.pid()
+        assert graph_pid is not None
+        os.kill(graph_pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        while pid_alive(graph_pid) and time.monotonic() - signalled < GRACE_S + 30:
+            time.sleep(0.2)
+        took = time.monotonic() - signalled
+        assert not pid_alive(graph_pid), f"the graph worker still runs {took:.0f}s after SIGTERM"
+        assert took < GRACE_S + 10, took
+        assert "exiting without committing the batch in flight" in graph.log_file.read_text(errors="replace")
         time.sleep(max(0.0, 20.0 - (time.monotonic() - stopped_at)))  # down for 20 s in all
         status, _ = get(f"http://127.0.0.1:{ops_stack.extra['feed']}/health/ready")
         assert status == 200  # the other projections go on
     finally:
         os.kill(pid, signal.SIGCONT)
+    graph.start(90)
     assert_clean(ops_stack, NAMES)
     after = {n: sum(s["deadLetters"] for s in read_stats(settings, n)) for n in NAMES}
     assert after == before
