@@ -44,6 +44,12 @@ class Rate:
     events: int
     seconds: float
     warmup_events: int = 0
+    cpu_seconds: float = 0.0  # the counting process's CPU over the same span (0: not measured)
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        counted = self.events - self.warmup_events
+        return self.cpu_seconds / counted * 1e6 if counted > 0 and self.cpu_seconds else 0.0
 
     @property
     def per_s(self) -> float:
@@ -124,7 +130,8 @@ def bare_faust(settings: Settings, topics: list[str], expected: int, timeout_s: 
         if report is None:
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"the faust baseline reported nothing (exit {child.returncode}):\n{tail}")
-        return Rate(int(report["events"]), float(report["seconds"]), int(report["warmupEvents"]))
+        return Rate(int(report["events"]), float(report["seconds"]), int(report["warmupEvents"]),
+                    float(report.get("cpuSeconds", 0.0)))
 
 
 def _stop(child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
@@ -155,14 +162,15 @@ class Tally:
         self.events = self.warmup = 0
         self.first: float | None = None
         self.last = 0.0
+        self.cpu_first = self.cpu_last = 0.0
         self.done = False
 
     def add(self, n: int) -> None:
-        now = time.monotonic()
+        now, cpu = time.monotonic(), time.process_time()
         if self.first is None:
-            self.first, self.warmup = now, n
+            self.first, self.warmup, self.cpu_first = now, n, cpu
         self.events += n
-        self.last = now
+        self.last, self.cpu_last = now, cpu
         if self.events >= self.expected:
             self.done = True
 
@@ -172,7 +180,8 @@ class Tally:
 
     def publish(self) -> None:
         seconds = 0.0 if self.first is None else self.last - self.first
-        data = {"events": self.events, "seconds": seconds, "warmupEvents": self.warmup, "done": self.done}
+        data = {"events": self.events, "seconds": seconds, "warmupEvents": self.warmup, "done": self.done,
+                "cpuSeconds": self.cpu_last - self.cpu_first}
         tmp = self.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.out)

@@ -143,6 +143,15 @@ def bench_worker(settings: Settings, projection: str, group: str, null_store: bo
     return worker
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -176,6 +185,7 @@ def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: f
     first: tuple[float, int] | None = None
     deadline = time.monotonic() + limit_s + 120
     stats: dict[str, Any] = {}
+    cpu = {"process_at_first": 0.0, "own_at_first": 0.0, "process": 0.0}
     try:
         while time.monotonic() < deadline:
             mine = [s for s in read_stats(settings, part.projection) if int(s["pid"]) == pid]
@@ -184,10 +194,13 @@ def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: f
             if events and first is None:
                 first = (time.monotonic(), events)
                 deadline = first[0] + limit_s
+                cpu["process_at_first"] = process_cpu_s(pid)
+                cpu["own_at_first"] = float(stats.get("cpuSeconds", 0.0))
             if events >= expected:
                 break
             time.sleep(0.25)
         rss = peak_rss_mb(pid)
+        cpu["process"] = process_cpu_s(pid)
     finally:
         part.stop()
     if first is None:  # not one batch finished in time (a feed batch can mean 10,000s of Cosmos writes)
@@ -195,6 +208,9 @@ def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: f
     elapsed = max(0.001, time.monotonic() - first[0])
     done = int(stats.get("events", 0))
     stages = {k: float(v) for k, v in stats.get("stageSeconds", {}).items()}
+    counted = max(1, done - first[1])
+    process_cpu = max(0.0, cpu["process"] - cpu["process_at_first"])
+    own_cpu = max(0.0, float(stats.get("cpuSeconds", 0.0)) - cpu["own_at_first"])
     return {
         "events": done,
         "complete": done >= expected,
@@ -205,6 +221,11 @@ def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: f
         "ops_per_s": int(stats.get("operations", 0)) / elapsed,
         "stages_s": stages,
         "peak_rss_mb": rss,
+        # CPU per event, from the first batch on: the whole process, and the thread running the
+        # batches (decode, touched, plan, store client, stats); the rest is faust, aiokafka, the loop
+        "cpu_us_per_event": process_cpu / counted * 1e6 if done > first[1] else 0.0,
+        "own_cpu_us_per_event": own_cpu / counted * 1e6 if done > first[1] else 0.0,
+        "cpu_share": process_cpu / elapsed,
     }
 
 
@@ -244,10 +265,13 @@ def throughput(settings: Settings, config: BenchConfig, results: Results, say: S
         bare = bare_consume(settings, topics, expected)
         say(f"  bare confluent-kafka consumer: {bare.per_s:,.0f} events/s")
         faust_rate = bare_faust(settings, topics, expected, timeout_s=600)
-        say(f"  bare faust agent (counts only): {faust_rate.per_s:,.0f} events/s")
+        say(f"  bare faust agent (counts only): {faust_rate.per_s:,.0f} events/s, "
+            f"CPU {faust_rate.cpu_us_per_event:.0f} µs/event")
         null = run_worker_until(settings, bench_worker(settings, name, f"bench-null-{uuid.uuid4().hex[:6]}", True),
                                 expected, config.run_limit_s)
-        say(f"  worker, null store: {null['events_per_s']:,.0f} events/s")
+        say(f"  worker, null store: {null['events_per_s']:,.0f} events/s, CPU {null['cpu_us_per_event']:.0f} µs/event"
+            f" ({null['own_cpu_us_per_event']:.0f} in the projector's code, the rest faust and aiokafka;"
+            f" the process busy {null['cpu_share']:.0%} of a core)")
         real = run_worker_until(settings, bench_worker(settings, name, f"bench-real-{uuid.uuid4().hex[:6]}", False),
                                 expected, config.run_limit_s)
         say(f"  worker, real store: {real['events_per_s']:,.0f} events/s, {real['ops_per_s']:,.0f} store ops/s"
@@ -260,6 +284,7 @@ def throughput(settings: Settings, config: BenchConfig, results: Results, say: S
             "bare_consume_per_s": bare.per_s,
             "bare_faust_per_s": faust_rate.per_s,
             "bare_faust_events": faust_rate.events,
+            "bare_faust_cpu_us_per_event": faust_rate.cpu_us_per_event,
             "null_store": null,
             "real_store": real,
             "raw_store": raw,
@@ -608,6 +633,22 @@ def markdown(r: Results) -> str:
     for name, t in r.throughput.items():
         shares = stage_shares(t["real_store"])
         lines.append(f"| {name} | " + " | ".join(f"{shares.get(s, 0.0):.0%}" for s in STAGES) + " |")
+    lines += ["", "## CPU per event (µs, from the first batch on)", "",
+              "The stage timers are wall time in the batch thread, which runs while faust fetches the next "
+              "batch; CPU time says who is busy. A worker is one Python process: faust, aiokafka and the "
+              "batches share one core (the GIL).", "",
+              "| projection | store | process busy (of a core) | whole process | projector's code | "
+              "faust + aiokafka + loop | bare faust agent |",
+              "|---|---|---|---|---|---|---|"]
+    for name, t in r.throughput.items():
+        for label in ("null_store", "real_store"):
+            run = t[label]
+            if not run.get("cpu_us_per_event"):
+                continue
+            rest = run["cpu_us_per_event"] - run["own_cpu_us_per_event"]
+            lines.append(f"| {name} | {label.split('_')[0]} | {run['cpu_share']:.0%} | {run['cpu_us_per_event']:.0f} | "
+                         f"{run['own_cpu_us_per_event']:.0f} | {rest:.0f} | "
+                         f"{_f(t.get('bare_faust_cpu_us_per_event'))} |")
     lines += ["", "## Rebuild (build phase)", "", "| projection | events | seconds | events/s |", "|---|---|---|---|"]
     for name, b in r.rebuild.items():
         lines.append(f"| {name} | {b['events']:,} | {b['seconds']:.1f} | {_f(b['events_per_s'])} |")

@@ -88,4 +88,5 @@ def _event(table: str, op: str, before: Row | None, after: Row | None, lsn: int,
     if (op in ("c", "r", "u") and after is None) or (op == "d" and before is None):
         return None
     change: Literal["c", "u", "d"] = "u" if op == "u" else "d" if op == "d" else "c"
-    return ChangeEvent(table=table, op=change, before=before, after=after, lsn=lsn, origin=origin)
+    # every field is validated already (the rows by their models, lsn by the envelope)
+    return ChangeEvent.model_construct(table=table, op=change, before=before, after=after, lsn=lsn, origin=origin)

@@ -12,6 +12,7 @@ all with the read's ticket as version. ``ops_for`` is the pure heart of it.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
@@ -57,12 +58,17 @@ class ItemKind:
     item: Callable[[tuple[Any, ...]], tuple[ItemKey, Document]]
     suffix: str = ""  # when several kinds share a collection: the id suffix that tells them apart
     uuid_parts: int = 1  # leading ':'-separated parts of the id that are UUIDs (others are not items)
+    all_sql: str | None = None  # every item, when ``sql`` cannot say it with ``where = TRUE``
 
     def owns(self, key: ItemKey) -> bool:
         return key.collection == self.collection and key.id.endswith(self.suffix)
 
     def for_keys(self, source: PostgresSource, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
-        wanted = {k for k in keys if all(is_uuid(p) for p in k.id.split(":")[: self.uuid_parts])}
+        if self.uuid_parts:
+            ids = uuid_prefix(self.uuid_parts)
+            wanted = {k for k in keys if ids.match(k.id)}
+        else:
+            wanted = set(keys)
         if not wanted:
             return {}
         out: dict[ItemKey, Document] = {}
@@ -73,11 +79,18 @@ class ItemKind:
         return out
 
     def all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:
-        for row in source.stream(self.sql.format(where="TRUE")):
+        for row in source.stream(self.all_sql or self.sql.format(where="TRUE")):
             yield self.item(row)
 
 
 UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@functools.cache
+def uuid_prefix(parts: int) -> re.Pattern[str]:
+    """Ids whose first ``parts`` ':'-separated parts are UUIDs (one regex match per key)."""
+    uuid = UUID_TEXT.pattern
+    return re.compile(uuid + f"(?::{uuid})" * (parts - 1) + "(?::|$)")
 
 
 def is_uuid(value: str) -> bool:
@@ -126,6 +139,15 @@ class Projection(ABC):
         return ops_for(keys, spec, ticket)
 
 
+@functools.cache
+def kinds_by_collection(kinds: tuple[ItemKind, ...]) -> dict[str, list[tuple[int, ItemKind]]]:
+    """Each collection's kinds with their index (several kinds can share one, told by suffix)."""
+    out: dict[str, list[tuple[int, ItemKind]]] = defaultdict(list)
+    for i, kind in enumerate(kinds):
+        out[kind.collection].append((i, kind))
+    return dict(out)
+
+
 class KindsProjection(Projection):
     """A projection whose items are a fixed set of :class:`ItemKind` (one per collection)."""
 
@@ -133,14 +155,15 @@ class KindsProjection(Projection):
 
     def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:
         by_kind: dict[int, list[ItemKey]] = defaultdict(list)
+        owners = kinds_by_collection(self.kinds)
         for key in keys:
-            for i, kind in enumerate(self.kinds):
-                if kind.owns(key):
+            for i, kind in owners.get(key.collection, ()):
+                if key.id.endswith(kind.suffix):
                     by_kind[i].append(key)
                     break
         out: dict[ItemKey, Document] = {}
         for i, wanted in sorted(by_kind.items()):
-            out.update(self.kinds[i].for_keys(source, sorted(wanted)))
+            out.update(self.kinds[i].for_keys(source, wanted))
         return out
 
     def spec_all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:

@@ -82,11 +82,15 @@ KINDS = (
     ItemKind("Post", "SELECT id::text, created_at FROM posts WHERE {where}", "id = ANY(%s::uuid[])", _ids, _post),
     ItemKind(
         "Topic",
-        "SELECT DISTINCT t FROM posts p CROSS JOIN LATERAL unnest(p.topics) AS t WHERE {where}",
-        "t = ANY(%s::text[])",
+        # which of the asked topics some post still carries: the scan stops at the first such post
+        # (0.1 ms) instead of unnesting every post (25 ms at 44k posts, per batch); only a topic that
+        # just left its last post scans the table. verify reads them all.
+        "SELECT t FROM unnest(%s::text[]) AS t WHERE {where}",
+        "EXISTS (SELECT 1 FROM posts p WHERE p.topics @> ARRAY[t])",
         _ids,
         _topic,
         uuid_parts=0,
+        all_sql="SELECT DISTINCT t FROM posts p CROSS JOIN LATERAL unnest(p.topics) AS t",
     ),
     ItemKind(
         "FOLLOWS",

@@ -41,6 +41,7 @@ class BatchStats:
     last_lsn: int = 0
     last_applied_at: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # CPU time of the thread running the batches (the projectors' own code)
 
     def snapshot(self) -> BatchStats:
         """A copy of the totals now (metrics take the difference a batch made)."""

@@ -12,6 +12,15 @@ from psycopg.rows import tuple_row
 TICKET_SEQUENCE = "projectors_read_ticket"
 
 
+def array_literal(values: Sequence[str]) -> str:
+    """A PostgreSQL array literal of ``values``, each quoted (any text is safe)."""
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 class PostgresSource:
     """A connection to the source database, used by one thread at a time.
 
@@ -38,9 +47,12 @@ class PostgresSource:
         else:
             yield ticket
 
-    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of ``sql``. A parameter that is a list of strings is sent as one array literal: the
+        SQL casts it (``%s::uuid[]``, ``%s::text[]``). psycopg's own list dumping checks every
+        element with a regex: it was a tenth of a batch's time."""
         with self.conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(sql, params)  # type: ignore[arg-type]
+            cur.execute(sql, [array_literal(p) if _str_list(p) else p for p in params])
             return cur.fetchall()
 
     def stream(

@@ -132,12 +132,14 @@ def build_app(
     positions: dict[tuple[str, int], int] = {}
 
     def process_and_report(records: list[RawRecord]) -> None:
+        cpu = time.thread_time()
         before = projector.stats.snapshot()
         projector.process(records)
         record_metrics(metrics, before, projector)
         for r in records:
             positions[(r.topic, r.partition)] = r.offset + 1
         metrics.lag.labels(name).set(lag_of(app, positions))
+        projector.stats.cpu_seconds += time.thread_time() - cpu
         write_stats(stats_file, projector, started_at)
 
     def readiness() -> dict[str, bool]:
@@ -244,6 +246,7 @@ def write_stats(path: Path, projector: BatchProjector, started_at: float = 0.0) 
         "lastLsn": s.last_lsn,
         "lastAppliedAt": s.last_applied_at,
         "stageSeconds": s.stage_seconds,
+        "cpuSeconds": s.cpu_seconds,
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))

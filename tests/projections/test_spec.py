@@ -175,3 +175,14 @@ def test_feed_spec_matches_an_independent_reference(pg: PostgresSettings) -> Non
     got = {(k.partition, v["postId"]) for k, v in spec_all(pg, "feed").items()}
     assert got == expected
     assert len(expected) > len(posts)
+
+
+def test_string_lists_reach_postgresql_intact(pg: PostgresSettings) -> None:
+    awkward = ["plain", "with,comma", 'quote"d', "back\\slash", "{brace}", " spaced ", "NULL", "", "ünï", "a\nb"]
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        source = PostgresSource(conn)
+        assert source.rows("SELECT %s::text[], %s::uuid[], %s::int", [awkward, ids, 7]) == [
+            (awkward, [uuid.UUID(i) for i in ids], 7)
+        ]
+        assert source.rows("SELECT %s::text[]", [[]]) == [([],)]
