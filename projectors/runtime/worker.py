@@ -17,6 +17,7 @@ in-flight events has no bound).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -268,6 +269,19 @@ def read_stats(settings: Settings, name: str) -> list[dict[str, Any]]:
 
 
 
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Fewer cyclic garbage collections: a worker allocates a few Python objects per event in faust,
+    aiokafka and the decode, and the default threshold (700) ran a collection every few events,
+    scanning faust's long-lived objects from whichever thread tripped it. The objects that exist
+    at start are frozen out of the scans. Measured on the graph worker with a null store:
+    2,600 -> 3,000-3,200 events/s on 2 cores; peak RSS is in the bench report."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_worker(
     settings: Settings,
     name: str,
@@ -301,6 +315,7 @@ def run_worker(
             super()._on_sigint()
 
     worker = Worker(app, loglevel=loglevel, quiet=True)
+    tune_gc()
     for noisy in ("azure", "urllib3", "neo4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.argv = sys.argv[:1]
