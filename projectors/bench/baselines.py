@@ -191,12 +191,15 @@ def run_faust_counter(
     settings: Settings, topics: list[str], expected: int, idle_s: float, out: Path, datadir: Path
 ) -> None:
     """The child's side of :func:`bare_faust`: a faust worker whose agent only counts; it publishes
-    its totals every second and when done, then stops itself (SIGTERM)."""
+    its totals every second and when done, then stops itself (SIGTERM). It runs with the workers'
+    runtime settings (app class with their fetch wait, their GC thresholds), so the ratio against
+    it measures the projectors' own work, not a difference in tuning."""
     import faust
 
-    from projectors.runtime.worker import faust_credentials
+    from projectors.runtime.faust_app import app_class
+    from projectors.runtime.worker import faust_credentials, tune_gc
 
-    app = faust.App(
+    app = app_class(settings.worker.fetch_max_wait_ms)(
         f"projectors-bench-faust-{uuid.uuid4().hex[:8]}",
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),
@@ -243,6 +246,7 @@ def run_faust_counter(
             tally.publish()
 
     worker = faust.Worker(app, loglevel="warning", quiet=True)
+    tune_gc()
     sys.argv = sys.argv[:1]
     worker.execute_from_commandline()
 

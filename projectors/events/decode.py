@@ -89,4 +89,4 @@ def _event(table: str, op: str, before: Row | None, after: Row | None, lsn: int,
         return None
     change: Literal["c", "u", "d"] = "u" if op == "u" else "d" if op == "d" else "c"
     # every field is validated already (the rows by their models, lsn by the envelope)
-    return ChangeEvent.model_construct(table=table, op=change, before=before, after=after, lsn=lsn, origin=origin)
+    return ChangeEvent(table, change, before, after, lsn, origin)

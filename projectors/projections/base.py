@@ -72,7 +72,7 @@ class ItemKind:
         if not wanted:
             return {}
         out: dict[ItemKey, Document] = {}
-        for row in source.rows(self.sql.format(where=self.key_where), self.key_params(sorted(wanted))):
+        for row in source.rows(self.sql.format(where=self.key_where), self.key_params(list(wanted))):
             key, doc = self.item(row)
             if key in wanted:
                 out[key] = doc

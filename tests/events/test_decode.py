@@ -91,7 +91,7 @@ def test_the_fast_path_by_topic_decodes_exactly_as_the_general_path(table: str, 
     fast = decode(f"social.public.{table}", 0, 3, None, value)
     general = decode("renamed-topic", 0, 3, None, value)
     assert fast is not None and general is not None
-    assert fast.model_dump(exclude={"origin"}) == general.model_dump(exclude={"origin"})
+    assert fast._replace(origin="") == general._replace(origin="")
     assert type(fast.after) is type(general.after) and type(fast.before) is type(general.before)
 
 

@@ -186,3 +186,6 @@ def test_string_lists_reach_postgresql_intact(pg: PostgresSettings) -> None:
             (awkward, [uuid.UUID(i) for i in ids], 7)
         ]
         assert source.rows("SELECT %s::text[]", [[]]) == [([],)]
+        # nothing to escape (the one-join path), yet separators, braces and NULL stay text
+        plain = ["with,comma", "{brace}", "NULL", "", " spaced ", "a\nb"]
+        assert source.rows("SELECT %s::text[]", [plain]) == [(plain,)]
