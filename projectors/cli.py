@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from projectors.errors import ConfigurationError, DataLossRisk
 from projectors.settings import Settings, SettingsError, load_settings
@@ -283,11 +284,19 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
 
-    from projectors.bench.harness import TINY, BenchConfig, run
+    from projectors.bench.harness import PHASES, TINY, BenchConfig, run
 
     config = TINY if args.tiny else BenchConfig()
-    overrides = {k: v for k, v in (("events", args.events), ("rebuild_events", args.rebuild_events),
-                                   ("users", args.users), ("run_limit_s", args.run_limit)) if v is not None}
+    phases = None
+    if args.phases is not None:
+        phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
+        unknown = [p for p in phases if p not in PHASES]
+        if unknown or not phases:
+            raise ConfigurationError(f"--phases: unknown {', '.join(unknown) or '(none given)'} "
+                                     f"(known: {', '.join(PHASES)})")
+    overrides: dict[str, Any] = {k: v for k, v in (("events", args.events), ("rebuild_events", args.rebuild_events),
+                                   ("users", args.users), ("run_limit_s", args.run_limit),
+                                   ("phases", phases)) if v is not None}
     run(dataclasses.replace(config, **overrides), args.out)
     return 0
 
@@ -436,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--users", type=int, help="users in the seed (default 20000)")
     bench.add_argument("--run-limit", type=float, help="seconds a throughput run may take (default 180)")
     bench.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
+    bench.add_argument("--phases", help="comma-separated parts to run (default: all of "
+                       "throughput,rebuild,lag,fanout,drills; the load always runs)")
     bench.set_defaults(func=_bench)
 
     dlq_cmd = sub.add_parser("dlq", help="dead letters: list | show <id> | redrive [--all | <id>...]")

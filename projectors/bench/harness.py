@@ -59,6 +59,9 @@ from projectors.stack.processes import PART_CLASSES, Worker
 Say = Callable[[str], None]
 
 
+PHASES = ("throughput", "rebuild", "lag", "fanout", "drills")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     users: int = 20_000
@@ -76,6 +79,7 @@ class BenchConfig:
     drill_rate: float = 10.0  # the feed on the Cosmos REST server (~200 items/s) must keep up
     verify_wait_s: float = 900.0
     seed_value: int = 11
+    phases: tuple[str, ...] = PHASES  # which parts run (the load always does)
 
 
 TINY = BenchConfig(
@@ -579,18 +583,23 @@ def run(config: BenchConfig, out_dir: Path, say: Say = print) -> Results:
             f"{sum(counts.values())} more in {bulked:.1f}s)")
         every_topic = sorted({t for n in PROJECTIONS for t in topics_of(settings, n)})
         results.load["topic_events"] = count_events(settings, every_topic, rows, say)
-        throughput(settings, config, results, say)
-        if config.rebuild_events > results.load["topic_events"]:
+        if "throughput" in config.phases:
+            throughput(settings, config, results, say)
+        if "rebuild" in config.phases and config.rebuild_events > results.load["topic_events"]:
             with psycopg.connect(settings.pg.conninfo()) as conn:
                 more = bulk(conn, population, config.rebuild_events - results.load["topic_events"], rng)
             results.load["rebuild_topic_events"] = count_events(
                 settings, every_topic, results.load["topic_events"] + sum(more.values()), say)
-        rebuild_times(settings, config, results, say)
-        lag(settings, config, population, results, say)
-        fanout(settings, config, population, results, say)
+        if "rebuild" in config.phases:
+            rebuild_times(settings, config, results, say)
+        if "lag" in config.phases:
+            lag(settings, config, population, results, say)
+        if "fanout" in config.phases:
+            fanout(settings, config, population, results, say)
     finally:
         local.down(settings, local.ORDER, say=lambda _l: None)
-    drills(config, results, say)
+    if "drills" in config.phases:
+        drills(config, results, say)
     write_reports(results, out_dir)
     say(f"== wrote {out_dir / 'results.md'}, results.json, results.png")
     return results
