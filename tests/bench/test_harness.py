@@ -37,3 +37,14 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     for heading in ("Throughput", "Where a worker's time goes", "Rebuild", "Lag", "Fan-out", "Fault drills"):
         assert f"## {heading}" in report
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unknown_phase_stops_the_bench_before_any_stack_starts(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "projectors.cli", "bench", "--phases", "rebuild,speed", "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--phases: unknown speed" in done.stderr and "throughput" in done.stderr
+    assert not (tmp_path / "results.json").exists()
