@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
-from projectors.projections.base import Projection, Touch, is_uuid, iso
+from projectors.projections.base import Projection, Touch, iso, uuid_prefix
 from projectors.projections.model import Document, ItemKey, ProjectionStore
 from projectors.runtime.source import PostgresSource
 
@@ -30,11 +30,15 @@ def visible_to(recipient: str) -> str:
         AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = {recipient} AND m.muted_id = po.author_id)))"""
 
 
-ITEM_COLUMNS = "k.r::text, po.id::text, po.author_id::text, po.created_at, po.body, po.topics"
-SPEC_FOR = (
-    f"SELECT {ITEM_COLUMNS} FROM unnest(%s::uuid[], %s::uuid[]) AS k(r, p) "
+POST_COLUMNS = "po.id::text, po.author_id::text, po.created_at, po.body, po.topics"
+ITEM_COLUMNS = f"k.r::text, {POST_COLUMNS}"
+# A post reaches thousands of feeds: which (recipient, post) pairs are visible is one query, each
+# post's columns another (read and converted once per post, not once per recipient).
+VISIBLE_PAIRS = (
+    "SELECT k.r::text, k.p::text FROM unnest(%s::uuid[], %s::uuid[]) AS k(r, p) "
     f"JOIN posts po ON po.id = k.p WHERE {visible_to('k.r')}"
 )
+POSTS = f"SELECT {POST_COLUMNS} FROM posts po WHERE po.id = ANY(%s::uuid[])"
 SPEC_ALL = (
     f"SELECT {ITEM_COLUMNS} FROM posts po CROSS JOIN LATERAL "
     "(SELECT po.author_id UNION SELECT f.follower_id FROM follows f WHERE f.followee_id = po.author_id) AS k(r) "
@@ -46,18 +50,25 @@ def feed_key(recipient_id: str, post_id: str) -> ItemKey:
     return ItemKey(COLLECTION, f"{recipient_id}:{post_id}", recipient_id)
 
 
-def feed_item(row: tuple[Any, ...]) -> tuple[ItemKey, Document]:
-    recipient, post, author, created_at, body, topics = row
-    key = feed_key(recipient, post)
-    return key, {
-        "id": key.id,
-        "recipientId": recipient,
+def post_fields(post: str, author: str, created_at: Any, body: str, topics: list[str]) -> dict[str, Any]:
+    """What every feed item of a post shares."""
+    return {
         "postId": post,
         "authorId": author,
         "createdAt": iso(created_at),
         "bodyPreview": body[:PREVIEW_CHARS],
-        "topics": list(topics),
+        "topics": topics,
     }
+
+
+def item_of(recipient: str, fields: dict[str, Any]) -> tuple[ItemKey, Document]:
+    key = feed_key(recipient, fields["postId"])
+    return key, {"id": key.id, "recipientId": recipient, **fields, "topics": list(fields["topics"])}
+
+
+def feed_item(row: tuple[Any, ...]) -> tuple[ItemKey, Document]:
+    recipient, *post = row
+    return item_of(recipient, post_fields(*post))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +143,20 @@ class FeedProjection(Projection):
         return keys
 
     def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:
-        ordered = sorted(k for k in keys if all(is_uuid(p) for p in k.id.split(":")) and k.id.count(":") == 1)
-        recipients = [k.partition for k in ordered]
-        post_ids = [k.id.split(":", 1)[1] for k in ordered]
-        wanted = set(ordered)
-        items = (feed_item(row) for row in source.rows(SPEC_FOR, [recipients, post_ids]))
+        ids = uuid_prefix(2)  # <recipient uuid>:<post uuid>, nothing more (a store may hold anything)
+        wanted = {k for k in keys if k.id.count(":") == 1 and ids.match(k.id)}
+        if not wanted:
+            return {}
+        recipients, post_ids = [], []
+        for k in wanted:
+            recipient, post = k.id.split(":")
+            recipients.append(recipient)
+            post_ids.append(post)
+        pairs = source.rows(VISIBLE_PAIRS, [recipients, post_ids])
+        if not pairs:
+            return {}
+        posts = {row[0]: post_fields(*row) for row in source.rows(POSTS, [list({p for _, p in pairs})])}
+        items = (item_of(recipient, posts[post]) for recipient, post in pairs if post in posts)
         return {key: doc for key, doc in items if key in wanted}
 
     def spec_all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:

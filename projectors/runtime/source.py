@@ -16,9 +16,9 @@ def array_literal(values: Sequence[str]) -> str:
     """A PostgreSQL array literal of ``values``, each quoted (any text is safe)."""
     if not values:
         return "{}"
-    joined = '","'.join(values)
-    if "\\" not in joined and '"' not in joined:  # ids: nothing to escape, one join in C
-        return '{"' + joined + '"}'
+    plain = "".join(values)
+    if "\\" not in plain and '"' not in plain:  # ids: nothing to escape, joins in C
+        return '{"' + '","'.join(values) + '"}'
     return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
 
 
