@@ -8,7 +8,8 @@ Elements: nodes ``User``, ``Post``, ``Topic`` keyed by ``id``; relationships of 
 keyed by ``id``. Every element carries ``v``, the version of the write that last set it. A removal
 leaves ``(:Tombstone {key: "<collection>:<id>", v})``. Every write query is guarded itself (``WHERE
 n.v < row.v``), so two workers racing can never let an older version win; a pre-read of the
-versions only classifies what a batch did.
+versions (removals) or the write's own answer (puts: what each item held before) only classifies
+what a batch did.
 """
 
 from __future__ import annotations
@@ -86,9 +87,9 @@ def q_put_nodes(label: str) -> str:
         "OPTIONAL MATCH (t:Tombstone {key: row.key}) "
         "WITH row, t WHERE t IS NULL OR t.v < row.v "
         f"MERGE (n:{label} {{id: row.id}}) "
-        "WITH row, n WHERE n.v IS NULL OR n.v < row.v "
+        "WITH row, n, properties(n) AS before WHERE n.v IS NULL OR n.v < row.v "
         "SET n += row.props, n.v = row.v "
-        "RETURN count(n) AS applied"
+        "RETURN row.id AS id, before"
     )
 
 
@@ -104,9 +105,9 @@ def q_put_edges(rel: str) -> str:
         f"MERGE (a:{start} {{id: row.from}}) "
         f"MERGE (b:{end} {{id: row.to}}) "
         f"MERGE (a)-[r:{rel} {{id: row.id}}]->(b) "
-        "WITH row, r WHERE r.v IS NULL OR r.v < row.v "
+        "WITH row, r, properties(r) AS before WHERE r.v IS NULL OR r.v < row.v "
         "SET r += row.props, r.v = row.v "
-        "RETURN count(r) AS applied"
+        "RETURN row.id AS id, before"
     )
 
 
@@ -225,78 +226,82 @@ class GraphStore:
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
     def _apply_chunk(self, collection: str, kind: str, ops: list[Operation]) -> list[Outcome]:
+        if kind == "remove":
+            return self._remove_chunk(collection, ops)
+        puts = [op for op in ops if isinstance(op, Put)]
+        if collection in NODES:
+            query = q_put_nodes(collection)
+            rows = [
+                {
+                    "key": tombstone_key(collection, op.key.id),
+                    "id": op.key.id,
+                    "v": op.version,
+                    "props": {k: v for k, v in op.doc.items() if k != "id"},
+                }
+                for op in puts
+            ]
+        else:
+            start, end = EDGES[collection]
+            query = q_put_edges(collection)
+            rows = [
+                {
+                    "key": tombstone_key(collection, op.key.id),
+                    "fromKey": tombstone_key(start, str(op.doc["from"])),
+                    "toKey": tombstone_key(end, str(op.doc["to"])),
+                    "id": op.key.id,
+                    "from": op.doc["from"],
+                    "to": op.doc["to"],
+                    "v": op.version,
+                    "props": {k: v for k, v in op.doc.items() if k not in ("id", "from", "to")},
+                }
+                for op in puts
+            ]
+        # one round trip: the guarded write returns what each item it wrote held before; an item it
+        # did not return lost to a newer version or tombstone (its own, or an edge endpoint's)
+        before = {str(r["id"]): r["before"] for r in self.transport.run(query, {"rows": rows})}
+        return [self._put_outcome(collection, op, before.get(op.key.id)) for op in puts]
+
+    @staticmethod
+    def _put_outcome(collection: str, op: Put, before: Mapping[str, Any] | None) -> Outcome:
+        if before is None:
+            return Outcome.STALE
+        if "v" not in before:  # created by this write (or an endpoint no put had written yet)
+            return outcome(op, None)
+        live = (
+            node_doc(before)
+            if collection in NODES
+            else edge_doc(before, str(op.doc["from"]), str(op.doc["to"]))
+        )
+        return outcome(op, Held(_version(before), live))
+
+    def _remove_chunk(self, collection: str, ops: list[Operation]) -> list[Outcome]:
         held = self._held(collection, ops)
         decided = [(op, outcome(op, held.get(op.key))) for op in ops]
         todo = [op for op, o in decided if o is not Outcome.STALE]
         if todo:
-            if kind == "remove":
-                rows = [{"key": tombstone_key(collection, op.key.id), "id": op.key.id, "v": op.version} for op in todo]
-                self.transport.run(q_remove(collection), {"rows": rows})
-            elif collection in NODES:
-                rows = [
-                    {
-                        "key": tombstone_key(collection, op.key.id),
-                        "id": op.key.id,
-                        "v": op.version,
-                        "props": {k: v for k, v in op.doc.items() if k != "id"},
-                    }
-                    for op in todo
-                    if isinstance(op, Put)
-                ]
-                self.transport.run(q_put_nodes(collection), {"rows": rows})
-            else:
-                start, end = EDGES[collection]
-                rows = [
-                    {
-                        "key": tombstone_key(collection, op.key.id),
-                        "fromKey": tombstone_key(start, str(op.doc["from"])),
-                        "toKey": tombstone_key(end, str(op.doc["to"])),
-                        "id": op.key.id,
-                        "from": op.doc["from"],
-                        "to": op.doc["to"],
-                        "v": op.version,
-                        "props": {k: v for k, v in op.doc.items() if k not in ("id", "from", "to")},
-                    }
-                    for op in todo
-                    if isinstance(op, Put)
-                ]
-                self.transport.run(q_put_edges(collection), {"rows": rows})
+            rows = [{"key": tombstone_key(collection, op.key.id), "id": op.key.id, "v": op.version} for op in todo]
+            self.transport.run(q_remove(collection), {"rows": rows})
         return [o for _, o in decided]
 
     def _held(self, collection: str, ops: list[Operation]) -> dict[ItemKey, Held]:
-        """Versions and live documents of the chunk's items (and, for edge puts, their endpoints'
-        tombstones, which make a put stale as well)."""
+        """Versions (a live item's or its tombstone's) and live documents of a chunk's items."""
         ids = [op.key.id for op in ops]
-        keys = {tombstone_key(collection, i) for i in ids}
-        endpoint_of: dict[str, list[ItemKey]] = defaultdict(list)
-        if collection in EDGES:
-            start, end = EDGES[collection]
-            for op in ops:
-                if isinstance(op, Put):
-                    endpoint_of[tombstone_key(start, str(op.doc["from"]))].append(op.key)
-                    endpoint_of[tombstone_key(end, str(op.doc["to"]))].append(op.key)
         versions: dict[ItemKey, int] = {}
         docs: dict[ItemKey, Document] = {}
-        for row in self.transport.run(Q_TOMBSTONES, {"keys": sorted(keys | set(endpoint_of))}):
-            tkey, v = str(row["key"]), int(row["v"] if row["v"] is not None else -1)
-            for key in endpoint_of.get(tkey, []):
-                versions[key] = max(versions.get(key, -1), v)
-            if tkey in keys:
-                key = ItemKey(collection, tkey.split(":", 1)[1])
-                versions[key] = max(versions.get(key, -1), v)
+        keys = sorted(tombstone_key(collection, i) for i in ids)
+        for row in self.transport.run(Q_TOMBSTONES, {"keys": keys}):
+            key = ItemKey(collection, str(row["key"]).split(":", 1)[1])
+            versions[key] = max(versions.get(key, -1), int(row["v"] if row["v"] is not None else -1))
         if collection in NODES:
-            rows = self.transport.run(q_node_versions(collection), {"ids": ids})
-            for row in rows:
+            for row in self.transport.run(q_node_versions(collection), {"ids": ids}):
                 key = ItemKey(collection, str(row["id"]))
-                props = row["props"]
-                versions[key] = max(versions.get(key, -1), _version(props))
-                docs[key] = node_doc(props)
+                versions[key] = max(versions.get(key, -1), _version(row["props"]))
+                docs[key] = node_doc(row["props"])
         else:
             for row in self.transport.run(q_edge_versions(collection), {"ids": ids}):
                 key = ItemKey(collection, str(row["id"]))
-                props = row["props"]
-                versions[key] = max(versions.get(key, -1), _version(props))
-                docs[key] = edge_doc(props, str(row["f"]), str(row["t"]))
+                versions[key] = max(versions.get(key, -1), _version(row["props"]))
+                docs[key] = edge_doc(row["props"], str(row["f"]), str(row["t"]))
         return {key: Held(v, docs.get(key)) for key, v in versions.items()}
 
     # -- reads --------------------------------------------------------------------------------------

@@ -50,6 +50,23 @@ def test_an_edge_older_than_its_endpoints_removal_is_not_written(graph: GraphSto
     assert {k.id for k, _ in graph.live_items("User")} == {"a"}  # no stub brought back
 
 
+def test_an_edge_write_reports_what_it_did(graph: GraphStore) -> None:
+    """Puts are classified from the write's own answer (what each edge held before it)."""
+
+    def kind(v: int, how: str) -> Put:
+        return Put(ItemKey("REACTED", "u:p"), v, {"id": "u:p", "from": "u", "to": "p", "kind": how})
+
+    def totals(*ops: Put) -> tuple[int, int, int]:
+        r = graph.apply(list(ops))
+        return r.changed, r.skipped_stale, r.unchanged
+
+    assert totals(kind(1, "like")) == (1, 0, 0)  # created, endpoints too
+    assert totals(kind(2, "like")) == (0, 0, 1)  # newer, same content
+    assert totals(kind(3, "love"), user("u", 3)) == (2, 0, 0)  # the User was an endpoint stub until now
+    assert totals(kind(3, "wow"), user("u", 2)) == (0, 2, 0)
+    assert dict(graph.live_items("REACTED"))[ItemKey("REACTED", "u:p")]["kind"] == "love"
+
+
 def test_friend_of_friend_suggestions(graph: GraphStore) -> None:
     ops = [user(i) for i in "abcdexy"]
     ops += [follows("a", "b"), follows("a", "c"), follows("b", "x"), follows("c", "x"), follows("b", "y")]
