@@ -97,6 +97,7 @@ class Results:
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
     rebuild: dict[str, dict[str, Any]] = field(default_factory=dict)
     lag: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    lag_batches: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     fanout: list[dict[str, Any]] = field(default_factory=list)
     drills: list[dict[str, Any]] = field(default_factory=list)
 
@@ -430,19 +431,55 @@ def warm_up(settings: Settings, population: Population, prober: Prober, timeout_
             waiting.clear()
 
 
+def worker_totals(settings: Settings, name: str) -> dict[str, Any]:
+    """The published totals of the running workers of ``name``, summed."""
+    totals: dict[str, Any] = {"events": 0, "batches": 0, "stageSeconds": {}}
+    for stats in read_stats(settings, name):
+        if not stats["alive"]:
+            continue
+        totals["events"] += int(stats.get("events", 0))
+        totals["batches"] += int(stats.get("batches", 0))
+        for stage, seconds in stats.get("stageSeconds", {}).items():
+            totals["stageSeconds"][stage] = totals["stageSeconds"].get(stage, 0.0) + float(seconds)
+    return totals
+
+
+def batch_profile(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the workers' batches were like between two :func:`worker_totals`: their count, size, and
+    milliseconds per batch in each stage (where commit -> visible goes once an event is fetched)."""
+    batches = after["batches"] - before["batches"]
+    per = max(1, batches)
+    return {
+        "batches": batches,
+        "events_per_batch": (after["events"] - before["events"]) / per,
+        "stage_ms_per_batch": {
+            stage: (seconds - before["stageSeconds"].get(stage, 0.0)) * 1000 / per
+            for stage, seconds in after["stageSeconds"].items()
+        },
+    }
+
+
 def lag(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
-    with live_workers(settings, ["graph", "search"]):
+    stores = ("graph", "search")
+    with live_workers(settings, list(stores)):
         for rate in config.lag_rates:
             with Prober(settings) as prober:
                 warm_up(settings, population, prober)
+                before = {name: worker_totals(settings, name) for name in stores}
                 report = steady(settings.pg.conninfo(), population, rate, config.lag_seconds,
                                 random.Random(config.seed_value + rate), on_post=prober.committed)
+            results.lag_batches[str(rate)] = {
+                name: batch_profile(before[name], worker_totals(settings, name)) for name in stores
+            }
             results.lag[str(rate)] = {store: percentiles(v) for store, v in prober.latencies.items()}
             results.lag[str(rate)]["writer"] = {"achieved_per_s": report.achieved_rate, "target_per_s": rate}
             for store in ("graph", "search"):
                 p = results.lag[str(rate)][store]
+                b = results.lag_batches[str(rate)][store]
                 say(f"== lag at {rate} writes/s ({report.achieved_rate:.0f} achieved), {store}: n {p['n']:.0f}, "
-                    + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in p.items() if k != "n"))
+                    + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in p.items() if k != "n")
+                    + f"; {b['batches']} batches of {b['events_per_batch']:.0f} events, ms per batch: "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in b["stage_ms_per_batch"].items()))
 
 
 def fanout(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
@@ -670,6 +707,15 @@ def markdown(r: Results) -> str:
                 continue
             lines.append(f"| {rate} ({achieved:.0f}) | {store} | {p['n']:.0f} | {p['p50'] * 1000:.0f} | "
                          f"{p['p95'] * 1000:.0f} | {p['p99'] * 1000:.0f} | {p['max'] * 1000:.0f} |")
+    if r.lag_batches:
+        lines += ["", "The workers' batches during those runs (ms per batch, wall time in the batch thread):", "",
+                  "| writes/s | worker | batches | events per batch | " + " | ".join(BATCH_STAGES) + " |",
+                  "|---|---|---|---|" + "---|" * len(BATCH_STAGES)]
+        for rate, workers in r.lag_batches.items():
+            for name, b in workers.items():
+                ms = b["stage_ms_per_batch"]
+                lines.append(f"| {rate} | {name} | {b['batches']} | {b['events_per_batch']:.0f} | "
+                             + " | ".join(f"{ms.get(stage, 0.0):.1f}" for stage in BATCH_STAGES) + " |")
     lines += ["", "## Fan-out (feed)", "", "| followers | feed writes | seconds until every feed has it |",
               "|---|---|---|"]
     for f in r.fanout:
@@ -679,11 +725,26 @@ def markdown(r: Results) -> str:
         lines.append(f"- {d['drill']}: drift after {d.get('drift_after')}"
                      + (f"; dead letters {d['dead_letters']} (expected {d['expected_dead_letters']})"
                         if "dead_letters" in d else ""))
-    return "\n".join(lines) + "\n"
+    return not_run_sections("\n".join(lines) + "\n", set(r.config.get("phases", PHASES)))
 
 
-STAGES = ("poll+commit (faust)", "decode+validate", "touched", "plan (source reads)", "store apply",
-          "dead-letter flush")
+SECTION_PHASE = {"Throughput": "throughput", "Where a worker": "throughput", "CPU per event": "throughput",
+                 "Rebuild": "rebuild", "Lag": "lag", "Fan-out": "fanout", "Fault drills": "drills"}
+
+
+def not_run_sections(text: str, ran: set[str]) -> str:
+    """Each section of a phase this run left out (``--phases``) says so instead of an empty table."""
+    head, *sections = text.split("\n## ")
+    out = [head]
+    for section in sections:
+        title = section.split("\n", 1)[0]
+        phase = next((p for prefix, p in SECTION_PHASE.items() if title.startswith(prefix)), None)
+        out.append(section if phase is None or phase in ran else f"{title}\n\nNot run (`--phases`).\n")
+    return "\n## ".join(out)
+
+
+BATCH_STAGES = ("decode+validate", "touched", "plan (source reads)", "store apply", "dead-letter flush")
+STAGES = ("poll+commit (faust)", *BATCH_STAGES)
 
 
 def stage_shares(run: dict[str, Any]) -> dict[str, float]:

@@ -8,8 +8,7 @@ Elements: nodes ``User``, ``Post``, ``Topic`` keyed by ``id``; relationships of 
 keyed by ``id``. Every element carries ``v``, the version of the write that last set it. A removal
 leaves ``(:Tombstone {key: "<collection>:<id>", v})``. Every write query is guarded itself (``WHERE
 n.v < row.v``), so two workers racing can never let an older version win; a pre-read of the
-versions (removals) or the write's own answer (puts: what each item held before) only classifies
-what a batch did.
+versions (removals) or the write's own counts (puts) only classify what a batch did.
 """
 
 from __future__ import annotations
@@ -81,15 +80,28 @@ def q_edge_versions(rel: str) -> str:
 Q_TOMBSTONES = "UNWIND $keys AS k MATCH (t:Tombstone {key: k}) RETURN t.key AS key, t.v AS v"
 
 
+def same_content(element: str) -> str:
+    """True when a written element already holds exactly the row's content: its id, its version and
+    the row's properties, each equal. Computed before the SET, in the same query."""
+    return (
+        f"({element}.v IS NOT NULL AND size(keys({element})) = size(keys(row.props)) + 2 "
+        f"AND all(k IN keys(row.props) WHERE {element}[k] = row.props[k]))"
+    )
+
+
+# a put returns two counts, not a row per item: result rows cost the client more than the write
+TALLY = "count({e}) AS applied, sum(CASE WHEN same THEN 1 ELSE 0 END) AS unchanged"
+
+
 def q_put_nodes(label: str) -> str:
     return (
         "UNWIND $rows AS row "
         "OPTIONAL MATCH (t:Tombstone {key: row.key}) "
         "WITH row, t WHERE t IS NULL OR t.v < row.v "
         f"MERGE (n:{label} {{id: row.id}}) "
-        "WITH row, n, properties(n) AS before WHERE n.v IS NULL OR n.v < row.v "
+        f"WITH row, n, {same_content('n')} AS same WHERE n.v IS NULL OR n.v < row.v "
         "SET n += row.props, n.v = row.v "
-        "RETURN row.id AS id, before"
+        f"RETURN {TALLY.format(e='n')}"
     )
 
 
@@ -105,9 +117,9 @@ def q_put_edges(rel: str) -> str:
         f"MERGE (a:{start} {{id: row.from}}) "
         f"MERGE (b:{end} {{id: row.to}}) "
         f"MERGE (a)-[r:{rel} {{id: row.id}}]->(b) "
-        "WITH row, r, properties(r) AS before WHERE r.v IS NULL OR r.v < row.v "
+        f"WITH row, r, {same_content('r')} AS same WHERE r.v IS NULL OR r.v < row.v "
         "SET r += row.props, r.v = row.v "
-        "RETURN row.id AS id, before"
+        f"RETURN {TALLY.format(e='r')}"
     )
 
 
@@ -209,7 +221,7 @@ class GraphStore:
         for op in newest:
             _label(op.key.collection)
             groups[(op.key.collection, "put" if isinstance(op, Put) else "remove")].append(op)
-        outcomes: list[Outcome] = []
+        counts = [0, 0, 0]  # changed, stale, unchanged
         failures: list[ItemFailure] = []
         # nodes before edges (an edge's endpoints exist), edge removals before node removals
         order = sorted(groups, key=lambda g: (g[1] == "remove", (g[0] in EDGES) != (g[1] == "remove")))
@@ -218,14 +230,17 @@ class GraphStore:
             for start in range(0, len(group), CHUNK):
                 chunk = group[start : start + CHUNK]
                 try:
-                    outcomes += self._apply_chunk(collection, kind, chunk)
+                    done = self._apply_chunk(collection, kind, chunk)
                 except Exception as exc:
                     retriable = self.transport.retriable(exc)
                     failures += [ItemFailure(op, exc, retriable) for op in chunk]
-        changed, stale, unchanged = tally(outcomes)
+                    continue
+                counts = [a + b for a, b in zip(counts, done, strict=True)]
+        changed, stale, unchanged = counts
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
-    def _apply_chunk(self, collection: str, kind: str, ops: list[Operation]) -> list[Outcome]:
+    def _apply_chunk(self, collection: str, kind: str, ops: list[Operation]) -> tuple[int, int, int]:
+        """(changed, stale, unchanged) of one chunk."""
         if kind == "remove":
             return self._remove_chunk(collection, ops)
         puts = [op for op in ops if isinstance(op, Put)]
@@ -256,32 +271,20 @@ class GraphStore:
                 }
                 for op in puts
             ]
-        # one round trip: the guarded write returns what each item it wrote held before; an item it
-        # did not return lost to a newer version or tombstone (its own, or an edge endpoint's)
-        before = {str(r["id"]): r["before"] for r in self.transport.run(query, {"rows": rows})}
-        return [self._put_outcome(collection, op, before.get(op.key.id)) for op in puts]
+        # one round trip: the guarded write counts what it wrote and what of that held the same
+        # content; what it did not write lost to a newer version or tombstone (its own, an endpoint's)
+        (tally_row,) = self.transport.run(query, {"rows": rows})
+        applied, same = int(tally_row["applied"]), int(tally_row["unchanged"] or 0)
+        return applied - same, len(puts) - applied, same
 
-    @staticmethod
-    def _put_outcome(collection: str, op: Put, before: Mapping[str, Any] | None) -> Outcome:
-        if before is None:
-            return Outcome.STALE
-        if "v" not in before:  # created by this write (or an endpoint no put had written yet)
-            return outcome(op, None)
-        live = (
-            node_doc(before)
-            if collection in NODES
-            else edge_doc(before, str(op.doc["from"]), str(op.doc["to"]))
-        )
-        return outcome(op, Held(_version(before), live))
-
-    def _remove_chunk(self, collection: str, ops: list[Operation]) -> list[Outcome]:
+    def _remove_chunk(self, collection: str, ops: list[Operation]) -> tuple[int, int, int]:
         held = self._held(collection, ops)
         decided = [(op, outcome(op, held.get(op.key))) for op in ops]
         todo = [op for op, o in decided if o is not Outcome.STALE]
         if todo:
             rows = [{"key": tombstone_key(collection, op.key.id), "id": op.key.id, "v": op.version} for op in todo]
             self.transport.run(q_remove(collection), {"rows": rows})
-        return [o for _, o in decided]
+        return tally([o for _, o in decided])
 
     def _held(self, collection: str, ops: list[Operation]) -> dict[ItemKey, Held]:
         """Versions (a live item's or its tombstone's) and live documents of a chunk's items."""

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from projectors.bench.harness import Results, markdown
+
 
 def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
@@ -29,6 +31,8 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     assert {r["events"] > 0 for r in results["rebuild"].values()} == {True}
     for store in ("graph", "search"):
         assert results["lag"]["50"][store]["n"] > 0, results["lag"]
+        batches = results["lag_batches"]["50"][store]
+        assert batches["batches"] > 0 and batches["stage_ms_per_batch"]["store apply"] > 0, batches
     assert results["fanout"] and all(f["feed_writes"] >= f["followers"] > 0 for f in results["fanout"]), results
     drills = results["drills"]
     assert len(drills) == 4 and all(set(d["drift_after"].values()) == {0} for d in drills), drills
@@ -36,6 +40,7 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     report = (tmp_path / "results.md").read_text()
     for heading in ("Throughput", "Where a worker's time goes", "Rebuild", "Lag", "Fan-out", "Fault drills"):
         assert f"## {heading}" in report
+    assert "Not run" not in report and "events per batch" in report
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -48,3 +53,14 @@ def test_an_unknown_phase_stops_the_bench_before_any_stack_starts(tmp_path: Path
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--phases: unknown speed" in done.stderr and "throughput" in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_phase_left_out_says_so_in_the_report() -> None:
+    results = Results(config={"phases": ("lag",)})
+    results.rebuild["graph"] = {"events": 10, "seconds": 1.0, "events_per_s": 10.0}  # only what lag left
+    report = markdown(results)
+    sections = {part.split("\n", 1)[0]: part for part in report.split("\n## ")[1:]}
+    assert sections["Rebuild (build phase)"].strip().endswith("Not run (`--phases`).")
+    assert "| graph | 10 |" not in report
+    assert "Not run" not in sections["Lag: PostgreSQL COMMIT -> visible (ms)"]
+    assert all("Not run" in body for title, body in sections.items() if not title.startswith("Lag"))
