@@ -7,8 +7,8 @@ endpoint crashes on batched parameters, INFRA.md). Only the DDL differs per back
 Elements: nodes ``User``, ``Post``, ``Topic`` keyed by ``id``; relationships of fixed endpoint labels
 keyed by ``id``. Every element carries ``v``, the version of the write that last set it. A removal
 leaves ``(:Tombstone {key: "<collection>:<id>", v})``. Every write query is guarded itself (``WHERE
-n.v < row.v``), so two workers racing can never let an older version win; a pre-read of the
-versions (removals) or the write's own counts (puts) only classify what a batch did.
+n.v < row.v``), so two workers racing can never let an older version win, and counts what it did
+(applied, and of those the unchanged or the removed), which classifies a batch in one round trip.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from projectors.projections.model import (
     Operation,
     Put,
 )
-from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
+from projectors.stores.guard import newest_per_key
 
 NODES = ("User", "Post", "Topic")
 EDGES: dict[str, tuple[str, str]] = {
@@ -66,20 +66,6 @@ def _label(collection: str) -> str:
 
 # -- the Cypher, once ------------------------------------------------------------------------------
 
-def q_node_versions(label: str) -> str:
-    return f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) RETURN n.id AS id, properties(n) AS props"
-
-
-def q_edge_versions(rel: str) -> str:
-    return (
-        f"UNWIND $ids AS id MATCH (a)-[r:{rel} {{id: id}}]->(b) "
-        "RETURN r.id AS id, properties(r) AS props, a.id AS f, b.id AS t"
-    )
-
-
-Q_TOMBSTONES = "UNWIND $keys AS k MATCH (t:Tombstone {key: k}) RETURN t.key AS key, t.v AS v"
-
-
 def same_content(element: str) -> str:
     """True when a written element already holds exactly the row's content: its id, its version and
     the row's properties, each equal. Computed before the SET, in the same query."""
@@ -93,10 +79,16 @@ def same_content(element: str) -> str:
 TALLY = "count({e}) AS applied, sum(CASE WHEN same THEN 1 ELSE 0 END) AS unchanged"
 
 
+def tombstone_of(collection: str, item_id: str) -> str:
+    """The Cypher expression of an item's tombstone key, ``"<collection>:<id>"`` (built in the query:
+    the rows carry only ids, and every byte of a row is serialized by the client and parsed again)."""
+    return f"'{collection}:' + {item_id}"
+
+
 def q_put_nodes(label: str) -> str:
     return (
         "UNWIND $rows AS row "
-        "OPTIONAL MATCH (t:Tombstone {key: row.key}) "
+        f"OPTIONAL MATCH (t:Tombstone {{key: {tombstone_of(label, 'row.id')}}}) "
         "WITH row, t WHERE t IS NULL OR t.v < row.v "
         f"MERGE (n:{label} {{id: row.id}}) "
         f"WITH row, n, {same_content('n')} AS same WHERE n.v IS NULL OR n.v < row.v "
@@ -109,9 +101,9 @@ def q_put_edges(rel: str) -> str:
     start, end = EDGES[rel]
     return (
         "UNWIND $rows AS row "
-        "OPTIONAL MATCH (t:Tombstone {key: row.key}) "
-        "OPTIONAL MATCH (ta:Tombstone {key: row.fromKey}) "
-        "OPTIONAL MATCH (tb:Tombstone {key: row.toKey}) "
+        f"OPTIONAL MATCH (t:Tombstone {{key: {tombstone_of(rel, 'row.id')}}}) "
+        f"OPTIONAL MATCH (ta:Tombstone {{key: {tombstone_of(start, 'row.from')}}}) "
+        f"OPTIONAL MATCH (tb:Tombstone {{key: {tombstone_of(end, 'row.to')}}}) "
         "WITH row, t, ta, tb WHERE (t IS NULL OR t.v < row.v) AND (ta IS NULL OR ta.v < row.v) "
         "AND (tb IS NULL OR tb.v < row.v) "
         f"MERGE (a:{start} {{id: row.from}}) "
@@ -124,17 +116,22 @@ def q_put_edges(rel: str) -> str:
 
 
 def q_remove(collection: str) -> str:
-    match = (
-        f"MATCH (n:{collection} {{id: row.id}}) WHERE n.v IS NULL OR n.v < row.v DETACH DELETE n"
+    """A removal applies when it is newer than both the item's tombstone and the live item (stale
+    otherwise: nothing written); it then records its tombstone and deletes the item if there is one.
+    Returns how many applied and how many of those deleted a live item."""
+    live, delete = (
+        (f"(n:{collection} {{id: row.id}})", "DETACH DELETE n")
         if collection in NODES
-        else f"MATCH ()-[n:{collection} {{id: row.id}}]->() WHERE n.v IS NULL OR n.v < row.v DELETE n"
+        else (f"()-[n:{collection} {{id: row.id}}]->()", "DELETE n")
     )
     return (
         "UNWIND $rows AS row "
-        "MERGE (t:Tombstone {key: row.key}) "
-        "WITH row, t WHERE t.v IS NULL OR t.v < row.v "
-        "SET t.v = row.v "
-        f"WITH row {match}"
+        f"OPTIONAL MATCH (t:Tombstone {{key: {tombstone_of(collection, 'row.id')}}}) "
+        f"OPTIONAL MATCH {live} "
+        "WITH row, t, n WHERE (t IS NULL OR t.v < row.v) AND (n IS NULL OR n.v IS NULL OR n.v < row.v) "
+        f"MERGE (k:Tombstone {{key: {tombstone_of(collection, 'row.id')}}}) SET k.v = row.v "
+        f"WITH n, n IS NOT NULL AS live {delete} "
+        "RETURN count(*) AS applied, sum(CASE WHEN live THEN 1 ELSE 0 END) AS removed"
     )
 
 
@@ -165,10 +162,6 @@ def edge_doc(props: Mapping[str, Any], start: str, end: str) -> dict[str, Any]:
 def _version(props: Mapping[str, Any]) -> int:
     v = props.get("v")
     return -1 if v is None else int(v)
-
-
-def tombstone_key(collection: str, item_id: str) -> str:
-    return f"{collection}:{item_id}"
 
 
 class GraphStore:
@@ -240,72 +233,35 @@ class GraphStore:
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
     def _apply_chunk(self, collection: str, kind: str, ops: list[Operation]) -> tuple[int, int, int]:
-        """(changed, stale, unchanged) of one chunk."""
+        """(changed, stale, unchanged) of one chunk, in one round trip: each query is guarded itself
+        and counts what it did; what it did not write lost to a newer version or tombstone."""
         if kind == "remove":
-            return self._remove_chunk(collection, ops)
+            rows = [{"id": op.key.id, "v": op.version} for op in ops]
+            (counts,) = self.transport.run(q_remove(collection), {"rows": rows})
+            applied, removed = int(counts["applied"]), int(counts["removed"] or 0)
+            return removed, len(ops) - applied, applied - removed
         puts = [op for op in ops if isinstance(op, Put)]
         if collection in NODES:
             query = q_put_nodes(collection)
             rows = [
-                {
-                    "key": tombstone_key(collection, op.key.id),
-                    "id": op.key.id,
-                    "v": op.version,
-                    "props": {k: v for k, v in op.doc.items() if k != "id"},
-                }
+                {"id": op.key.id, "v": op.version, "props": {k: v for k, v in op.doc.items() if k != "id"}}
                 for op in puts
             ]
         else:
-            start, end = EDGES[collection]
             query = q_put_edges(collection)
             rows = [
                 {
-                    "key": tombstone_key(collection, op.key.id),
-                    "fromKey": tombstone_key(start, str(op.doc["from"])),
-                    "toKey": tombstone_key(end, str(op.doc["to"])),
                     "id": op.key.id,
-                    "from": op.doc["from"],
-                    "to": op.doc["to"],
+                    "from": str(op.doc["from"]),
+                    "to": str(op.doc["to"]),
                     "v": op.version,
                     "props": {k: v for k, v in op.doc.items() if k not in ("id", "from", "to")},
                 }
                 for op in puts
             ]
-        # one round trip: the guarded write counts what it wrote and what of that held the same
-        # content; what it did not write lost to a newer version or tombstone (its own, an endpoint's)
-        (tally_row,) = self.transport.run(query, {"rows": rows})
-        applied, same = int(tally_row["applied"]), int(tally_row["unchanged"] or 0)
+        (counts,) = self.transport.run(query, {"rows": rows})
+        applied, same = int(counts["applied"]), int(counts["unchanged"] or 0)
         return applied - same, len(puts) - applied, same
-
-    def _remove_chunk(self, collection: str, ops: list[Operation]) -> tuple[int, int, int]:
-        held = self._held(collection, ops)
-        decided = [(op, outcome(op, held.get(op.key))) for op in ops]
-        todo = [op for op, o in decided if o is not Outcome.STALE]
-        if todo:
-            rows = [{"key": tombstone_key(collection, op.key.id), "id": op.key.id, "v": op.version} for op in todo]
-            self.transport.run(q_remove(collection), {"rows": rows})
-        return tally([o for _, o in decided])
-
-    def _held(self, collection: str, ops: list[Operation]) -> dict[ItemKey, Held]:
-        """Versions (a live item's or its tombstone's) and live documents of a chunk's items."""
-        ids = [op.key.id for op in ops]
-        versions: dict[ItemKey, int] = {}
-        docs: dict[ItemKey, Document] = {}
-        keys = sorted(tombstone_key(collection, i) for i in ids)
-        for row in self.transport.run(Q_TOMBSTONES, {"keys": keys}):
-            key = ItemKey(collection, str(row["key"]).split(":", 1)[1])
-            versions[key] = max(versions.get(key, -1), int(row["v"] if row["v"] is not None else -1))
-        if collection in NODES:
-            for row in self.transport.run(q_node_versions(collection), {"ids": ids}):
-                key = ItemKey(collection, str(row["id"]))
-                versions[key] = max(versions.get(key, -1), _version(row["props"]))
-                docs[key] = node_doc(row["props"])
-        else:
-            for row in self.transport.run(q_edge_versions(collection), {"ids": ids}):
-                key = ItemKey(collection, str(row["id"]))
-                versions[key] = max(versions.get(key, -1), _version(row["props"]))
-                docs[key] = edge_doc(row["props"], str(row["f"]), str(row["t"]))
-        return {key: Held(v, docs.get(key)) for key, v in versions.items()}
 
     # -- reads --------------------------------------------------------------------------------------
     def live_items(self, collection: str, page: int = 5000) -> Iterator[tuple[ItemKey, Document]]:
