@@ -49,6 +49,7 @@ from projectors.operations.replay import topics_of
 from projectors.operations.verify import verify_until_clean
 from projectors.projections import PROJECTIONS
 from projectors.projections.model import Put
+from projectors.runtime.batch import STAGES as BATCH_STAGES
 from projectors.runtime.dead_letters import dead_letter_topic
 from projectors.runtime.stores import open_raw_store, open_store
 from projectors.runtime.worker import group_id, read_stats
@@ -473,7 +474,7 @@ def lag(settings: Settings, config: BenchConfig, population: Population, results
             }
             results.lag[str(rate)] = {store: percentiles(v) for store, v in prober.latencies.items()}
             results.lag[str(rate)]["writer"] = {"achieved_per_s": report.achieved_rate, "target_per_s": rate}
-            for store in ("graph", "search"):
+            for store in stores:
                 p = results.lag[str(rate)][store]
                 b = results.lag_batches[str(rate)][store]
                 say(f"== lag at {rate} writes/s ({report.achieved_rate:.0f} achieved), {store}: n {p['n']:.0f}, "
@@ -743,7 +744,6 @@ def not_run_sections(text: str, ran: set[str]) -> str:
     return "\n## ".join(out)
 
 
-BATCH_STAGES = ("decode+validate", "touched", "plan (source reads)", "store apply", "dead-letter flush")
 STAGES = ("poll+commit (faust)", *BATCH_STAGES)
 
 

@@ -26,6 +26,9 @@ from projectors.runtime.source import PostgresSource
 
 log = logging.getLogger(__name__)
 
+# the stages a batch is timed in, in order (stats, metrics and the bench name them so)
+STAGES = ("decode+validate", "touched", "plan (source reads)", "store apply", "dead-letter flush")
+
 
 @dataclass
 class BatchStats:

@@ -15,6 +15,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from projectors.runtime.batch import STAGES
+
 
 class Metrics:
     """The worker's Prometheus metrics, all labelled with the projection."""
@@ -50,7 +52,7 @@ class Metrics:
             metric.labels(projection)
         for outcome in ("changed", "stale", "written"):
             self.operations.labels(projection, outcome)
-        for stage in ("decode+validate", "touched", "plan (source reads)", "store apply", "dead-letter flush"):
+        for stage in STAGES:
             self.stage.labels(projection, stage)
 
 

@@ -159,11 +159,6 @@ def edge_doc(props: Mapping[str, Any], start: str, end: str) -> dict[str, Any]:
     return doc
 
 
-def _version(props: Mapping[str, Any]) -> int:
-    v = props.get("v")
-    return -1 if v is None else int(v)
-
-
 class GraphStore:
     """The graph projection store over a :class:`Transport`."""
 

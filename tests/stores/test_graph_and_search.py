@@ -51,7 +51,7 @@ def test_an_edge_older_than_its_endpoints_removal_is_not_written(graph: GraphSto
 
 
 def test_an_edge_write_reports_what_it_did(graph: GraphStore) -> None:
-    """Puts are classified from the write's own answer (what each edge held before it)."""
+    """Puts are classified from the write's own counts (applied, and of those already the same)."""
 
     def kind(v: int, how: str) -> Put:
         return Put(ItemKey("REACTED", "u:p"), v, {"id": "u:p", "from": "u", "to": "p", "kind": how})
