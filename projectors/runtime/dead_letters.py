@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from projectors.errors import RetriableError
 from projectors.settings import Settings
@@ -46,7 +46,13 @@ def dead_letter_value(projection: str, record: RawRecord, reason: str) -> dict[s
 
 
 class DeadLetterWriter:
-    def __init__(self, settings: Settings, projection: str) -> None:
+    """Sends dead letters; :meth:`flush` returns once the broker has every one of them.
+
+    A letter whose delivery failed (the broker was gone longer than ``delivery_timeout_ms``) is
+    produced again by the failing flush, so the caller's retry of ``flush`` delivers it: the batch
+    that dead-lettered it is acknowledged only after that."""
+
+    def __init__(self, settings: Settings, projection: str, delivery_timeout_ms: int = 300_000) -> None:
         self.projection = projection
         self.topic = dead_letter_topic(settings, projection)
         self.producer = Producer(
@@ -55,12 +61,14 @@ class DeadLetterWriter:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
+                "message.timeout.ms": delivery_timeout_ms,
             }
         )
         self.sent = 0
         self.redrive_of: str | None = None  # set by `projectors dlq redrive`: recorded in new letters
         self.note: dict[str, Any] = {}  # more fields for every letter (a rebuild names its generation)
         self._errors: list[str] = []
+        self._undelivered: list[Message] = []
 
     def send(self, record: RawRecord, reason: str) -> None:
         value = dead_letter_value(self.projection, record, reason)
@@ -76,13 +84,26 @@ class DeadLetterWriter:
         )
         self.sent += 1
 
-    def _delivered(self, err: Any, _msg: Any) -> None:
+    def _delivered(self, err: Any, msg: Message) -> None:
         if err is not None:
             self._errors.append(str(err))
+            self._undelivered.append(msg)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until the broker has every dead letter; raise (retriable) if it has not."""
+        """Wait until the broker has every dead letter; raise (retriable) if it has not. Letters
+        that failed are produced again first, for the next flush."""
         remaining = self.producer.flush(timeout_s)
         if remaining or self._errors:
             errors, self._errors = self._errors, []
-            raise RetriableError(f"dead letters not acknowledged: {remaining} pending, {errors[:3]}")
+            failed, self._undelivered = self._undelivered, []
+            for msg in failed:
+                self.producer.produce(
+                    msg.topic() or self.topic,
+                    key=msg.key(),
+                    value=msg.value(),
+                    headers=msg.headers(),
+                    on_delivery=self._delivered,
+                )
+            raise RetriableError(
+                f"dead letters not acknowledged: {remaining} pending, {len(failed)} failed {errors[:3]}"
+            )

@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 from projectors.capture.connector import table_topic
 from projectors.capture.topics import read_from_start
 from projectors.db.migrate import connect
+from projectors.operations.dlq import letters
 from projectors.operations.offsets import reset_to_earliest
 from projectors.operations.verify import Drift, verify_until_clean
 from projectors.projections import PROJECTIONS
@@ -156,7 +157,7 @@ def test_poison_events_are_dead_lettered_with_reason_and_origin(pipeline: StackH
         letters = list(read_from_start(settings, [dlq], timeout_s=60, until=lambda rs: len(rs) >= 2))
         reasons = [r.value for r in letters]
         assert len(reasons) >= 2, name
-        assert all(r["origin"]["topic"] == topic and r["origin"]["offset"] >= 0 for r in reasons)
+        assert all(r["origin"]["topic"] == topic and r["origin"]["offset"] >= 0 for r in reasons), reasons
         assert any("JSON" in r["reason"] or "json" in r["reason"] for r in reasons), reasons
     # processing went on: new activity still arrives with zero drift
     with connect(settings.pg) as conn:
@@ -175,7 +176,8 @@ def test_a_new_nullable_column_breaks_nothing(pipeline: StackHandle) -> None:
         conn.commit()
         SocialWorkload(conn, rng=random.Random(9)).run(100)
     assert_zero_drift(pipeline, NAMES)
-    assert all(totals(pipeline, n).get("deadLetters", 0) <= 2 for n in NAMES)
+    for name in NAMES:
+        assert totals(pipeline, name).get("deadLetters", 0) <= 2, list(letters(pipeline.settings, name))
 
 
 def test_two_workers_share_a_projection_and_survive_a_sigkill(pipeline: StackHandle) -> None:

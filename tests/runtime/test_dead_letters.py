@@ -1,0 +1,43 @@
+"""Dead letters on the real broker: a letter is never lost, even when the broker is gone for longer
+than the producer's delivery timeout."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from projectors.capture.preflight import ensure_topics
+from projectors.capture.topics import read_from_start
+from projectors.errors import RetriableError
+from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
+from projectors.settings import load_settings
+from projectors.stack import local
+from tests.conftest import private_dir, stack_env
+
+
+def test_a_letter_that_failed_delivery_is_sent_again_by_the_retried_flush() -> None:
+    settings = load_settings(stack_env(private_dir("projectors-dlq-")))
+    # the broker is not up yet: the letter's delivery times out (1 s) and fails
+    writer = DeadLetterWriter(settings, "graph", delivery_timeout_ms=1000)
+    origin = RawRecord("social.public.posts", 2, 41, b'{"id":"p1"}', b"{not json")
+    writer.send(origin, "value is not JSON")
+    with pytest.raises(RetriableError, match="1 failed"):
+        writer.flush(timeout_s=5)
+    try:
+        local.up(settings, ["broker"], say=lambda _line: None)
+        ensure_topics(settings, {dead_letter_topic(settings, "graph"): 1})
+        deadline = time.monotonic() + 60
+        while True:  # what the batch's retry does: flush again until the broker has every letter
+            try:
+                writer.flush(timeout_s=5)
+                break
+            except RetriableError:
+                if time.monotonic() > deadline:
+                    raise
+        letters = list(read_from_start(settings, [dead_letter_topic(settings, "graph")], timeout_s=30, idle_s=3))
+    finally:
+        local.down(settings, ["broker"], say=lambda _line: None)
+    assert [r.value["origin"] for r in letters] == [{"topic": "social.public.posts", "partition": 2, "offset": 41}]
+    assert letters[0].value["reason"] == "value is not JSON"
+    assert letters[0].key == {"id": "p1"}
