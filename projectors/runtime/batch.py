@@ -113,9 +113,11 @@ class BatchProjector:
             stats.timed("store apply", started)
             for failure in result.failures:
                 # the retrying store returns only failures that will never succeed
-                reason = f"store refused {type(failure.op).__name__} {failure.op.key}: {failure.error}"
+                error = failure.error
+                reason = f"store refused {type(failure.op).__name__} {failure.op.key}: {type(error).__name__}: {error}"
                 self.dead_letters.send(RawRecord("(operation)", -1, -1, failure.op.key.id.encode(), None), reason)
                 stats.dead_letters += 1
+                log.warning("dead-lettered an operation: %s", reason)
             stats.operations += len(ops)
             stats.changed += result.changed
             stats.skipped_stale += result.skipped_stale

@@ -17,9 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import DecodeError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
-from azure.cosmos.exceptions import CosmosHttpResponseError
+from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
 
 from projectors.errors import RetriableError
 from projectors.projections.model import (
@@ -34,7 +34,19 @@ from projectors.settings import CosmosSettings
 from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
 
 BOOKKEEPING = {"sourceVersion", "deleted", "ttl", "_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"}
-RETRIABLE_STATUS = {408, 429, 449, 500, 502, 503, 504}
+# what Azure documents as transient: timeout, gone (a partition moved), throttled, retry-with, server
+RETRIABLE_STATUS = {408, 410, 429, 449, 500, 502, 503, 504}
+# failures of the transport, not answers of the server: the request may never have arrived, or its
+# answer was cut off (every write is versioned, so sending it again is safe)
+TRANSPORT_ERRORS = (
+    ServiceRequestError,
+    ServiceResponseError,
+    CosmosClientTimeoutError,
+    DecodeError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 READ_CHUNK = 100
 # The local Cosmos REST server answers a point read of a missing item with a 500 ("Cannot read
@@ -44,9 +56,11 @@ POINT_READ_HEADERS = {"x-ms-documentdb-query-enablecrosspartition": "true"}
 
 
 def retriable(exc: Exception) -> bool:
+    """Whether ``exc`` may succeed when sent again: transport failures and transient statuses are;
+    the server's definite refusals (400 bad request, 403, 413 too large...) are not."""
     if isinstance(exc, CosmosHttpResponseError):
         return exc.status_code is None or exc.status_code in RETRIABLE_STATUS
-    return isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError, OSError))
+    return isinstance(exc, TRANSPORT_ERRORS)
 
 
 def _translated(exc: Exception) -> Exception:
