@@ -8,6 +8,9 @@ from typing import Any
 from projectors.settings import FalkorSettings
 from projectors.stores.graph import EDGES, NODES, GraphStore
 
+# FalkorDB's replies about its own state, not the query (its error_msgs.h): sending again later works
+FALKORDB_TRANSIENT = ("max pending queries exceeded", "query timed out")
+
 
 class FalkorTransport:
     backend = "falkordb"
@@ -61,9 +64,27 @@ class FalkorTransport:
             return False
 
     def retriable(self, exc: Exception) -> bool:
+        """Connection and timeout failures, and the server's answers about itself rather than about
+        the query (busy, out of memory, read-only replica, a query timeout, too many queued
+        queries): a batch waits for those to pass instead of dead-lettering every operation."""
         import redis
+        from redis import exceptions as rx
 
-        return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError))
+        if isinstance(
+            exc,
+            (
+                redis.ConnectionError,
+                redis.TimeoutError,
+                rx.InvalidResponse,
+                rx.TryAgainError,
+                rx.OutOfMemoryError,
+                rx.ReadOnlyError,
+                ConnectionError,
+                TimeoutError,
+            ),
+        ):
+            return True
+        return isinstance(exc, redis.ResponseError) and any(m in str(exc).lower() for m in FALKORDB_TRANSIENT)
 
     def ddl(self) -> list[str]:
         nodes = [f"CREATE INDEX FOR (n:{label}) ON (n.id)" for label in NODES]
