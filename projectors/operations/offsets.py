@@ -58,13 +58,32 @@ def earliest(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
         consumer.close()
 
 
-def ends(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+def ends(settings: Settings, topics: Iterable[str], idle_s: float = 1.0) -> dict[tuple[str, int], int]:
+    """Each partition's end: the offset after its last record, now.
+
+    The broker's high watermark is read, then the records from just before it: the local broker
+    (Tansu) reports the base offset of the last record *batch* + 1 (INFRA.md), so the rest of that
+    batch lies past its watermark. On Apache Kafka this reads one record per partition and changes
+    nothing. Costs ``idle_s`` once, not per partition (at most ``5 * idle_s`` while writes go on)."""
     consumer = _consumer(settings, "projectors-offsets")
     try:
         out = {}
         for tp in partitions(settings, topics):
             _low, high = consumer.get_watermark_offsets(tp, timeout=15)
             out[(tp.topic, tp.partition)] = high
+        tail = [TopicPartition(t, p, high - 1) for (t, p), high in out.items() if high > 0]
+        if tail:
+            consumer.assign(tail)
+            started = time.monotonic()
+            last_news: float | None = None  # the record before each watermark always comes first
+            while time.monotonic() - started < 5 * idle_s and (
+                last_news is None or time.monotonic() - last_news < idle_s
+            ):
+                for msg in consumer.consume(1000, timeout=0.2):
+                    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                    if msg.error() is None and topic is not None and partition is not None and offset is not None:
+                        out[(topic, partition)] = max(out[(topic, partition)], offset + 1)
+                        last_news = time.monotonic()
         return out
     finally:
         consumer.close()
