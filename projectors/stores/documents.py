@@ -49,6 +49,7 @@ TRANSPORT_ERRORS = (
 )
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 READ_CHUNK = 100
+NEW_SHARE_WEIGHT = 0.1
 # The local Cosmos REST server answers a point read of a missing item with a 500 ("Cannot read
 # properties of undefined") unless this header is set, when it answers 404 like Azure; Azure ignores
 # it on point reads.
@@ -93,19 +94,28 @@ class CosmosStore:
         self.partition_fields = {name: path.lstrip("/") for name, path in containers.items()}
         self.paths = dict(containers)
         self.tombstone_ttl_s = tombstone_ttl_s
-        self._client: CosmosClient | None = None
+        # one client per thread: the sync client keeps each request's state on the shared connection
+        # (``last_response_headers``, mutated after every request), so writes from the pool sharing
+        # one client failed at random with "OrderedDict mutated during iteration"
+        self._local = threading.local()
+        self._clients: list[CosmosClient] = []
+        self._epoch = 0  # a drop forgets every thread's container proxies
         self._lock = threading.Lock()
-        self._containers: dict[str, ContainerProxy] = {}
         self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="cosmos-write")
+        # per container: how many of the last single-item writes were of new items (create first?)
+        self._new_share: defaultdict[str, float] = defaultdict(lambda: 1.0)
 
     @property
     def client(self) -> CosmosClient:
-        """Connected on first use (the client calls the account at construction): a store that is
-        down when a worker starts is retried like any other outage."""
-        with self._lock:
-            if self._client is None:
-                self._client = self._connect()
-            return self._client
+        """This thread's client, connected on first use (the client calls the account at
+        construction): a store that is down when a worker starts is retried like any other outage."""
+        client: CosmosClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._connect()
+            with self._lock:
+                self._clients.append(client)
+            self._local.client, self._local.containers, self._local.epoch = client, {}, self._epoch
+        return client
 
     def _connect(self) -> CosmosClient:
         settings = self.settings
@@ -129,9 +139,14 @@ class CosmosStore:
     def container(self, name: str) -> ContainerProxy:
         if name not in self.paths:
             raise ValueError(f"unknown container {name!r} (this store has {', '.join(self.paths)})")
-        if name not in self._containers:
-            self._containers[name] = self.database.get_container_client(name + self.suffix)
-        return self._containers[name]
+        database = self.database
+        containers: dict[str, ContainerProxy] = self._local.containers
+        if self._local.epoch != self._epoch:
+            containers.clear()
+            self._local.epoch = self._epoch
+        if name not in containers:
+            containers[name] = database.get_container_client(name + self.suffix)
+        return containers[name]
 
     # -- schema and health --------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -150,7 +165,7 @@ class CosmosStore:
             except CosmosHttpResponseError as exc:
                 if exc.status_code != 404:
                     raise
-        self._containers.clear()
+        self._epoch += 1
 
     def ping(self) -> bool:
         try:
@@ -161,8 +176,10 @@ class CosmosStore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        if self._client is not None:
-            self._client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
     # -- writes -------------------------------------------------------------------------------------
     def apply(self, ops: Sequence[Operation]) -> ApplyResult:
@@ -177,15 +194,15 @@ class CosmosStore:
             try:
                 container = self.container(name)
                 if len(group) == 1:
-                    # one item in its partition (a fan-out: one feed item per follower): a point
-                    # read, in the pool with its write (1 RU, where a query costs about 3)
-                    futures.append((group[0], self._pool.submit(self._read_and_write, container, group[0])))
+                    # one item in its partition (a fan-out: one feed item per follower): created
+                    # first or point-read (1 RU, where a query costs about 3), in the pool
+                    futures.append((group[0], self._pool.submit(self._read_and_write, group[0])))
                     continue
                 existing = self._read(container, self.partition_fields[name], partition, [op.key.id for op in group])
             except Exception as exc:
                 failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
                 continue
-            futures += [(op, self._pool.submit(self._write, container, op, existing.get(op.key.id))) for op in group]
+            futures += [(op, self._pool.submit(self._write, op, existing.get(op.key.id))) for op in group]
         for op, future in futures:  # every partition's writes run together, then are collected
             try:
                 outcomes.append(future.result())
@@ -210,7 +227,23 @@ class CosmosStore:
                 out[item["id"]] = item
         return out
 
-    def _read_and_write(self, container: ContainerProxy, op: Operation) -> Outcome:
+    def _read_and_write(self, op: Operation) -> Outcome:
+        """One item alone in its partition. When most such items of the container were new lately
+        (a post's fan-out: every follower's feed item is new), it is created without reading it
+        first, and read only if it exists (409): one request instead of two. Otherwise (counters,
+        replays: the item is there) it is read, then written. Either way the version guard decides."""
+        name = op.key.collection
+        container = self.container(name)  # this thread's
+        if self._new_share[name] >= 0.5:
+            decided = outcome(op, None)
+            try:
+                container.create_item(self._body(op))
+                self._learn(name, new=True)
+                return decided
+            except CosmosHttpResponseError as exc:
+                if exc.status_code != 409:
+                    raise
+                self._learn(name, new=False)
         try:
             item: dict[str, Any] | None = container.read_item(
                 op.key.id, partition_key=op.key.partition, headers=POINT_READ_HEADERS
@@ -219,7 +252,18 @@ class CosmosStore:
             if exc.status_code != 404:
                 raise
             item = None
-        return self._write(container, op, item)
+        else:
+            self._learn(name, new=False)
+        if item is None:
+            self._learn(name, new=True)
+        return self._write(op, item)
+
+    def _learn(self, container: str, new: bool) -> None:
+        """Moving share of single items that did not exist yet (the last ~10 weigh most)."""
+        with self._lock:
+            self._new_share[container] = (1 - NEW_SHARE_WEIGHT) * self._new_share[container] + (
+                NEW_SHARE_WEIGHT if new else 0.0
+            )
 
     def _body(self, op: Operation) -> dict[str, Any]:
         field = self.partition_fields[op.key.collection]
@@ -230,7 +274,8 @@ class CosmosStore:
             body["ttl"] = self.tombstone_ttl_s
         return body
 
-    def _write(self, container: ContainerProxy, op: Operation, item: dict[str, Any] | None) -> Outcome:
+    def _write(self, op: Operation, item: dict[str, Any] | None) -> Outcome:
+        container = self.container(op.key.collection)  # this thread's
         for _attempt in range(8):
             decided = outcome(op, held(item))
             if decided is Outcome.STALE:

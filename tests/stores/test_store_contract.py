@@ -212,3 +212,30 @@ def test_a_server_that_is_down_gives_retriable_failures(kind: str) -> None:
     result = store.apply([op])
     assert len(result.failures) == 1 and result.failures[0].retriable
     assert not store.ping()
+
+
+def test_cosmos_items_alone_in_their_partition_are_created_first_while_they_are_new(
+    store_servers: StackHandle,
+) -> None:
+    """A fan-out writes items that do not exist yet: they are created without a read. Once items
+    mostly exist (a replay, counters), the store reads first again. The counts are the same either way."""
+    backend = cosmos_backend(store_servers)
+    store = backend.store
+    assert isinstance(store, CosmosStore)
+    try:
+        fanout = [backend.put(f"f{i}", 10) for i in range(30)]
+        assert totals(store.apply(fanout)) == (30, 0, 0, 0)
+        assert store._new_share["counters"] >= 0.5  # still creating first
+        assert totals(store.apply(fanout)) == (0, 30, 0, 0)  # a replay: every create met its item
+        assert store._new_share["counters"] < 0.5  # reads first now
+        assert totals(store.apply([backend.put(f"f{i}", 11) for i in range(30)])) == (0, 0, 30, 0)
+        removals = [backend.remove(f"f{i}", 12) for i in range(5)] + [backend.remove(f"g{i}", 12) for i in range(5)]
+        assert totals(store.apply(removals)) == (5, 0, 5, 0)
+        assert totals(store.apply([backend.put(f"n{i}", 1) for i in range(30)])) == (30, 0, 0, 0)
+        assert store._new_share["counters"] >= 0.5  # new items again: back to creating first
+        assert totals(store.apply([backend.put("g1", 11), backend.put("f1", 13, "b")])) == (1, 1, 0, 0)
+        live = backend.live()
+        assert set(live) == {f"f{i}:likes" for i in range(5, 30)} | {f"n{i}:likes" for i in range(30)} | {"f1:likes"}
+        assert live["f1:likes"] == backend.make("f1", "b")
+    finally:
+        store.close()
