@@ -25,6 +25,7 @@ class CapturePosition:
 
     slot: str
     lsn: int
+    streaming: bool = False  # the snapshot completed and changes were streamed from the slot
 
     @staticmethod
     def path(state_dir: Path) -> Path:
@@ -36,12 +37,16 @@ class CapturePosition:
             data = json.loads(cls.path(state_dir).read_text())
         except FileNotFoundError:
             return None
-        return cls(slot=str(data["slot"]), lsn=int(data["lsn"]))
+        return cls(slot=str(data["slot"]), lsn=int(data["lsn"]), streaming=bool(data.get("streaming", False)))
 
     def save(self, state_dir: Path) -> None:
         target = self.path(state_dir)
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"slot": self.slot, "lsn": self.lsn, "lsn_text": format_lsn(self.lsn)}))
+        tmp.write_text(
+            json.dumps(
+                {"slot": self.slot, "lsn": self.lsn, "lsn_text": format_lsn(self.lsn), "streaming": self.streaming}
+            )
+        )
         os.replace(tmp, target)
 
 

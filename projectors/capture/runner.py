@@ -60,6 +60,7 @@ class KafkaPublisher:
         self.published = 0
         position = CapturePosition.load(settings.capture_state_dir)
         self.lsn = position.lsn if position else 0
+        self.streaming = position.streaming if position else False
         self._errors: list[str] = []
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
@@ -69,6 +70,7 @@ class KafkaPublisher:
     def handleJsonBatch(self, records: list[Any]) -> None:
         self._errors.clear()
         batch_lsn = self.lsn
+        streaming = self.streaming
         for record in records:
             key = record.key()
             value = record.value()
@@ -78,14 +80,15 @@ class KafkaPublisher:
                 None if value is None else str(value).encode(),
             )
             batch_lsn = max(batch_lsn, source_offset_lsn(record))
+            streaming = streaming or is_streamed(record)
         remaining = self.producer.flush(self.flush_timeout_s)
         if remaining or self._errors:
             detail = "; ".join(self._errors[:3]) or f"{remaining} records not acknowledged"
             raise RetriableError(f"the broker did not acknowledge the batch ({detail}); offsets not committed")
         self.published += len(records)
-        if batch_lsn > self.lsn:
-            self.lsn = batch_lsn
-            CapturePosition(self.settings.capture.slot_name, batch_lsn).save(self.settings.capture_state_dir)
+        if batch_lsn > self.lsn or streaming != self.streaming:
+            self.lsn, self.streaming = max(batch_lsn, self.lsn), streaming
+            CapturePosition(self.settings.capture.slot_name, self.lsn, streaming).save(self.settings.capture_state_dir)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:
@@ -108,6 +111,28 @@ def source_offset_lsn(record: Any) -> int:
         if value is not None:
             best = max(best, int(value))
     return best
+
+
+def is_streamed(record: Any) -> bool:
+    """Whether the record was streamed from the slot (its source offset is not a snapshot's)."""
+    try:
+        offset = record.sourceRecord().sourceOffset()
+    except Exception:
+        return False
+    return offset.get("snapshot") is None and offset.get("last_snapshot_record") is None
+
+
+def effective_properties(settings: Settings) -> dict[str, str]:
+    """The engine's properties. Once a snapshot completed and streaming began, an ``initial`` snapshot
+    mode becomes ``no_data``: if Debezium's offsets file were lost or cut short (it is rewritten in
+    place), ``initial`` would silently take a new snapshot and stream from there, and every row
+    deleted since the last offset would never get its delete event. ``no_data`` streams from the
+    slot instead, which holds everything not yet confirmed: at-least-once, never a gap."""
+    properties = embedded_properties(settings)
+    position = CapturePosition.load(settings.capture_state_dir)
+    if properties.get("snapshot.mode") == "initial" and position is not None and position.streaming:
+        properties["snapshot.mode"] = "no_data"
+    return properties
 
 
 class EngineOutcome:
@@ -160,7 +185,9 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
                 .build()
             )
 
-    return CallbackEngine(properties=properties, handler=publisher)  # type: ignore[arg-type]
+    # -Xrs: the JVM leaves SIGTERM/SIGINT to Python, whose handler stops the engine cleanly (offsets
+    # committed). Without it the JVM took SIGTERM itself and exited within a second, mid-batch.
+    return CallbackEngine(properties=properties, handler=publisher, jvm_opts=["-Xrs"])  # type: ignore[arg-type]
 
 
 def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
@@ -170,7 +197,7 @@ def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
     producer = kafka_connect_producer(settings)
     publisher = KafkaPublisher(settings, producer)
     outcome = EngineOutcome()
-    engine = build_engine(embedded_properties(settings), publisher, outcome)
+    engine = build_engine(effective_properties(settings), publisher, outcome)
     stop = stop or threading.Event()
     failure: list[BaseException] = []
 
