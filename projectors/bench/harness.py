@@ -184,24 +184,25 @@ def count_events(settings: Settings, topics: list[str], at_least: int, say: Say)
 
 def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: float) -> dict[str, Any]:
     """Start ``part``, follow its published stats until ``expected`` events or ``limit_s`` after the
-    first batch; events/s counts from the first batch on (faust start and group join excluded)."""
+    first batch. Events/s count from the end of the first batch seen to the end of the last one, by
+    the worker's own batch clock (``lastAppliedAt``), as the bare faust agent times itself: faust
+    start, group join, the polling of the stats file and the worker's stop are all left out."""
     part.start(60)
     pid = part.pid()
     assert pid is not None
-    first: tuple[float, int] | None = None
+    first: dict[str, Any] | None = None
     deadline = time.monotonic() + limit_s + 120
     stats: dict[str, Any] = {}
-    cpu = {"process_at_first": 0.0, "own_at_first": 0.0, "process": 0.0}
+    cpu = {"process_at_first": 0.0, "process": 0.0}
     try:
         while time.monotonic() < deadline:
             mine = [s for s in read_stats(settings, part.projection) if int(s["pid"]) == pid]
             stats = mine[0] if mine else {}
             events = int(stats.get("events", 0))
             if events and first is None:
-                first = (time.monotonic(), events)
-                deadline = first[0] + limit_s
+                first = dict(stats)
+                deadline = time.monotonic() + limit_s
                 cpu["process_at_first"] = process_cpu_s(pid)
-                cpu["own_at_first"] = float(stats.get("cpuSeconds", 0.0))
             if events >= expected:
                 break
             time.sleep(0.25)
@@ -209,29 +210,37 @@ def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: f
         cpu["process"] = process_cpu_s(pid)
     finally:
         part.stop()
-    if first is None:  # not one batch finished in time (a feed batch can mean 10,000s of Cosmos writes)
-        first = (time.monotonic(), 0)
-    elapsed = max(0.001, time.monotonic() - first[0])
-    done = int(stats.get("events", 0))
-    stages = {k: float(v) for k, v in stats.get("stageSeconds", {}).items()}
-    counted = max(1, done - first[1])
-    process_cpu = max(0.0, cpu["process"] - cpu["process_at_first"])
-    own_cpu = max(0.0, float(stats.get("cpuSeconds", 0.0)) - cpu["own_at_first"])
+    return worker_rate(first, stats, cpu["process"] - cpu["process_at_first"], expected, rss)
+
+
+def worker_rate(
+    first: dict[str, Any] | None, last: dict[str, Any], process_cpu_s: float, expected: int, rss_mb: float
+) -> dict[str, Any]:
+    """A worker run's figures from two samples of its published stats: the first with a batch done,
+    and the last (``first`` None: not one batch finished in time, e.g. a feed batch of 10,000s of
+    Cosmos writes). Counts and CPU are taken between the two samples, time by the worker's clock."""
+    first = first or {"events": 0, "operations": 0, "cpuSeconds": 0.0, "lastAppliedAt": 0.0}
+    done = int(last.get("events", 0))
+    counted = done - int(first["events"])
+    elapsed = float(last.get("lastAppliedAt", 0.0)) - float(first["lastAppliedAt"])
+    timed = counted > 0 and elapsed > 0
+    ops = int(last.get("operations", 0)) - int(first["operations"])
+    own_cpu = float(last.get("cpuSeconds", 0.0)) - float(first["cpuSeconds"])
     return {
         "events": done,
         "complete": done >= expected,
-        "seconds": elapsed,
-        "events_per_s": (done - first[1]) / elapsed,
-        "operations": int(stats.get("operations", 0)),
-        "batches": int(stats.get("batches", 0)),
-        "ops_per_s": int(stats.get("operations", 0)) / elapsed,
-        "stages_s": stages,
-        "peak_rss_mb": rss,
+        "seconds": elapsed if timed else 0.0,
+        "events_per_s": counted / elapsed if timed else 0.0,
+        "operations": int(last.get("operations", 0)),
+        "batches": int(last.get("batches", 0)),
+        "ops_per_s": ops / elapsed if timed else 0.0,
+        "stages_s": {k: float(v) for k, v in last.get("stageSeconds", {}).items()},
+        "peak_rss_mb": rss_mb,
         # CPU per event, from the first batch on: the whole process, and the thread running the
         # batches (decode, touched, plan, store client, stats); the rest is faust, aiokafka, the loop
-        "cpu_us_per_event": process_cpu / counted * 1e6 if done > first[1] else 0.0,
-        "own_cpu_us_per_event": own_cpu / counted * 1e6 if done > first[1] else 0.0,
-        "cpu_share": process_cpu / elapsed,
+        "cpu_us_per_event": max(0.0, process_cpu_s) / counted * 1e6 if timed else 0.0,
+        "own_cpu_us_per_event": max(0.0, own_cpu) / counted * 1e6 if timed else 0.0,
+        "cpu_share": max(0.0, process_cpu_s) / elapsed if timed else 0.0,
     }
 
 

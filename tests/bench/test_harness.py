@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from projectors.bench.harness import Results, markdown
+from projectors.bench.harness import Results, markdown, worker_rate
 
 
 def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
@@ -64,3 +64,18 @@ def test_a_phase_left_out_says_so_in_the_report() -> None:
     assert "| graph | 10 |" not in report
     assert "Not run" not in sections["Lag: PostgreSQL COMMIT -> visible (ms)"]
     assert all("Not run" in body for title, body in sections.items() if not title.startswith("Lag"))
+
+
+def test_a_worker_run_is_timed_by_its_own_batches() -> None:
+    """Events/s count between the first and the last batch the worker published (its own clock), not
+    the harness's polling, nor the worker's start or stop; CPU and operations over the same span."""
+    first = {"events": 1_000, "operations": 3_000, "cpuSeconds": 0.5, "lastAppliedAt": 100.0, "batches": 1}
+    last = {"events": 21_000, "operations": 63_000, "cpuSeconds": 1.5, "lastAppliedAt": 104.0, "batches": 21,
+            "stageSeconds": {"store apply": 2.0}}
+    run = worker_rate(first, last, process_cpu_s=3.0, expected=21_000, rss_mb=100.0)
+    assert run["events_per_s"] == 5_000.0 and run["ops_per_s"] == 15_000.0 and run["seconds"] == 4.0
+    assert run["cpu_us_per_event"] == 150.0 and run["own_cpu_us_per_event"] == 50.0 and run["cpu_share"] == 0.75
+    assert run["complete"] and run["events"] == 21_000 and run["stages_s"] == {"store apply": 2.0}
+    # no batch finished in time, or only one: nothing to time, reported as 0 (partial), never a division error
+    assert worker_rate(None, {}, 1.0, 10, 0.0)["events_per_s"] == 0.0
+    assert worker_rate(first, first, 1.0, 10_000, 0.0)["events_per_s"] == 0.0
