@@ -218,7 +218,8 @@ def worker_rate(
 ) -> dict[str, Any]:
     """A worker run's figures from two samples of its published stats: the first with a batch done,
     and the last (``first`` None: not one batch finished in time, e.g. a feed batch of 10,000s of
-    Cosmos writes). Counts and CPU are taken between the two samples, time by the worker's clock."""
+    Cosmos writes). Counts, stage times and CPU are taken between the two samples, time by the
+    worker's clock."""
     first = first or {"events": 0, "operations": 0, "cpuSeconds": 0.0, "lastAppliedAt": 0.0}
     done = int(last.get("events", 0))
     counted = done - int(first["events"])
@@ -234,7 +235,8 @@ def worker_rate(
         "operations": int(last.get("operations", 0)),
         "batches": int(last.get("batches", 0)),
         "ops_per_s": ops / elapsed if timed else 0.0,
-        "stages_s": {k: float(v) for k, v in last.get("stageSeconds", {}).items()},
+        "stages_s": {k: float(v) - float(first.get("stageSeconds", {}).get(k, 0.0))
+                     for k, v in last.get("stageSeconds", {}).items()},
         "peak_rss_mb": rss_mb,
         # CPU per event, from the first batch on: the whole process, and the thread running the
         # batches (decode, touched, plan, store client, stats); the rest is faust, aiokafka, the loop

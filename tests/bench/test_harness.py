@@ -68,10 +68,11 @@ def test_a_phase_left_out_says_so_in_the_report() -> None:
 
 def test_a_worker_run_is_timed_by_its_own_batches() -> None:
     """Events/s count between the first and the last batch the worker published (its own clock), not
-    the harness's polling, nor the worker's start or stop; CPU and operations over the same span."""
-    first = {"events": 1_000, "operations": 3_000, "cpuSeconds": 0.5, "lastAppliedAt": 100.0, "batches": 1}
+    the harness's polling, nor the worker's start or stop; CPU, operations and stage times over the same span."""
+    first = {"events": 1_000, "operations": 3_000, "cpuSeconds": 0.5, "lastAppliedAt": 100.0, "batches": 1,
+             "stageSeconds": {"store apply": 0.5}}
     last = {"events": 21_000, "operations": 63_000, "cpuSeconds": 1.5, "lastAppliedAt": 104.0, "batches": 21,
-            "stageSeconds": {"store apply": 2.0}}
+            "stageSeconds": {"store apply": 2.5}}
     run = worker_rate(first, last, process_cpu_s=3.0, expected=21_000, rss_mb=100.0)
     assert run["events_per_s"] == 5_000.0 and run["ops_per_s"] == 15_000.0 and run["seconds"] == 4.0
     assert run["cpu_us_per_event"] == 150.0 and run["own_cpu_us_per_event"] == 50.0 and run["cpu_share"] == 0.75
