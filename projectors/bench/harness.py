@@ -51,6 +51,7 @@ from projectors.projections import PROJECTIONS
 from projectors.projections.model import Put
 from projectors.runtime.batch import STAGES as BATCH_STAGES
 from projectors.runtime.dead_letters import dead_letter_topic
+from projectors.runtime.source import PostgresSource
 from projectors.runtime.stores import open_raw_store, open_store
 from projectors.runtime.worker import group_id, read_stats
 from projectors.settings import Settings, load_settings
@@ -246,17 +247,23 @@ def worker_rate(
     }
 
 
+RAW_STORE_MAX_OPS = 500_000  # documents held in memory for the store-alone run
+# a feed batch of 1,000 posts is ~100,000 items: on the Cosmos REST server (~150 items/s) one such
+# batch alone would take 11 minutes, so the store-alone run writes at most this many per batch
+RAW_STORE_MAX_BATCH = 5_000
+
+
 def raw_store_rate(settings: Settings, projection: str, batch: int, limit: int, limit_s: float) -> dict[str, Any]:
-    """The store client alone: the documents the worker wrote, put again into an empty generation in
-    batches of the worker's size (same guard reads and writes, no projection logic)."""
-    source = open_raw_store(settings, projection, 0)
+    """The store client alone: up to ``limit`` of the projection's documents, read from its spec in
+    PostgreSQL (what its worker writes, whatever the worker got through), put into an empty
+    generation in batches of the worker's size (same guard reads and writes, no projection logic)."""
     ops: list[Put] = []
-    for collection in PROJECTIONS[projection].collections:
-        for key, doc in source.live_items(collection):
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        for key, doc in PROJECTIONS[projection].spec_all(PostgresSource(conn)):
             ops.append(Put(key, 1, doc))
             if len(ops) >= limit:
                 break
-    source.close()
     target = open_raw_store(settings, projection, 90)
     target.drop()
     target.ensure_schema()
@@ -293,8 +300,11 @@ def throughput(settings: Settings, config: BenchConfig, results: Results, say: S
                                 expected, config.run_limit_s)
         say(f"  worker, real store: {real['events_per_s']:,.0f} events/s, {real['ops_per_s']:,.0f} store ops/s"
             f"{'' if real['complete'] else f' (stopped after {config.run_limit_s:.0f}s)'}")
-        batch = max(1, round(real["operations"] / max(1, real["batches"])))
-        raw = raw_store_rate(settings, name, batch, max(1, real["operations"]), config.run_limit_s)
+        # the batch shape the worker wrote (the null-store run's when the real one finished no batch)
+        shaped = real if real["batches"] else null
+        batch = min(RAW_STORE_MAX_BATCH, max(1, round(shaped["operations"] / max(1, shaped["batches"]))))
+        raw = raw_store_rate(settings, name, batch, min(RAW_STORE_MAX_OPS, max(3 * batch, real["operations"])),
+                             config.run_limit_s)
         say(f"  store client alone: {raw['ops_per_s']:,.0f} ops/s in batches of {batch}")
         results.throughput[name] = {
             "topic_events": expected,

@@ -427,8 +427,13 @@ class Cosmos(Part):
         require_binary("node", "the Cosmos REST server", "install Node.js 20 (apt-get install nodejs)")
 
     def command(self) -> list[str]:
+        """The package's server through its own API, with keep-alive (``cosmos_server.js``: its
+        command line always answers ``connection: close``)."""
         host, port = self.host_port
-        return [str(self.binary), "--host", host, "-p", str(port), "--no-ssl"]
+        return ["node", str(Path(__file__).with_name("cosmos_server.js")), host, str(port)]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "NODE_PATH": str(self.binary.parent.parent)}  # node_modules/.bin/..
 
     def healthy(self) -> bool:
         try:
