@@ -11,14 +11,18 @@ never a gap.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from projectors.capture.connector import embedded_properties
+from projectors.capture.offsets import UnreadableOffsets, server_offset, snapshot_running
 from projectors.capture.preflight import CapturePosition, format_lsn, preflight
 from projectors.db.migrate import connect
 from projectors.errors import ConfigurationError, DataLossRisk, RetriableError
@@ -130,9 +134,40 @@ def effective_properties(settings: Settings) -> dict[str, str]:
     slot instead, which holds everything not yet confirmed: at-least-once, never a gap."""
     properties = embedded_properties(settings)
     position = CapturePosition.load(settings.capture_state_dir)
-    if properties.get("snapshot.mode") == "initial" and position is not None and position.streaming:
+    if position is None or not position.streaming:
+        return properties
+    if properties.get("snapshot.mode") == "initial":
         properties["snapshot.mode"] = "no_data"
+    if properties.get("snapshot.mode") in ("no_data", "never"):
+        set_aside_an_unfinished_snapshot(settings)
     return properties
+
+
+def set_aside_an_unfinished_snapshot(settings: Settings) -> None:
+    """Capture published streamed changes, so the snapshot before them finished and was published;
+    but if the process was killed before Debezium's next offset commit, its offsets file still ends
+    inside the snapshot, and a start with a snapshot mode that takes no data refuses to run ("The
+    connector previously stopped while taking a snapshot"). Debezium advances the slot's confirmed
+    position only after committing an offset, so the slot still holds every change since those
+    offsets: the file is set aside, and capture streams from the slot. Never a gap; the changes
+    published since the last commit are published again (at-least-once)."""
+    path = Path(embedded_properties(settings)["offset.storage.file.filename"])
+    try:
+        offset = server_offset(path, settings.capture.topic_prefix)
+    except UnreadableOffsets as exc:
+        log.warning("Debezium's offsets are not readable (%s); left to Debezium", exc)
+        return
+    if offset is None or not snapshot_running(offset):
+        return
+    aside = path.with_name(path.name + ".unfinished-snapshot")
+    os.replace(path, aside)
+    log.warning(
+        "Debezium's offsets end inside the snapshot (%s), but capture already published the changes "
+        "streamed after it: the offsets are moved to %s and capture streams from slot %s",
+        json.dumps(offset, sort_keys=True),
+        aside,
+        settings.capture.slot_name,
+    )
 
 
 class EngineOutcome:

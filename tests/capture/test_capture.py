@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import threading
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from projectors.capture.connector import heartbeat_topic, table_topic
+from projectors.capture.offsets import read_offsets, server_offset
 from projectors.capture.topics import TopicRecord, read_from_start
 from projectors.settings import SOURCE_TABLES, Settings
 from projectors.stack.processes import Capture
@@ -324,5 +327,63 @@ def test_a_stop_is_clean_and_lost_offsets_never_lose_a_delete(stack: StackHandle
 
         records = read_until(settings, [table_topic("lost", "users")], deleted, timeout_s=120)
         assert deleted(records), "the delete made while capture was down never reached the topic"
+    finally:
+        capture.stop()
+
+
+def end_offsets_inside_the_snapshot(path: Path) -> dict[str, Any]:
+    """Rewrite Debezium's stored offset as the one its last commit before a SIGKILL holds when the
+    kill comes after capture published streamed changes but before Debezium committed any: a
+    snapshot record's (``snapshot: true``, not its last record). Same key, same LSN."""
+    data = path.read_bytes()
+    [(_key, offset)] = read_offsets(path)
+    old = json.dumps(offset, separators=(",", ":")).encode()
+    inside = {"last_snapshot_record": False, "lsn": offset["lsn"], "txId": offset["txId"], "snapshot": True}
+    new = json.dumps(inside, separators=(",", ":")).encode()
+    framed = struct.pack(">i", len(old)) + old
+    assert data.count(framed) == 1, "the stored offset is not where the format puts it"
+    path.write_bytes(data.replace(framed, struct.pack(">i", len(new)) + new))
+    assert server_offset(path, offset_server(path)) == inside
+    return inside
+
+
+def offset_server(path: Path) -> str:
+    [(key, _offset)] = read_offsets(path)
+    return str(key[1]["server"])
+
+
+def test_offsets_left_inside_the_snapshot_after_streaming_began_resume_from_the_slot(stack: StackHandle) -> None:
+    """A SIGKILL after capture published streamed changes but before Debezium's next offset commit
+    leaves offsets that end inside the snapshot; once streaming began, capture starts with a snapshot
+    mode that takes no data, which Debezium refuses with such offsets ("previously stopped while
+    taking a snapshot"). Capture sets them aside and streams from the slot: it starts, and a delete
+    made while it was down reaches the topic."""
+    settings = capture_settings(stack, "insnap")
+    state = settings.capture_state_dir
+    capture = Capture(settings)
+    doomed = uid()
+    capture.start(120)
+    try:
+        with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+            conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (doomed, f"insnap_{doomed.hex[:8]}"))
+        deadline = time.monotonic() + 90
+        position = state / "position.json"
+        while not (position.exists() and json.loads(position.read_text())["streaming"]):
+            assert time.monotonic() < deadline, "capture never recorded that it streams"
+            time.sleep(0.2)
+        capture.stop()
+        offsets = state / "offsets.dat"
+        end_offsets_inside_the_snapshot(offsets)
+        with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+            conn.execute("DELETE FROM users WHERE id = %s", (doomed,))
+        capture.start(120)
+
+        def deleted(rs: list[TopicRecord]) -> bool:
+            return any(r.key == {"id": str(doomed)} and r.value and r.value.get("op") == "d" for r in rs)
+
+        records = read_until(settings, [table_topic("insnap", "users")], deleted, timeout_s=120)
+        assert deleted(records), "the delete made while capture was down never reached the topic"
+        assert (state / "offsets.dat.unfinished-snapshot").exists(), "the old offsets were not kept aside"
+        assert "offsets end inside the snapshot" in capture.log_file.read_text()
     finally:
         capture.stop()
