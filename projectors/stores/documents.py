@@ -49,6 +49,7 @@ TRANSPORT_ERRORS = (
 )
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 READ_CHUNK = 100
+POINT_READS_UP_TO = 4  # items of one partition in a batch read by point reads; more: one query
 NEW_SHARE_WEIGHT = 0.1
 # The local Cosmos REST server answers a point read of a missing item with a 500 ("Cannot read
 # properties of undefined") unless this header is set, when it answers 404 like Azure; Azure ignores
@@ -190,15 +191,26 @@ class CosmosStore:
         outcomes: list[Outcome] = []
         failures: list[ItemFailure] = []
         futures: list[tuple[Operation, Future[Outcome]]] = []
+        # a partition with a few items: each item point-read (1 RU) and written in the pool; with
+        # more, one query reads them all (about 3 RU, one round trip), itself in the pool: reads
+        # never queue one after the other in the batch thread
+        queried: list[tuple[list[Operation], Future[dict[str, dict[str, Any]]]]] = []
+        alone: list[Operation] = []
         for (name, partition), group in groups.items():
             try:
-                container = self.container(name)
-                if len(group) == 1:
-                    # one item in its partition (a fan-out: one feed item per follower): created
-                    # first or point-read (1 RU, where a query costs about 3), in the pool
-                    futures.append((group[0], self._pool.submit(self._read_and_write, group[0])))
-                    continue
-                existing = self._read(container, self.partition_fields[name], partition, [op.key.id for op in group])
+                self.container(name)  # an unknown container fails its items here
+            except Exception as exc:
+                failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
+                continue
+            if len(group) <= POINT_READS_UP_TO:
+                alone += group
+            else:
+                ids = [op.key.id for op in group]
+                queried.append((group, self._pool.submit(self._read, name, partition, ids)))
+        futures += [(op, self._pool.submit(self._read_and_write, op)) for op in alone]
+        for group, reading in queried:
+            try:
+                existing = reading.result()
             except Exception as exc:
                 failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
                 continue
@@ -211,11 +223,10 @@ class CosmosStore:
         changed, stale, unchanged = tally(outcomes)
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
-    def _read(
-        self, container: ContainerProxy, field: str, partition: str, ids: list[str]
-    ) -> dict[str, dict[str, Any]]:
+    def _read(self, name: str, partition: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         # the partition key is in the query as well as in the request: the local Cosmos REST server
         # ignores the request's partition key and refuses a query without it
+        container, field = self.container(name), self.partition_fields[name]  # this thread's
         out: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), READ_CHUNK):
             chunk = ids[start : start + READ_CHUNK]
@@ -228,10 +239,11 @@ class CosmosStore:
         return out
 
     def _read_and_write(self, op: Operation) -> Outcome:
-        """One item alone in its partition. When most such items of the container were new lately
-        (a post's fan-out: every follower's feed item is new), it is created without reading it
-        first, and read only if it exists (409): one request instead of two. Otherwise (counters,
-        replays: the item is there) it is read, then written. Either way the version guard decides."""
+        """One item read on its own (one of a few of its partition in the batch). When most such
+        items of the container were new lately (a post's fan-out: every follower's feed item is
+        new), it is created without reading it first, and read only if it exists (409): one request
+        instead of two. Otherwise (counters, replays: the item is there) it is point-read, then
+        written. Either way the version guard decides."""
         name = op.key.collection
         container = self.container(name)  # this thread's
         if self._new_share[name] >= 0.5:

@@ -239,3 +239,42 @@ def test_cosmos_items_alone_in_their_partition_are_created_first_while_they_are_
         assert live["f1:likes"] == backend.make("f1", "b")
     finally:
         store.close()
+
+
+def test_cosmos_reads_a_few_items_of_a_partition_by_point_reads_and_many_by_one_query(
+    store_servers: StackHandle,
+) -> None:
+    """Partitions of 1, 3 and 12 items in one batch (point reads up to POINT_READS_UP_TO, a query
+    beyond): new, existing, stale and unchanged items are decided the same by both paths."""
+    from projectors.stores.documents import POINT_READS_UP_TO
+
+    settings = store_servers.settings.cosmos.model_copy(update={"database": f"contract{uuid.uuid4().hex[:8]}"})
+    store = CosmosStore(settings, {"counters": "/subjectId"})
+    store.ensure_schema()
+    sizes = {"one": 1, "few": 3, "many": 12}
+    assert sizes["few"] <= POINT_READS_UP_TO < sizes["many"]
+
+    def put(subject: str, n: int, version: int, count: int = 0) -> Put:
+        key = ItemKey("counters", f"{subject}:k{n}", subject)
+        return Put(key, version, {"id": key.id, "subjectId": subject, "kind": f"k{n}", "count": count})
+
+    try:
+        first = [put(s, n, 5) for s, size in sizes.items() for n in range(size)]
+        assert totals(store.apply(first)) == (16, 0, 0, 0)
+        # per partition: k0 older (stale), k1 newer with the same content (unchanged), the rest
+        # newer with a new count (changed), and one more item that is new (changed)
+        second = [
+            put(s, n, 4 if n == 0 else 6, count=7 if n >= 2 or n == size else 0)
+            for s, size in sizes.items()
+            for n in range(size + 1)
+        ]
+        assert totals(store.apply(second)) == (1 + 2 + 11, 3, 2, 0)
+        live = {k.id: d for k, d in store.live_items("counters")}
+        assert len(live) == 16 + len(sizes)
+        for s, size in sizes.items():
+            counts = [live[f"{s}:k{n}"]["count"] for n in range(size + 1)]
+            assert counts == [0] + [0 if n == 1 else 7 for n in range(1, size)] + [7], (s, counts)
+        assert totals(store.apply(second)) == (0, len(second), 0, 0)  # a replay: all equal or older
+    finally:
+        store.drop()
+        store.close()
