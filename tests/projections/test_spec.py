@@ -90,6 +90,9 @@ def test_feed_rules(pg: PostgresSettings) -> None:
     every = {ItemKey("userFeed", f"{ids[r]}:{ids[p]}", ids[r]) for r in ids if r not in ("public", "private")
              for p in ("public", "private")}
     assert spec_for(pg, "feed", every) == spec
+    # a feed item's id in another partition is not an item (a store may hold anything): absent
+    odd = ItemKey("userFeed", f"{ids['fan']}:{ids['public']}", ids["author"])
+    assert spec_for(pg, "feed", every | {odd}) == spec
 
 
 def test_counter_rules(pg: PostgresSettings) -> None:
