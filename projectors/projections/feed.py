@@ -63,9 +63,13 @@ def post_fields(post: str, author: str, created_at: Any, body: str, topics: list
     }
 
 
+def feed_doc(item_id: str, recipient: str, fields: dict[str, Any]) -> Document:
+    return {"id": item_id, "recipientId": recipient, **fields, "topics": list(fields["topics"])}
+
+
 def item_of(recipient: str, fields: dict[str, Any]) -> tuple[ItemKey, Document]:
     key = feed_key(recipient, fields["postId"])
-    return key, {"id": key.id, "recipientId": recipient, **fields, "topics": list(fields["topics"])}
+    return key, feed_doc(key.id, recipient, fields)
 
 
 def feed_item(row: tuple[Any, ...]) -> tuple[ItemKey, Document]:
@@ -166,7 +170,7 @@ class FeedProjection(Projection):
         for key, recipient, post in zip(wanted, recipients, post_ids, strict=True):
             fields = posts.get(post)
             if fields is not None and (recipient, post) not in hidden:
-                out[key] = {"id": key.id, "recipientId": recipient, **fields, "topics": list(fields["topics"])}
+                out[key] = feed_doc(key.id, recipient, fields)
         return out
 
     def spec_all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:

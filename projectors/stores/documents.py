@@ -165,7 +165,9 @@ class CosmosStore:
                 self.database.delete_container(name + self.suffix)
             except CosmosHttpResponseError as exc:
                 if exc.status_code != 404:
-                    raise
+                    raise _translated(exc) from exc
+            except Exception as exc:
+                raise _translated(exc) from exc
         self._epoch += 1
 
     def ping(self) -> bool:

@@ -196,7 +196,10 @@ class GraphStore:
 
     def drop(self) -> None:
         """Delete this graph (a rebuild drops the generation it replaced)."""
-        self.transport.drop()
+        try:
+            self.transport.drop()
+        except Exception as exc:
+            raise self._translated(exc) from exc
 
     def query(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Read queries of read services (e.g. friend-of-friend suggestions)."""

@@ -10,9 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from projectors.bench.harness import Results, markdown, wait_until_answers, worker_rate
+from projectors.bench.harness import Results, markdown, worker_rate
 
 
 def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
@@ -83,21 +81,3 @@ def test_a_worker_run_is_timed_by_its_own_batches() -> None:
     assert worker_rate(None, {}, 1.0, 10, 0.0)["events_per_s"] == 0.0
     assert worker_rate(first, first, 1.0, 10_000, 0.0)["events_per_s"] == 0.0
 
-
-class _SlowToAnswer:
-    def __init__(self, silent_pings: int) -> None:
-        self.pings = 0
-        self.silent_pings = silent_pings
-
-    def ping(self) -> bool:
-        self.pings += 1
-        return self.pings > self.silent_pings
-
-
-def test_the_store_alone_run_waits_until_the_store_answers() -> None:
-    store = _SlowToAnswer(silent_pings=3)
-    assert wait_until_answers(store, timeout_s=5.0, poll_s=0.01) >= 0.03  # type: ignore[arg-type]
-    assert store.pings == 4
-    never = _SlowToAnswer(silent_pings=10**9)
-    with pytest.raises(RuntimeError, match="did not answer for 0s"):
-        wait_until_answers(never, timeout_s=0.05, poll_s=0.01)  # type: ignore[arg-type]
