@@ -152,6 +152,20 @@ class CosmosSettings(Section):
     )
     database: str = "social"
     verify_tls: bool = True
+    # how long a removed item's tombstone stays (it keeps an older write from bringing the item back):
+    # longer than any write can stay in flight, i.e. than a worker can keep retrying one batch
+    tombstone_ttl_s: int = Field(default=86_400, ge=60)
+    # one request's timeout: shorter than the server's patience, so a request it stopped answering is
+    # abandoned and only its item retried
+    request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+
+class FeedSettings(Section):
+    """The feed's hybrid fan-out: authors with at least ``celebrity_followers`` followers are not
+    fanned out on write; their posts are stored once and merged into each follower's page on read."""
+
+    env_section: ClassVar[str] = "FEED_"
+    celebrity_followers: int = Field(default=1_000, ge=1)
 
 
 class GraphSettings(Section):
@@ -216,6 +230,7 @@ class Settings(BaseModel):
     capture: CaptureSettings
     falkordb: FalkorSettings
     cosmos: CosmosSettings
+    feed: FeedSettings = FeedSettings()
     graph: GraphSettings
     search: SearchSettings
     worker: WorkerSettings
@@ -236,6 +251,7 @@ SECTIONS: dict[str, type[Section]] = {
     "capture": CaptureSettings,
     "falkordb": FalkorSettings,
     "cosmos": CosmosSettings,
+    "feed": FeedSettings,
     "graph": GraphSettings,
     "search": SearchSettings,
     "worker": WorkerSettings,

@@ -48,6 +48,7 @@ from projectors.operations.rebuild import Catchup
 from projectors.operations.replay import topics_of
 from projectors.operations.verify import verify_until_clean
 from projectors.projections import PROJECTIONS
+from projectors.projections import projection as get_projection
 from projectors.projections.model import Put
 from projectors.runtime.batch import STAGES as BATCH_STAGES
 from projectors.runtime.dead_letters import dead_letter_topic
@@ -260,7 +261,7 @@ def raw_store_rate(settings: Settings, projection: str, batch: int, limit: int, 
     ops: list[Put] = []
     with psycopg.connect(settings.pg.conninfo()) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        for key, doc in PROJECTIONS[projection].spec_all(PostgresSource(conn)):
+        for key, doc in get_projection(projection, settings).spec_all(PostgresSource(conn)):
             ops.append(Put(key, 1, doc))
             if len(ops) >= limit:
                 break

@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from projectors.capture.topics import read_from_start
 from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTIONS
+from projectors.projections import projection as get_projection
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
 from projectors.runtime.stores import open_store
@@ -90,7 +91,10 @@ def redrive(settings: Settings, chosen: list[DeadLetter], value_override: bytes 
         writer = DeadLetterWriter(settings, name)
         store = open_store(settings, name)
         projector = BatchProjector(
-            PROJECTIONS[name], store, lambda: psycopg.connect(settings.pg.conninfo(), autocommit=True), writer
+            get_projection(name, settings),
+            store,
+            lambda: psycopg.connect(settings.pg.conninfo(), autocommit=True),
+            writer,
         )
         try:
             for letter in group:

@@ -37,6 +37,7 @@ from projectors.operations import offsets
 from projectors.operations.replay import Progress, local_workers, topics_of
 from projectors.operations.verify import Drift, verify_projection
 from projectors.projections import PROJECTIONS
+from projectors.projections import projection as get_projection
 from projectors.projections.model import ItemKey, ProjectionStore
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
@@ -84,7 +85,7 @@ class Catchup:
         letters = DeadLetterWriter(settings, name)
         letters.note = {"rebuildGeneration": generation}
         self.projector = BatchProjector(
-            PROJECTIONS[name],
+            get_projection(name, settings),
             store,
             lambda: psycopg.connect(settings.pg.conninfo(), autocommit=True),
             letters,

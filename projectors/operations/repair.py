@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import psycopg
 
 from projectors.operations.verify import verify_projection
-from projectors.projections import PROJECTIONS
+from projectors.projections import projection as get_projection
 from projectors.projections.base import ops_for
 from projectors.projections.model import ApplyResult, ItemKey, ProjectionStore, Put
 from projectors.runtime.source import PostgresSource
@@ -36,7 +36,7 @@ def drifted_keys(settings: Settings, name: str, store: ProjectionStore) -> set[I
 
 
 def repair(settings: Settings, name: str, store: ProjectionStore, keys: Iterable[ItemKey], chunk: int = 2000) -> Repair:
-    projection = PROJECTIONS[name]
+    projection = get_projection(name, settings)
     ordered = sorted(set(keys))
     written = removed = 0
     changed = stale = unchanged = 0

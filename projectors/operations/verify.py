@@ -19,6 +19,7 @@ import psycopg
 
 from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTIONS
+from projectors.projections import projection as get_projection
 from projectors.projections.model import ItemKey, ProjectionStore
 from projectors.runtime.source import PostgresSource
 from projectors.settings import Settings
@@ -80,7 +81,7 @@ def verify_projection(
     """Compare one projection's store with its spec. ``collect`` receives every drifted key."""
     if name not in PROJECTIONS:
         raise ConfigurationError(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
-    projection = PROJECTIONS[name]
+    projection = get_projection(name, settings)
     drift = Drift(name)
     held: dict[ItemKey, bytes] = {}
     for collection in projection.collections:

@@ -1,37 +1,70 @@
-"""Cosmos ``userFeed`` (partition key ``/recipientId``): who sees which post.
+"""The feed: who sees which post, fanned out on write for most authors and on read for celebrities.
 
-Item ``<recipientId>:<postId>`` exists when the recipient is the post's author, or the post is public
-and the recipient follows the author, has not blocked or muted them, and is not blocked by them.
+Containers (Cosmos):
+
+- ``userFeed`` (partition key ``/recipientId``): item ``<recipientId>:<postId>`` exists when the
+  recipient is the post's author, or the post is public, the recipient follows the author, has not
+  blocked or muted them, is not blocked by them (:func:`pair_visible`), and the author is not a
+  celebrity;
+- ``feedPosts`` (``/authorId``): item ``<postId>`` for each public post of a celebrity, stored once;
+- ``feedFollows`` (``/recipientId``): item ``<recipientId>:<authorId>`` when the recipient follows a
+  celebrity under the same rule (:func:`pair_visible`);
+- ``feedAuthors`` (``/authorId``): item ``<authorId>`` for each celebrity.
+
+A celebrity is an author with at least ``celebrity_followers`` followers (``PROJECTORS_FEED_CELEBRITY_FOLLOWERS``).
+A feed page (``ReadClient.feed_page``) is the recipient's ``userFeed`` partition merged with the
+newest ``feedPosts`` of the celebrities in its ``feedFollows`` partition: the same items a fan-out of
+every post would give (tested).
+
+The worker never queries a container for a post or a follow: the recipients of a post are its
+author's followers in PostgreSQL, and every item is written by a point operation. Only an unfollow,
+block or mute reads the recipient's own partition (one partition query), for the items of posts
+deleted since they were written, which PostgreSQL no longer lists. The celebrity markers
+(``feedAuthors``) are point-read: an author whose marker disagrees with their follower count crossed
+the threshold, and every item of theirs is rewritten in the other form.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
-from projectors.projections.base import Projection, Touch, iso, uuid_prefix
+from projectors.projections.base import Projection, Touch, is_uuid, iso
 from projectors.projections.model import Document, ItemKey, ProjectionStore
 from projectors.runtime.source import PostgresSource
 
 COLLECTION = "userFeed"
+POSTS_COLLECTION = "feedPosts"
+FOLLOWS_COLLECTION = "feedFollows"
+AUTHORS_COLLECTION = "feedAuthors"
+CONTAINERS = {
+    COLLECTION: "/recipientId",
+    POSTS_COLLECTION: "/authorId",
+    FOLLOWS_COLLECTION: "/recipientId",
+    AUTHORS_COLLECTION: "/authorId",
+}
 PREVIEW_CHARS = 140
+DEFAULT_CELEBRITY_FOLLOWERS = 1_000
+
+
+def pair_visible(recipient: str, author: str) -> str:
+    """The rule between a recipient and an author, in SQL: follows, no block either way, no mute.
+    Written once: the projector, ``verify`` and the celebrity subscriptions all use it."""
+    return f"""(EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = {recipient} AND f.followee_id = {author})
+        AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {recipient} AND b.blocked_id = {author})
+        AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {author} AND b.blocked_id = {recipient})
+        AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = {recipient} AND m.muted_id = {author}))"""
 
 
 def visible_to(recipient: str) -> str:
-    """The feed rule, in SQL, for post ``po`` and the recipient column ``recipient``. The one place
-    it is written: the projector and ``verify`` both use it."""
-    return f"""({recipient} = po.author_id OR (po.visibility = 'public'
-        AND EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = {recipient} AND f.followee_id = po.author_id)
-        AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {recipient} AND b.blocked_id = po.author_id)
-        AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = po.author_id AND b.blocked_id = {recipient})
-        AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = {recipient} AND m.muted_id = po.author_id)))"""
+    """Whether post ``po`` reaches ``recipient`` at all (fanned out or merged on read)."""
+    return f"({recipient} = po.author_id OR (po.visibility = 'public' AND {pair_visible(recipient, 'po.author_id')}))"
 
 
 POST_COLUMNS = "po.id::text, po.author_id::text, po.created_at, po.body, po.topics"
-ITEM_COLUMNS = f"k.r::text, {POST_COLUMNS}"
 # A post reaches thousands of feeds: each post's columns are one query (read and converted once per
 # post, not once per recipient), and the (recipient, post) pairs of existing posts that the rule
 # hides another. Hidden pairs are few (blocks, mutes, unfollows, private posts) where visible ones
@@ -40,16 +73,33 @@ HIDDEN_PAIRS = (
     "SELECT k.r::text, k.p::text FROM unnest(%s::uuid[], %s::uuid[]) AS k(r, p) "
     f"JOIN posts po ON po.id = k.p WHERE NOT {visible_to('k.r')}"
 )
-POSTS = f"SELECT {POST_COLUMNS} FROM posts po WHERE po.id = ANY(%s::uuid[])"
-SPEC_ALL = (
-    f"SELECT {ITEM_COLUMNS} FROM posts po CROSS JOIN LATERAL "
-    "(SELECT po.author_id UNION SELECT f.follower_id FROM follows f WHERE f.followee_id = po.author_id) AS k(r) "
-    f"WHERE {visible_to('k.r')}"
+POSTS = f"SELECT {POST_COLUMNS}, po.visibility FROM posts po WHERE po.id = ANY(%s::uuid[])"
+VISIBLE_FOLLOWS = (
+    "SELECT k.r::text, k.a::text FROM unnest(%s::uuid[], %s::uuid[]) AS k(r, a) "
+    f"WHERE {pair_visible('k.r', 'k.a')}"
 )
+FOLLOWER_COUNTS = (
+    "SELECT followee_id::text, count(*) FROM follows WHERE followee_id = ANY(%s::uuid[]) GROUP BY followee_id"
+)
+FOLLOWERS = "SELECT followee_id::text, follower_id::text FROM follows WHERE followee_id = ANY(%s::uuid[])"
+POSTS_OF = "SELECT author_id::text, id::text FROM posts WHERE author_id = ANY(%s::uuid[])"
+CELEBRITIES = "SELECT followee_id FROM follows GROUP BY followee_id HAVING count(*) >= %(threshold)s"
 
 
 def feed_key(recipient_id: str, post_id: str) -> ItemKey:
     return ItemKey(COLLECTION, f"{recipient_id}:{post_id}", recipient_id)
+
+
+def post_key(author_id: str, post_id: str) -> ItemKey:
+    return ItemKey(POSTS_COLLECTION, post_id, author_id)
+
+
+def follow_key(recipient_id: str, author_id: str) -> ItemKey:
+    return ItemKey(FOLLOWS_COLLECTION, f"{recipient_id}:{author_id}", recipient_id)
+
+
+def author_key(author_id: str) -> ItemKey:
+    return ItemKey(AUTHORS_COLLECTION, author_id, author_id)
 
 
 def post_fields(post: str, author: str, created_at: Any, body: str, topics: list[str]) -> dict[str, Any]:
@@ -67,48 +117,72 @@ def feed_doc(item_id: str, recipient: str, fields: dict[str, Any]) -> Document:
     return {"id": item_id, "recipientId": recipient, **fields, "topics": list(fields["topics"])}
 
 
+def post_doc(fields: dict[str, Any]) -> Document:
+    return {"id": fields["postId"], **fields, "topics": list(fields["topics"])}
+
+
+def follow_doc(recipient: str, author: str) -> Document:
+    return {"id": f"{recipient}:{author}", "recipientId": recipient, "authorId": author}
+
+
+def author_doc(author: str) -> Document:
+    return {"id": author, "authorId": author}
+
+
 def item_of(recipient: str, fields: dict[str, Any]) -> tuple[ItemKey, Document]:
     key = feed_key(recipient, fields["postId"])
     return key, feed_doc(key.id, recipient, fields)
 
 
-def feed_item(row: tuple[Any, ...]) -> tuple[ItemKey, Document]:
-    recipient, *post = row
-    return item_of(recipient, post_fields(*post))
-
-
 @dataclass(frozen=True, slots=True)
 class PostTouch:
-    """Every feed item of a post: its author's, its author's followers', and whatever the store
-    holds for it (``lookup``: only when the change can take the post away from someone)."""
+    """Every feed item of a post: its author's, its author's followers' (or its one stored copy)."""
 
     post_id: str
     author_id: str
-    lookup: bool
 
 
 @dataclass(frozen=True, slots=True)
 class PairTouch:
-    """Every feed item of ``recipient`` for a post of ``author``."""
+    """Every feed item of ``recipient`` for a post of ``author``, and the subscription between them.
+    ``lookup``: the change can take posts away, so the recipient's partition is read for items of
+    posts that PostgreSQL no longer has."""
 
     recipient_id: str
     author_id: str
     lookup: bool
 
 
+@dataclass(frozen=True, slots=True)
+class AuthorTouch:
+    """The author's follower count changed: they may have crossed the celebrity threshold."""
+
+    author_id: str
+
+
+@runtime_checkable
+class PointReads(Protocol):
+    def read_items(self, keys: list[ItemKey]) -> dict[ItemKey, Document]: ...
+
+
 class FeedProjection(Projection):
     name = "feed"
     tables = ("posts", "follows", "blocks", "mutes")
-    collections = (COLLECTION,)
+    collections = tuple(CONTAINERS)
+
+    def __init__(self, celebrity_followers: int = DEFAULT_CELEBRITY_FOLLOWERS) -> None:
+        if celebrity_followers < 1:
+            raise ValueError("celebrity_followers must be at least 1")
+        self.celebrity_followers = celebrity_followers
 
     def touched(self, event: ChangeEvent) -> list[Touch]:
         out: list[Touch] = []
         removing = event.op == "d"
         for row in event.rows():
             if isinstance(row, PostRow):
-                out.append(PostTouch(row.id, row.author_id, lookup=event.op != "c"))
+                out.append(PostTouch(row.id, row.author_id))
             elif isinstance(row, FollowRow):
-                out.append(PairTouch(row.follower_id, row.followee_id, lookup=removing))
+                out += [PairTouch(row.follower_id, row.followee_id, lookup=removing), AuthorTouch(row.followee_id)]
             elif isinstance(row, MuteRow):
                 out.append(PairTouch(row.muter_id, row.muted_id, lookup=not removing))
             elif isinstance(row, BlockRow):
@@ -118,61 +192,139 @@ class FeedProjection(Projection):
                 ]
         return out
 
+    # -- who is a celebrity -------------------------------------------------------------------------
+    def celebrities(self, authors: Iterable[str], source: PostgresSource) -> set[str]:
+        """The celebrities among ``authors``, from their follower counts now."""
+        wanted = sorted(set(authors))
+        if not wanted:
+            return set()
+        return {a for a, n in source.rows(FOLLOWER_COUNTS, [wanted]) if n >= self.celebrity_followers}
+
     def expand(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> set[ItemKey]:
-        keys: set[ItemKey] = set()
         posts = [t for t in touches if isinstance(t, PostTouch)]
         pairs = [t for t in touches if isinstance(t, PairTouch)]
-        if posts:
-            followers: dict[str, list[str]] = defaultdict(list)
-            authors = sorted({t.author_id for t in posts})
-            for followee, follower in source.rows(
-                "SELECT followee_id::text, follower_id::text FROM follows WHERE followee_id = ANY(%s::uuid[])",
-                [authors],
-            ):
+        authors = {t.author_id for t in posts} | {t.author_id for t in pairs}
+        authors |= {t.author_id for t in touches if isinstance(t, AuthorTouch)}
+        if not authors:
+            return set()
+        celebrities = self.celebrities(authors, source)
+        if not isinstance(held, PointReads):
+            raise TypeError(f"the feed needs a store with point reads, not {type(held).__name__}")
+        # markers are read where they can matter: a celebrity now (fanned out or not), an author
+        # whose follower count changed (crossed?); any other author is fanned out, marker or not
+        checked = sorted(celebrities | {t.author_id for t in touches if isinstance(t, AuthorTouch)})
+        marked = {k.partition for k in held.read_items([author_key(a) for a in checked])} if checked else set()
+        # crossed the threshold, either way: every item of theirs is rewritten in the other form
+        crossed = sorted(a for a in checked if (a in celebrities) != (a in marked))
+        # an author is fanned out unless they are a celebrity both now and in the store
+        fanned = {a for a in authors if not (a in celebrities and a in marked)}
+        keys = {author_key(a) for a in checked}
+
+        follower_authors = sorted({t.author_id for t in posts if t.author_id in fanned} | set(crossed))
+        followers: dict[str, list[str]] = defaultdict(list)
+        if follower_authors:
+            for followee, follower in source.rows(FOLLOWERS, [follower_authors]):
                 followers[followee].append(follower)
-            for pt in posts:
-                keys.add(feed_key(pt.author_id, pt.post_id))
-                keys.update(feed_key(f, pt.post_id) for f in followers[pt.author_id])
-                if pt.lookup:
-                    keys.update(held.find_keys(COLLECTION, {"postId": pt.post_id}))
-        if pairs:
-            posts_of: dict[str, list[str]] = defaultdict(list)
-            authors = sorted({t.author_id for t in pairs})
-            for author, post in source.rows(
-                "SELECT author_id::text, id::text FROM posts WHERE author_id = ANY(%s::uuid[])", [authors]
-            ):
+        post_authors = sorted({t.author_id for t in pairs} | set(crossed))
+        posts_of: dict[str, list[str]] = defaultdict(list)
+        if post_authors:
+            for author, post in source.rows(POSTS_OF, [post_authors]):
                 posts_of[author].append(post)
-            for t in pairs:
+
+        for pt in posts:
+            keys.add(feed_key(pt.author_id, pt.post_id))
+            keys.add(post_key(pt.author_id, pt.post_id))
+            if pt.author_id in fanned:
+                keys.update(feed_key(f, pt.post_id) for f in followers[pt.author_id])
+        for t in pairs:
+            keys.add(follow_key(t.recipient_id, t.author_id))
+            if t.author_id in fanned:
                 keys.update(feed_key(t.recipient_id, p) for p in posts_of[t.author_id])
                 if t.lookup:
                     keys.update(held.find_keys(COLLECTION, {"authorId": t.author_id}, partition=t.recipient_id))
+        for a in crossed:
+            for p in posts_of[a]:
+                keys.add(post_key(a, p))
+                keys.add(feed_key(a, p))
+                keys.update(feed_key(f, p) for f in followers[a])
+            keys.update(follow_key(f, a) for f in followers[a])
         return keys
 
+    # -- the intended documents ---------------------------------------------------------------------
     def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:
-        ids = uuid_prefix(2)  # <recipient uuid>:<post uuid>, nothing more (a store may hold anything)
-        wanted: list[ItemKey] = []
-        recipients: list[str] = []
-        post_ids: list[str] = []
+        feed: list[tuple[ItemKey, str, str]] = []
+        stored: list[tuple[ItemKey, str, str]] = []
+        follows: list[tuple[ItemKey, str, str]] = []
+        marks: list[tuple[ItemKey, str]] = []
         for k in set(keys):
-            if k.id.count(":") == 1 and ids.match(k.id):
-                recipient, post = k.id.split(":")
-                if k.partition == recipient:  # else not an item of this projection: removed
-                    wanted.append(k)
-                    recipients.append(recipient)
-                    post_ids.append(post)
-        if not wanted:
-            return {}
-        posts = {row[0]: post_fields(*row) for row in source.rows(POSTS, [list(set(post_ids))])}
-        if not posts:
-            return {}
-        hidden = set(source.rows(HIDDEN_PAIRS, [recipients, post_ids]))
+            parts = k.id.split(":")
+            if not all(map(is_uuid, parts)):  # a store may hold anything: not an item, removed
+                continue
+            if k.collection == COLLECTION and len(parts) == 2 and k.partition == parts[0]:
+                feed.append((k, parts[0], parts[1]))
+            elif k.collection == POSTS_COLLECTION and len(parts) == 1:
+                stored.append((k, k.partition, parts[0]))
+            elif k.collection == FOLLOWS_COLLECTION and len(parts) == 2 and k.partition == parts[0]:
+                follows.append((k, parts[0], parts[1]))
+            elif k.collection == AUTHORS_COLLECTION and len(parts) == 1 and k.partition == parts[0]:
+                marks.append((k, parts[0]))
         out: dict[ItemKey, Document] = {}
-        for key, recipient, post in zip(wanted, recipients, post_ids, strict=True):
-            fields = posts.get(post)
-            if fields is not None and (recipient, post) not in hidden:
+        post_ids = sorted({p for _, _, p in feed} | {p for _, _, p in stored})
+        posts: dict[str, tuple[dict[str, Any], str]] = {}
+        if post_ids:
+            for *row, visibility in source.rows(POSTS, [post_ids]):
+                posts[row[0]] = (post_fields(*row), visibility)
+        authors = {fields["authorId"] for fields, _ in posts.values()}
+        authors |= {a for _, _, a in follows} | {a for _, a in marks}
+        celebrities = self.celebrities(authors, source)
+        if feed:
+            asked = [(k, r, p) for k, r, p in feed if p in posts]
+            pairs = [[r for _, r, _ in asked], [p for _, _, p in asked]]
+            hidden = set(source.rows(HIDDEN_PAIRS, pairs)) if asked else set()
+            for key, recipient, post in asked:
+                fields = posts[post][0]
+                author = fields["authorId"]
+                if (recipient, post) in hidden or (recipient != author and author in celebrities):
+                    continue
                 out[key] = feed_doc(key.id, recipient, fields)
+        for key, author, post in stored:
+            if post in posts:
+                fields, visibility = posts[post]
+                if fields["authorId"] == author and visibility == "public" and author in celebrities:
+                    out[key] = post_doc(fields)
+        asked_follows = [(k, r, a) for k, r, a in follows if a in celebrities and r != a]
+        if asked_follows:
+            visible = set(
+                source.rows(VISIBLE_FOLLOWS, [[r for _, r, _ in asked_follows], [a for _, _, a in asked_follows]])
+            )
+            for key, recipient, author in asked_follows:
+                if (recipient, author) in visible:
+                    out[key] = follow_doc(recipient, author)
+        for key, author in marks:
+            if author in celebrities:
+                out[key] = author_doc(author)
         return out
 
     def spec_all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:
-        for row in source.stream(SPEC_ALL):
-            yield feed_item(row)
+        celebs = f"({CELEBRITIES})"
+        threshold = {"threshold": self.celebrity_followers}
+        fanned = (
+            f"SELECT k.r::text, {POST_COLUMNS} FROM posts po CROSS JOIN LATERAL "
+            "(SELECT po.author_id UNION SELECT f.follower_id FROM follows f WHERE f.followee_id = po.author_id) "
+            "AS k(r) "
+            f"WHERE {visible_to('k.r')} AND (k.r = po.author_id OR po.author_id NOT IN {celebs})"
+        )
+        for recipient, *post in source.stream(fanned, threshold):
+            yield item_of(recipient, post_fields(*post))
+        stored = f"SELECT {POST_COLUMNS} FROM posts po WHERE po.visibility = 'public' AND po.author_id IN {celebs}"
+        for row in source.stream(stored, threshold):
+            fields = post_fields(*row)
+            yield post_key(fields["authorId"], fields["postId"]), post_doc(fields)
+        subscriptions = (
+            "SELECT fo.follower_id::text, fo.followee_id::text FROM follows fo "
+            f"WHERE fo.followee_id IN {celebs} AND {pair_visible('fo.follower_id', 'fo.followee_id')}"
+        )
+        for recipient, author in source.stream(subscriptions, threshold):
+            yield follow_key(recipient, author), follow_doc(recipient, author)
+        for (author,) in source.stream(f"SELECT followee_id::text FROM {celebs} AS c(followee_id)", threshold):
+            yield author_key(author), author_doc(author)

@@ -27,6 +27,12 @@ FEED_PAGE = (
     "SELECT TOP @limit c.id, c.recipientId, c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
     "FROM c WHERE c.recipientId = @recipient AND c.deleted = false ORDER BY c.createdAt DESC"
 )
+# the celebrities the recipient follows (fan-out on read), and each one's newest posts
+FEED_FOLLOWS = "SELECT c.authorId FROM c WHERE c.recipientId = @recipient AND c.deleted = false"
+CELEBRITY_POSTS = (
+    "SELECT TOP @limit c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
+    "FROM c WHERE c.authorId = @author AND c.deleted = false ORDER BY c.createdAt DESC"
+)
 COUNTERS = "SELECT c.id, c.subjectId, c.kind, c.count FROM c WHERE c.subjectId = @subject AND c.deleted = false"
 
 # Friends of friends the user does not follow yet, has not blocked and is not blocked by, ranked by
@@ -97,15 +103,26 @@ class ReadClient:
 
     # -- the reads ----------------------------------------------------------------------------------
     def feed_page(self, recipient_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        """The recipient's latest ``limit`` feed items, newest first (one partition)."""
+        """The recipient's latest ``limit`` feed items, newest first: their ``userFeed`` partition
+        (posts fanned out on write) merged with the newest posts of the celebrities they follow
+        (``feedFollows``, ``feedPosts``: fanned out on read). Partition queries only: one for the
+        page, one for the subscriptions, one per followed celebrity."""
 
         def read(generation: int) -> list[dict[str, Any]]:
-            container = self._db.get_container_client("userFeed" + suffix(generation))
-            return list(container.query_items(
-                FEED_PAGE,
-                parameters=[{"name": "@limit", "value": limit}, {"name": "@recipient", "value": recipient_id}],
-                partition_key=recipient_id,
-            ))
+            def container(name: str) -> Any:
+                return self._db.get_container_client(name + suffix(generation))
+
+            def query(name: str, sql: str, partition: str, **params: Any) -> list[dict[str, Any]]:
+                parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
+                return list(container(name).query_items(sql, parameters=parameters, partition_key=partition))
+
+            page = query("userFeed", FEED_PAGE, recipient_id, limit=limit, recipient=recipient_id)
+            for follow in query("feedFollows", FEED_FOLLOWS, recipient_id, recipient=recipient_id):
+                author = follow["authorId"]
+                for post in query("feedPosts", CELEBRITY_POSTS, author, limit=limit, author=author):
+                    page.append({"id": f"{recipient_id}:{post['postId']}", "recipientId": recipient_id, **post})
+            page.sort(key=lambda item: (item["createdAt"], item["postId"]), reverse=True)
+            return page[:limit]
 
         return self._read("feed", read)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,16 @@ class BatchProjector:
         self.retry_max_s = retry_max_s
         self.stats = BatchStats()
         self.stopping = False
+        self._stop_wait = threading.Event()
+
+    def stop(self) -> None:
+        """The process is stopping (SIGTERM): retries end at once and the batch in flight raises,
+        unacknowledged, so the next worker of the group gets it again."""
+        self.stopping = True
+        self._stop_wait.set()
+        stop = getattr(self.store, "stop", None)
+        if callable(stop):
+            stop()
 
     def _source(self) -> PostgresSource:
         if self._conn is None or self._conn.closed:
@@ -144,7 +155,7 @@ class BatchProjector:
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
                 if isinstance(exc, psycopg.Error) and self._conn is not None:
                     self._conn.close()
-                time.sleep(delay)
+                self._stop_wait.wait(delay)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,15 +1,19 @@
-"""Retry as a wrapper with the store's own interface (STYLE.md: retry is a wrapper, not sprinkled).
+"""Retry as a wrapper with the store's own interface: retry is a wrapper, not sprinkled.
 
-``RetryingStore.apply`` re-applies the operations a store reported as failed *and retriable* (the
-store is down, a timeout, throttling) with exponential backoff and jitter, until they succeed or the
-policy's attempts run out; permanent failures are returned at once, for the dead letters. The batch
-is not acknowledged meanwhile, so a store outage loses nothing and skips nothing.
+``RetryingStore.apply`` hands the store at most ``max_ops_per_call`` operations at a time, and
+re-applies only the operations a store reported as failed *and retriable* (the store is down, a
+timeout, throttling) with exponential backoff and jitter, never sooner than the server's own
+``retry-after`` (429), until they succeed or the policy's attempts run out; what succeeded stays
+done. Permanent failures are returned at once, for the dead letters. The batch is not acknowledged
+meanwhile, so a store outage loses nothing and skips nothing; a batch moves forward for as long as
+the store answers at all. ``stop()`` (the worker's SIGTERM) ends the waiting at once.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,17 +64,65 @@ class RetryPolicy:
                 sleep(delay)
 
 
+def retry_after_s(error: Exception) -> float:
+    """The wait a throttling server asked for (``x-ms-retry-after-ms``, ``Retry-After``), else 0."""
+    headers = getattr(error, "headers", None) or getattr(getattr(error, "response", None), "headers", None)
+    if not headers:
+        return 0.0
+    try:
+        if headers.get("x-ms-retry-after-ms"):
+            return float(headers["x-ms-retry-after-ms"]) / 1000
+        if headers.get("Retry-After"):
+            return float(headers["Retry-After"])
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0
+
+
+class Stopped(RetriableError):
+    """The process is stopping: the batch is left unacknowledged, for the next worker."""
+
+
+MAX_OPS_PER_CALL = 2_000
+
+
 class RetryingStore:
     def __init__(
-        self, store: ProjectionStore, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep
+        self,
+        store: ProjectionStore,
+        policy: RetryPolicy,
+        sleep: Callable[[float], None] | None = None,
+        max_ops_per_call: int = MAX_OPS_PER_CALL,
     ) -> None:
         self.store = store
         self.policy = policy
-        self.sleep = sleep
+        self._stopping = threading.Event()
+        self.sleep = sleep or self._stopping.wait
+        self.max_ops_per_call = max_ops_per_call
         self.retries = 0
         self.healthy = True
 
+    def stop(self) -> None:
+        """No more waiting: a retry loop in progress gives up (raises :class:`Stopped`)."""
+        self._stopping.set()
+
+    def _check_stop(self) -> None:
+        if self._stopping.is_set():
+            raise Stopped("stopping: the batch is left for the next worker")
+
     def apply(self, ops: Sequence[Operation]) -> ApplyResult:
+        changed = stale = unchanged = 0
+        permanent: list[ItemFailure] = []
+        step = self.max_ops_per_call
+        for start in range(0, len(ops), step):
+            result = self._apply_chunk(ops[start : start + step])
+            changed += result.changed
+            stale += result.skipped_stale
+            unchanged += result.unchanged
+            permanent += result.failures
+        return ApplyResult(changed, stale, unchanged, permanent)
+
+    def _apply_chunk(self, ops: Sequence[Operation]) -> ApplyResult:
         changed = stale = unchanged = 0
         permanent: list[ItemFailure] = []
         pending: Sequence[Operation] = ops
@@ -89,9 +141,11 @@ class RetryingStore:
                 self.healthy = True
                 return ApplyResult(changed, stale, unchanged, permanent)
             self.healthy = False
+            self._check_stop()
             delay = next(delays, None)
             if delay is None:
                 return ApplyResult(changed, stale, unchanged, permanent + retriable)
+            delay = max(delay, max(retry_after_s(f.error) for f in retriable))
             self.retries += 1
             log.warning(
                 "store: %d operation(s) failed (%s); retrying in %.1fs",
@@ -111,6 +165,7 @@ class RetryingStore:
                 return result
             except (RetriableError, ConnectionError, TimeoutError, OSError) as exc:
                 self.healthy = False
+                self._check_stop()
                 delay = next(delays, None)
                 if delay is None:
                     raise
@@ -120,6 +175,10 @@ class RetryingStore:
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         return self._call("lookup", lambda: self.store.find_keys(collection, equals, partition))
+
+    def read_items(self, keys: list[ItemKey]) -> dict[ItemKey, Document]:
+        read: Callable[[list[ItemKey]], dict[ItemKey, Document]] = self.store.read_items  # type: ignore[attr-defined]
+        return self._call("point reads", lambda: read(keys))
 
     def ensure_schema(self) -> None:
         self._call("schema", self.store.ensure_schema)

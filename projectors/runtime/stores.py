@@ -11,6 +11,7 @@ import logging
 from typing import cast
 
 from projectors.errors import ConfigurationError
+from projectors.projections.feed import CONTAINERS as FEED_CONTAINERS
 from projectors.projections.model import ProjectionStore
 from projectors.settings import Settings
 from projectors.stores.generations import Generations, meili_prefix, sqlite_path, suffix
@@ -18,7 +19,7 @@ from projectors.stores.generations import Generations, meili_prefix, sqlite_path
 log = logging.getLogger(__name__)
 
 COSMOS_CONTAINERS = {
-    "feed": {"userFeed": "/recipientId"},
+    "feed": FEED_CONTAINERS,
     "counters": {"counters": "/subjectId"},
 }
 PROJECTION_NAMES = ("feed", "counters", "graph", "search")

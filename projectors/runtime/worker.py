@@ -33,6 +33,7 @@ from projectors.capture.connector import table_topic
 from projectors.capture.preflight import ensure_topics
 from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTIONS
+from projectors.projections import projection as get_projection
 from projectors.projections.base import Projection
 from projectors.projections.model import ProjectionStore
 from projectors.runtime.batch import BatchProjector, BatchStats
@@ -57,7 +58,7 @@ def group_id(projection: str) -> str:
 def build_projector(settings: Settings, name: str, store: ProjectionStore | None = None) -> BatchProjector:
     if name not in PROJECTIONS:
         raise ConfigurationError(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
-    projection = PROJECTIONS[name]
+    projection = get_projection(name, settings)
     store = store or open_store(settings, name)
     store.ensure_schema()
 
@@ -170,6 +171,12 @@ def build_app(
                 except BaseException:
                     abandon("batch not written in time")
                 raise
+            except Exception as exc:
+                # never acknowledge a batch that was not written: exit, and the next worker of the
+                # group (or this one, restarted) gets it again
+                log.exception("batch failed")
+                why = "stopped mid-batch" if projector.stopping else f"batch failed ({type(exc).__name__}: {exc})"
+                abandon(why)
 
     return app
 
@@ -307,11 +314,13 @@ def run_worker(
         def _on_sigterm(self) -> None:
             if not watchdog.is_alive():
                 watchdog.start()
+            projector.stop()
             super()._on_sigterm()
 
         def _on_sigint(self) -> None:
             if not watchdog.is_alive():
                 watchdog.start()
+            projector.stop()
             super()._on_sigint()
 
     worker = Worker(app, loglevel=loglevel, quiet=True)

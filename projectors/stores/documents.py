@@ -1,10 +1,25 @@
-"""Cosmos DB containers (``userFeed``, ``counters``) with the version guard.
+"""Cosmos DB containers (``userFeed``, ``counters``...) with the version guard, by point operations.
 
-Each item is the projection's document plus ``sourceVersion`` and ``deleted``; a removal replaces the
-item with a tombstone ``{id, <partition key>, sourceVersion, deleted: true}`` (optionally with a
-``ttl``), so an older write arriving later cannot bring it back. Writes use optimistic concurrency
-(``replace_item`` with the read ``_etag``, ``create_item`` for a new id): two workers racing on one
-item re-read and decide again, so the newest version always wins.
+Each item is the projection's document plus ``sourceVersion`` and ``deleted`` (and ``ttl``: -1 on a
+live item). A write is never preceded by a read or a query:
+
+- a Put creates the item (new ids: one request), or patches it with the condition
+  ``sourceVersion < v`` (existing ids: one request; 412 means the store holds a newer or equal
+  version: stale); which one is tried first follows what the container's recent items were;
+- a Remove patches the item into a tombstone (``deleted: true``, the new ``sourceVersion``, ``ttl``:
+  the tombstone setting) with the same condition, so an older write arriving later cannot bring it
+  back until the tombstone expires; an item that is not there costs one answered request (404) and
+  leaves nothing behind. The containers have time to live on (``defaultTtl = -1``): live items never
+  expire, tombstones do;
+- a partition's many new items go in transactional batches of creates.
+
+Two workers racing on one item cannot make an older version win: the condition is checked by the
+server in the same request that writes. One gap is left by design: a Remove that finds no item
+leaves no tombstone, so a concurrent older Put of the same item (another worker that read the source
+earlier) can still create it; ``verify --repair`` finds and removes it.
+
+Every request is counted by kind (point read, point write, patch, batch, query, cross-partition
+query) with the request units the server charged (``x-ms-request-charge``), for metrics and the bench.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import DecodeError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
-from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
+from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
 
 from projectors.errors import RetriableError
 from projectors.projections.model import (
@@ -48,9 +63,12 @@ TRANSPORT_ERRORS = (
     OSError,
 )
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-READ_CHUNK = 100
-POINT_READS_UP_TO = 4  # items of one partition in a batch read by point reads; more: one query
 NEW_SHARE_WEIGHT = 0.1
+PATCH_MAX_OPS = 10  # Azure's limit of operations in one patch
+BATCH_MAX = 100  # Azure's limit of operations in one transactional batch
+BATCH_FROM = 3  # a partition's new items in a batch from this many on
+MAX_CONFLICTS = 8  # create/patch races with other writers on one item before giving up for now
+REQUEST_KINDS = ("point_read", "point_write", "patch", "batch", "query", "cross_partition_query")
 # The local Cosmos REST server answers a point read of a missing item with a 500 ("Cannot read
 # properties of undefined") unless this header is set, when it answers 404 like Azure; Azure ignores
 # it on point reads.
@@ -81,6 +99,35 @@ def held(item: Mapping[str, Any] | None) -> Held | None:
     return Held(int(item.get("sourceVersion", -1)), live_doc(item))
 
 
+class RequestCounter:
+    """Requests sent, by kind, and the request units the server charged for them (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = dict.fromkeys(REQUEST_KINDS, 0)
+        self.request_units = 0.0
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self.counts[kind] += 1
+
+    def hook(self, headers: Mapping[str, str], _body: object = None) -> None:
+        charge = headers.get("x-ms-request-charge") if headers else None
+        if charge:
+            with self._lock:
+                self.request_units += float(charge)
+
+    def charged(self, exc: Exception) -> None:
+        """A refused request is charged too (a 404, 409 or 412 costs request units on Azure)."""
+        headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+        if headers:
+            self.hook(headers)
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return {**self.counts, "request_units": round(self.request_units, 2)}
+
+
 class CosmosStore:
     def __init__(
         self,
@@ -94,7 +141,8 @@ class CosmosStore:
         self.suffix = suffix  # a rebuild's generation: ``userFeed-g2`` (stores/generations.py)
         self.partition_fields = {name: path.lstrip("/") for name, path in containers.items()}
         self.paths = dict(containers)
-        self.tombstone_ttl_s = tombstone_ttl_s
+        self.tombstone_ttl_s = settings.tombstone_ttl_s if tombstone_ttl_s is None else tombstone_ttl_s
+        self.requests = RequestCounter()
         # one client per thread: the sync client keeps each request's state on the shared connection
         # (``last_response_headers``, mutated after every request), so writes from the pool sharing
         # one client failed at random with "OrderedDict mutated during iteration"
@@ -126,7 +174,9 @@ class CosmosStore:
             connection_verify=settings.verify_tls,
             enable_endpoint_discovery=False,
             connection_timeout=5,
-            read_timeout=30,
+            # shorter than the server's patience: a request the server has stopped answering is
+            # abandoned and retried (only the failed items) instead of holding the batch
+            read_timeout=settings.request_timeout_s,
             retry_total=2,
             retry_connect=1,
             retry_read=1,
@@ -154,7 +204,8 @@ class CosmosStore:
         try:
             database = self.client.create_database_if_not_exists(self.settings.database)
             for name, path in self.paths.items():
-                database.create_container_if_not_exists(name + self.suffix, PartitionKey(path))
+                # time to live on, no default expiry: only tombstones (which carry a ttl) expire
+                database.create_container_if_not_exists(name + self.suffix, PartitionKey(path), default_ttl=-1)
         except Exception as exc:
             raise _translated(exc) from exc
 
@@ -186,91 +237,193 @@ class CosmosStore:
 
     # -- writes -------------------------------------------------------------------------------------
     def apply(self, ops: Sequence[Operation]) -> ApplyResult:
+        """Point operations only, never a query: each Put is a blind create or a conditional patch
+        (``sourceVersion < v``), each Remove a conditional patch to a tombstone that expires; the
+        item is read only when a patch cannot say it (more than 10 fields). A partition's new items
+        go in transactional batches of creates. Every operation runs in the writer pool and fails
+        alone: a failure is reported for its item, the others stand."""
         newest, dropped = newest_per_key(ops)
         groups: dict[tuple[str, str], list[Operation]] = defaultdict(list)
         for op in newest:
             groups[(op.key.collection, op.key.partition)].append(op)
         outcomes: list[Outcome] = []
         failures: list[ItemFailure] = []
-        futures: list[tuple[Operation, Future[Outcome]]] = []
-        # a partition with a few items: each item point-read (1 RU) and written in the pool; with
-        # more, one query reads them all (about 3 RU, one round trip), itself in the pool: reads
-        # never queue one after the other in the batch thread
-        queried: list[tuple[list[Operation], Future[dict[str, dict[str, Any]]]]] = []
-        alone: list[Operation] = []
-        for (name, partition), group in groups.items():
+        futures: list[tuple[list[Operation], Future[list[Outcome | Exception]]]] = []
+        for (name, _partition), group in groups.items():
             try:
                 self.container(name)  # an unknown container fails its items here
             except Exception as exc:
                 failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
                 continue
-            if len(group) <= POINT_READS_UP_TO:
-                alone += group
-            else:
-                ids = [op.key.id for op in group]
-                queried.append((group, self._pool.submit(self._read, name, partition, ids)))
-        futures += [(op, self._pool.submit(self._read_and_write, op)) for op in alone]
-        for group, reading in queried:
+            puts: list[Operation] = [op for op in group if isinstance(op, Put)]
+            rest: list[Operation] = group
+            if len(puts) >= BATCH_FROM and self._new_share[name] >= 0.5:
+                rest = [op for op in group if not isinstance(op, Put)]
+                for start in range(0, len(puts), BATCH_MAX):
+                    chunk = puts[start : start + BATCH_MAX]
+                    futures.append((chunk, self._pool.submit(self._create_batch, chunk)))
+            futures += [([op], self._pool.submit(self._one, op)) for op in rest]
+        for chunk, future in futures:  # every partition's writes run together, then are collected
             try:
-                existing = reading.result()
-            except Exception as exc:
-                failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
-                continue
-            futures += [(op, self._pool.submit(self._write, op, existing.get(op.key.id))) for op in group]
-        for op, future in futures:  # every partition's writes run together, then are collected
-            try:
-                outcomes.append(future.result())
-            except Exception as exc:
-                failures.append(ItemFailure(op, exc, retriable(exc)))
+                results = future.result()
+            except Exception as exc:  # pragma: no cover - the calls catch their own errors
+                results = [exc] * len(chunk)
+            for op, result in zip(chunk, results, strict=True):
+                if isinstance(result, Exception):
+                    failures.append(ItemFailure(op, result, retriable(result)))
+                else:
+                    outcomes.append(result)
         changed, stale, unchanged = tally(outcomes)
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
-    def _read(self, name: str, partition: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-        # the partition key is in the query as well as in the request: the local Cosmos REST server
-        # ignores the request's partition key and refuses a query without it
-        container, field = self.container(name), self.partition_fields[name]  # this thread's
-        out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), READ_CHUNK):
-            chunk = ids[start : start + READ_CHUNK]
-            for item in container.query_items(
-                f"SELECT * FROM c WHERE c.{field} = @pk AND ARRAY_CONTAINS(@ids, c.id)",
-                parameters=[{"name": "@pk", "value": partition}, {"name": "@ids", "value": chunk}],
-                partition_key=partition,
-            ):
-                out[item["id"]] = item
+    def _one(self, op: Operation) -> list[Outcome | Exception]:
+        try:
+            return [self._put(op) if isinstance(op, Put) else self._remove(op)]
+        except Exception as exc:
+            return [exc]
+
+    def _create_batch(self, ops: list[Operation]) -> list[Outcome | Exception]:
+        """New items of one partition in one transactional batch of creates (one request for up to
+        100). When one of them exists already, the batch fails (atomically on Azure); the items not
+        created go one by one, where the version guard decides."""
+        name, partition = ops[0].key.collection, ops[0].key.partition
+        container = self.container(name)
+        statuses: list[int] = []
+        try:
+            self.requests.count("batch")
+            container.execute_item_batch(
+                [("create", (self._body(op),)) for op in ops], partition_key=partition,
+                response_hook=self.requests.hook,
+            )
+            self._learn(name, new=True)
+            return [Outcome.CHANGED] * len(ops)
+        except CosmosBatchOperationError as exc:
+            statuses = [int(r.get("statusCode", 0)) for r in (exc.operation_responses or [])]
+            self.requests.charged(exc)
+            self._learn(name, new=False)
+        except Exception as exc:
+            self.requests.charged(exc)
+            return [exc] * len(ops)
+        out: list[Outcome | Exception] = []
+        for i, op in enumerate(ops):
+            if i < len(statuses) and statuses[i] in (200, 201):
+                out.append(Outcome.CHANGED)  # created before the batch stopped (not atomic locally)
+            else:
+                out += self._one(op)
         return out
 
-    def _read_and_write(self, op: Operation) -> Outcome:
-        """One item read on its own (one of a few of its partition in the batch). When most such
-        items of the container were new lately (a post's fan-out: every follower's feed item is
-        new), it is created without reading it first, and read only if it exists (409): one request
-        instead of two. Otherwise (counters, replays: the item is there) it is point-read, then
-        written. Either way the version guard decides."""
+    def _put(self, op: Put) -> Outcome:
+        """Create when the container's recent single items were mostly new (a post's fan-out),
+        else a conditional patch first (counters, edits: the item is there). A create that meets an
+        existing item (409) patches it; a patch that meets none (404) creates it; a patch whose
+        condition fails (412) met a version as new or newer: stale."""
         name = op.key.collection
-        container = self.container(name)  # this thread's
-        if self._new_share[name] >= 0.5:
-            decided = outcome(op, None)
+        create_first = self._new_share[name] >= 0.5
+        patch = self._patch_ops(op)
+        for attempt in range(MAX_CONFLICTS):
+            if create_first or attempt > 0:
+                try:
+                    self._create(op)
+                    self._learn(name, new=True)
+                    return Outcome.CHANGED
+                except CosmosHttpResponseError as exc:
+                    if exc.status_code != 409:
+                        raise
+                    self._learn(name, new=False)
+            if patch is None:  # more fields than a patch carries: read, then replace with the etag
+                return self._write(op, self._point_read(op.key))
             try:
-                container.create_item(self._body(op))
-                self._learn(name, new=True)
-                return decided
+                self._patch(op.key, patch, op.version)
+                if not create_first:
+                    self._learn(name, new=False)
+                return Outcome.CHANGED
             except CosmosHttpResponseError as exc:
-                if exc.status_code != 409:
+                if exc.status_code == 412:
+                    return Outcome.STALE
+                if exc.status_code != 404:
                     raise
-                self._learn(name, new=False)
+                if not create_first:
+                    self._learn(name, new=True)
+            create_first = True  # gone meanwhile (or never there): create it
+        raise TimeoutError(f"{op.key}: too many concurrent writers, giving up for now")
+
+    def _remove(self, op: Operation) -> Outcome:
+        """A tombstone at ``op.version`` where the item is older; nothing where there is no item."""
+        ops: list[dict[str, Any]] = [
+            {"op": "set", "path": "/deleted", "value": True},
+            {"op": "set", "path": "/sourceVersion", "value": op.version},
+        ]
+        if self.tombstone_ttl_s is not None:
+            ops.append({"op": "set", "path": "/ttl", "value": self.tombstone_ttl_s})
         try:
-            item: dict[str, Any] | None = container.read_item(
-                op.key.id, partition_key=op.key.partition, headers=POINT_READ_HEADERS
+            self._patch(op.key, ops, op.version)
+            return Outcome.CHANGED
+        except CosmosHttpResponseError as exc:
+            if exc.status_code == 412:
+                return Outcome.STALE
+            if exc.status_code == 404:
+                return Outcome.UNCHANGED  # never there (or expired): nothing to remove, nothing written
+            raise
+
+    def _patch_ops(self, op: Put) -> list[dict[str, Any]] | None:
+        field = self.partition_fields[op.key.collection]
+        ops = [{"op": "set", "path": f"/{k}", "value": v} for k, v in op.doc.items() if k not in ("id", field)]
+        ops += [
+            {"op": "set", "path": "/sourceVersion", "value": op.version},
+            {"op": "set", "path": "/deleted", "value": False},
+            {"op": "set", "path": "/ttl", "value": -1},  # a revived tombstone must not expire
+        ]
+        return ops if len(ops) <= PATCH_MAX_OPS else None
+
+    def _patch(self, key: ItemKey, ops: list[dict[str, Any]], version: int) -> None:
+        self.requests.count("patch")
+        try:
+            self.container(key.collection).patch_item(
+                key.id, partition_key=key.partition, patch_operations=ops,
+                filter_predicate=f"FROM c WHERE c.sourceVersion < {int(version)}",
+                no_response=True, response_hook=self.requests.hook,
             )
         except CosmosHttpResponseError as exc:
+            self.requests.charged(exc)
+            raise
+
+    def _create(self, op: Operation) -> None:
+        self.requests.count("point_write")
+        try:
+            self.container(op.key.collection).create_item(
+                self._body(op), no_response=True, response_hook=self.requests.hook
+            )
+        except CosmosHttpResponseError as exc:
+            self.requests.charged(exc)
+            raise
+
+    def _point_read(self, key: ItemKey) -> dict[str, Any] | None:
+        self.requests.count("point_read")
+        try:
+            item: dict[str, Any] = self.container(key.collection).read_item(
+                key.id, partition_key=key.partition, headers=POINT_READ_HEADERS, response_hook=self.requests.hook
+            )
+            return item
+        except CosmosHttpResponseError as exc:
+            self.requests.charged(exc)
             if exc.status_code != 404:
                 raise
-            item = None
-        else:
-            self._learn(name, new=False)
-        if item is None:
-            self._learn(name, new=True)
-        return self._write(op, item)
+            return None
+
+    def read_items(self, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
+        """The live documents of ``keys`` (absent: no item or a tombstone), by point reads in the
+        writer pool."""
+        futures = [(key, self._pool.submit(self._point_read, key)) for key in keys]
+        out: dict[ItemKey, Document] = {}
+        for key, future in futures:
+            try:
+                item = future.result()
+            except Exception as exc:
+                raise _translated(exc) from exc
+            doc = live_doc(item) if item is not None else None
+            if doc is not None:
+                out[key] = doc
+        return out
 
     def _learn(self, container: str, new: bool) -> None:
         """Moving share of single items that did not exist yet (the last ~10 weigh most)."""
@@ -289,34 +442,34 @@ class CosmosStore:
         return body
 
     def _write(self, op: Operation, item: dict[str, Any] | None) -> Outcome:
+        """Read-then-write with the etag, for documents a patch cannot carry."""
         container = self.container(op.key.collection)  # this thread's
-        for _attempt in range(8):
+        for _attempt in range(MAX_CONFLICTS):
             decided = outcome(op, held(item))
             if decided is Outcome.STALE:
                 return decided
             try:
+                self.requests.count("point_write")
                 if item is None:
-                    container.create_item(self._body(op))
+                    container.create_item(self._body(op), response_hook=self.requests.hook)
                 else:
                     container.replace_item(
-                        op.key.id, self._body(op), etag=item["_etag"], match_condition=MatchConditions.IfNotModified
+                        op.key.id, self._body(op), etag=item["_etag"], match_condition=MatchConditions.IfNotModified,
+                        response_hook=self.requests.hook,
                     )
                 return decided
             except CosmosHttpResponseError as exc:
+                self.requests.charged(exc)
                 if exc.status_code not in (409, 412):
                     raise
                 # another writer got there first: read what it wrote and decide again
-                try:
-                    item = container.read_item(op.key.id, partition_key=op.key.partition)
-                except CosmosHttpResponseError as read_exc:
-                    if read_exc.status_code != 404:
-                        raise
-                    item = None
+                item = self._point_read(op.key)
         raise TimeoutError(f"{op.key}: too many concurrent writers, giving up for now")
 
     # -- reads --------------------------------------------------------------------------------------
     def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
         field = self.partition_fields[collection]
+        self.requests.count("cross_partition_query")
         for item in self.container(collection).query_items(
             "SELECT * FROM c WHERE c.deleted = false", enable_cross_partition_query=True, max_item_count=1000
         ):
@@ -337,6 +490,7 @@ class CosmosStore:
             conditions.append(f"c.{name} = @p{i}")
             params.append({"name": f"@p{i}", "value": value})
         query = f"SELECT c.id, c.{field} FROM c WHERE {' AND '.join(conditions)}"
+        self.requests.count("query" if partition is not None else "cross_partition_query")
         try:
             container = self.container(collection)
             items = (

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from projectors.db.migrate import migrate
-from projectors.projections import PROJECTIONS
+from projectors.projections import PROJECTIONS, Projection
+from projectors.projections.feed import FeedProjection
 from projectors.projections.model import ItemKey
 from projectors.runtime.source import PostgresSource
 from projectors.settings import PostgresSettings
@@ -30,14 +31,19 @@ def pg(stack: StackHandle) -> Iterator[PostgresSettings]:
     yield settings
 
 
+# the feed with a low celebrity threshold: a workload of 25-30 users has celebrities then
+HYBRID = FeedProjection(celebrity_followers=6)
+VARIANTS: dict[str, Projection] = {**PROJECTIONS, "feed-hybrid": HYBRID}
+
+
 def spec_all(pg: PostgresSettings, name: str) -> dict[ItemKey, Any]:
     with psycopg.connect(pg.conninfo()) as conn:
-        return dict(PROJECTIONS[name].spec_all(PostgresSource(conn)))
+        return dict(VARIANTS[name].spec_all(PostgresSource(conn)))
 
 
 def spec_for(pg: PostgresSettings, name: str, keys: set[ItemKey]) -> dict[ItemKey, Any]:
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        return dict(PROJECTIONS[name].spec_for(keys, PostgresSource(conn)))
+        return dict(VARIANTS[name].spec_for(keys, PostgresSource(conn)))
 
 
 class Scene:
@@ -141,7 +147,7 @@ def test_graph_and_search_rules(pg: PostgresSettings) -> None:
     assert search[ItemKey("users", ids["a"])] == {"id": ids["a"], "handle": "a", "displayName": "", "bio": "bio"}
 
 
-@pytest.mark.parametrize("name", list(PROJECTIONS))
+@pytest.mark.parametrize("name", list(VARIANTS))
 def test_key_reads_match_the_full_spec_over_random_activity(pg: PostgresSettings, name: str) -> None:
     with psycopg.connect(pg.conninfo()) as conn:
         load = SocialWorkload(conn, rng=random.Random(11))
@@ -178,6 +184,24 @@ def test_feed_spec_matches_an_independent_reference(pg: PostgresSettings) -> Non
     got = {(k.partition, v["postId"]) for k, v in spec_all(pg, "feed").items()}
     assert got == expected
     assert len(expected) > len(posts)
+    # the hybrid: fanned-out items plus, merged on read, the stored posts of followed celebrities
+    hybrid = spec_all(pg, "feed-hybrid")
+    kinds = Counter(k.collection for k in hybrid)
+    assert kinds["feedAuthors"] and kinds["feedPosts"] and kinds["feedFollows"], kinds
+    posts_of: dict[str, set[str]] = {}
+    for k, v in hybrid.items():
+        if k.collection == "feedPosts":
+            posts_of.setdefault(v["authorId"], set()).add(v["postId"])
+    merged = {(k.partition, v["postId"]) for k, v in hybrid.items() if k.collection == "userFeed"}
+    fanned = len(merged)
+    for k, v in hybrid.items():
+        if k.collection == "feedFollows":
+            merged |= {(v["recipientId"], p) for p in posts_of.get(v["authorId"], ())}
+    assert merged == expected
+    assert fanned < len(expected)  # some of it is merged on read
+    celebrities = {k.partition for k in hybrid if k.collection == "feedAuthors"}
+    followers = Counter(b for _, b in follows)
+    assert celebrities == {a for a, n in followers.items() if n >= HYBRID.celebrity_followers}
 
 
 def test_string_lists_reach_postgresql_intact(pg: PostgresSettings) -> None:
