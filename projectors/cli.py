@@ -281,6 +281,21 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _bench_feed(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.bench import feed
+
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    unknown = [s for s in scenarios if s not in feed.SCENARIOS]
+    if unknown or not scenarios:
+        raise ConfigurationError(f"--scenarios: unknown {', '.join(unknown) or '(none given)'} "
+                                 f"(known: {', '.join(feed.SCENARIOS)})")
+    config = feed.TINY if args.tiny else feed.FeedBenchConfig()
+    if args.before:
+        feed.run(config, args.out / "before", before=args.before, scenarios=scenarios)
+    feed.run(config, args.out, scenarios=scenarios)
+    return 0
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
 
@@ -448,6 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--phases", help="comma-separated parts to run (default: all of "
                        "throughput,rebuild,lag,fanout,drills; the load always runs)")
     bench.set_defaults(func=_bench)
+
+    bench_feed = sub.add_parser(
+        "bench-feed", help="the feed and counters at a realistic scale on a private local stack: feed-results.md"
+    )
+    bench_feed.add_argument("--tiny", action="store_true", help="a tiny input (a smoke run)")
+    bench_feed.add_argument("--before", help="also run every scenario with the workers of this git revision")
+    bench_feed.add_argument("--scenarios", default="random,fanout,follow,requests,drill",
+                            help="comma-separated scenarios (default: all)")
+    bench_feed.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
+    bench_feed.set_defaults(func=_bench_feed)
 
     dlq_cmd = sub.add_parser("dlq", help="dead letters: list | show <id> | redrive [--all | <id>...]")
     dlq_cmd.add_argument("action", choices=("list", "show", "redrive"))

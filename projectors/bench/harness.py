@@ -519,7 +519,9 @@ def fanout(settings: Settings, config: BenchConfig, population: Population, resu
         """Feed items of the post once their count stops growing (10 s), and when it last grew."""
         last_count, last_change = 0, time.time()
         while time.time() - committed_at < timeout_s:
-            found = len(feed.find_keys("userFeed", {"postId": post_id}))
+            # fanned out on write: one userFeed item per recipient; a celebrity's post: one feedPosts
+            # item (merged into every follower's page on read) and the author's own item
+            found = sum(len(feed.find_keys(c, {"postId": post_id})) for c in ("userFeed", "feedPosts"))
             if found != last_count:
                 last_count, last_change = found, time.time()
             elif last_count and time.time() - last_change > 10.0:

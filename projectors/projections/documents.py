@@ -32,6 +32,35 @@ class FeedItem(Doc):
     topics: list[str]
 
 
+class FeedPost(Doc):
+    """Cosmos ``feedPosts`` item, partition key ``/authorId``: a public post of a celebrity, stored
+    once and merged into each follower's page on read (``ReadClient.feed_page``)."""
+
+    id: Uuid = Field(description="<postId>")
+    postId: Uuid
+    authorId: Uuid
+    createdAt: Timestamp
+    bodyPreview: str = Field(max_length=140)
+    topics: list[str]
+
+
+class FeedFollow(Doc):
+    """Cosmos ``feedFollows`` item, partition key ``/recipientId``: the recipient sees the posts of
+    this celebrity (follows, no block either way, no mute)."""
+
+    id: str = Field(description="<recipientId>:<authorId>")
+    recipientId: Uuid
+    authorId: Uuid
+
+
+class FeedAuthor(Doc):
+    """Cosmos ``feedAuthors`` item, partition key ``/authorId``: the author is a celebrity (at least
+    ``PROJECTORS_FEED_CELEBRITY_FOLLOWERS`` followers): fanned out on read."""
+
+    id: Uuid = Field(description="<authorId>")
+    authorId: Uuid
+
+
 class CounterItem(Doc):
     """Cosmos ``counters`` item, partition key ``/subjectId``."""
 
@@ -89,7 +118,7 @@ class SearchUser(Doc):
 
 # collection -> document model, per projection
 DOCUMENTS: dict[str, dict[str, type[Doc]]] = {
-    "feed": {"userFeed": FeedItem},
+    "feed": {"userFeed": FeedItem, "feedPosts": FeedPost, "feedFollows": FeedFollow, "feedAuthors": FeedAuthor},
     "counters": {"counters": CounterItem},
     "graph": {
         "User": UserNode,

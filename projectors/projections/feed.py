@@ -21,7 +21,8 @@ author's followers in PostgreSQL, and every item is written by a point operation
 block or mute reads the recipient's own partition (one partition query), for the items of posts
 deleted since they were written, which PostgreSQL no longer lists. The celebrity markers
 (``feedAuthors``) are point-read: an author whose marker disagrees with their follower count crossed
-the threshold, and every item of theirs is rewritten in the other form.
+the threshold, and every item of theirs is rewritten in the other form (becoming a celebrity, each
+follower's partition is read once for the items of posts deleted meanwhile).
 """
 
 from __future__ import annotations
@@ -136,10 +137,12 @@ def item_of(recipient: str, fields: dict[str, Any]) -> tuple[ItemKey, Document]:
 
 @dataclass(frozen=True, slots=True)
 class PostTouch:
-    """Every feed item of a post: its author's, its author's followers' (or its one stored copy)."""
+    """Every feed item of a post: its author's, its author's followers' (or its one stored copy).
+    ``created``: a new post, whose one stored copy cannot exist unless its author is a celebrity."""
 
     post_id: str
     author_id: str
+    created: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +183,7 @@ class FeedProjection(Projection):
         removing = event.op == "d"
         for row in event.rows():
             if isinstance(row, PostRow):
-                out.append(PostTouch(row.id, row.author_id))
+                out.append(PostTouch(row.id, row.author_id, created=event.op == "c"))
             elif isinstance(row, FollowRow):
                 out += [PairTouch(row.follower_id, row.followee_id, lookup=removing), AuthorTouch(row.followee_id)]
             elif isinstance(row, MuteRow):
@@ -233,7 +236,8 @@ class FeedProjection(Projection):
 
         for pt in posts:
             keys.add(feed_key(pt.author_id, pt.post_id))
-            keys.add(post_key(pt.author_id, pt.post_id))
+            if not pt.created or pt.author_id in celebrities or pt.author_id in marked:
+                keys.add(post_key(pt.author_id, pt.post_id))
             if pt.author_id in fanned:
                 keys.update(feed_key(f, pt.post_id) for f in followers[pt.author_id])
         for t in pairs:
@@ -248,6 +252,11 @@ class FeedProjection(Projection):
                 keys.add(feed_key(a, p))
                 keys.update(feed_key(f, p) for f in followers[a])
             keys.update(follow_key(f, a) for f in followers[a])
+            if a in celebrities:
+                # fanned-out items of posts deleted since they were written are not in PostgreSQL's
+                # list: each follower's partition is read once (a crossing is rare, a post is not)
+                for f in followers[a]:
+                    keys.update(held.find_keys(COLLECTION, {"authorId": a}, partition=f))
         return keys
 
     # -- the intended documents ---------------------------------------------------------------------

@@ -46,10 +46,13 @@ class BatchStats:
     last_applied_at: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: float = 0.0  # CPU time of the thread running the batches (the projectors' own code)
+    store_requests: dict[str, float] = field(default_factory=dict)  # as last reported to the metrics
 
     def snapshot(self) -> BatchStats:
         """A copy of the totals now (metrics take the difference a batch made)."""
-        return dataclasses.replace(self, stage_seconds=dict(self.stage_seconds))
+        return dataclasses.replace(
+            self, stage_seconds=dict(self.stage_seconds), store_requests=dict(self.store_requests)
+        )
 
     def timed(self, stage: str, started: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (time.perf_counter() - started)

@@ -46,6 +46,14 @@ class Metrics:
             "projectors_last_applied_timestamp_seconds", "When the last batch was applied", by, registry=reg
         )
         self.lag = Gauge("projectors_lag_events", "Events behind the end of the topics", by, registry=reg)
+        # what the store was asked for (Cosmos: point read, point write, patch, batch, query,
+        # cross-partition query) and what it charged (request units, where the server says)
+        self.store_requests = Counter(
+            "projectors_store_requests_total", "Store requests by kind", ["projection", "kind"], registry=reg
+        )
+        self.request_units = Counter(
+            "projectors_store_request_units_total", "Request units charged by the store", by, registry=reg
+        )
         # every series exists from the start (at 0), so dashboards and alerts see a new worker at once
         for metric in (self.events, self.batches, self.batch_size, self.dead_letters, self.retries, self.store_up,
                        self.last_lsn, self.last_applied, self.lag):

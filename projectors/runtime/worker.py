@@ -236,6 +236,22 @@ def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProje
     metrics.last_applied.labels(name).set(s.last_applied_at)
     for stage, seconds in s.stage_seconds.items():
         metrics.stage.labels(name, stage).observe(seconds - previous.stage_seconds.get(stage, 0.0))
+    now = store_requests(projector)
+    for kind, count in now.items():
+        added = count - previous.store_requests.get(kind, 0)
+        if added > 0:
+            if kind == "request_units":
+                metrics.request_units.labels(name).inc(added)
+            else:
+                metrics.store_requests.labels(name, kind).inc(added)
+    s.store_requests = now
+
+
+def store_requests(projector: BatchProjector) -> dict[str, float]:
+    """The store's requests by kind so far (stores that count them: Cosmos), else nothing."""
+    counter = getattr(projector.store, "requests", None)
+    snapshot = getattr(counter, "snapshot", None)
+    return dict(snapshot()) if callable(snapshot) else {}
 
 
 def write_stats(path: Path, projector: BatchProjector, started_at: float = 0.0) -> None:
@@ -255,6 +271,7 @@ def write_stats(path: Path, projector: BatchProjector, started_at: float = 0.0) 
         "lastAppliedAt": s.last_applied_at,
         "stageSeconds": s.stage_seconds,
         "cpuSeconds": s.cpu_seconds,
+        "storeRequests": store_requests(projector),
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))

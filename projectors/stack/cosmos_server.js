@@ -8,11 +8,15 @@
 //    whole container for every query (measured: a 100-id query 129 ms at 5,000 items, 7.75 s at
 //    20,000), where Azure serves a single-partition query from that partition's index. Items are
 //    indexed by partition value here, so a partition query costs the size of its partition.
-// 3. A conditional patch (`filter_predicate`) is evaluated on the one item it patches, as on Azure;
-//    the package ran it as a query over the whole container.
+// 3. A conditional patch (`filter_predicate`) is evaluated on the one item it patches, as written,
+//    as on Azure; the package lowercased it (so `c.sourceVersion` never matched) and ran it as a
+//    query over the whole container.
 // 4. Time to live. A container created with `defaultTtl` (-1: on, items never expire unless they
 //    carry their own `ttl`; n: after n seconds) deletes expired items, and never returns them; the
 //    package stored `ttl` but never expired anything.
+//
+// It also counts the requests it serves, by container and kind (GET /_projectors/requests), so a
+// benchmark can compare clients that do not count their own.
 //
 // Usage: node cosmos_server.js HOST PORT   (NODE_PATH: the node_modules folder holding the package)
 "use strict";
@@ -200,11 +204,44 @@ function sweep() {
 }
 setInterval(sweep, 1000).unref();
 
+// -- requests served, by container and kind (GET /_projectors/requests): what the bench reads to
+// compare clients that do not count their own requests ------------------------------------------
+const served = {};
+
+function kindOf(req, path) {
+  const docs = /^\/dbs\/[^/]+\/colls\/([^/]+)\/docs(\/[^/]+)?\/?$/.exec(path);
+  if (!docs) return [null, "metadata"];
+  const [, collection, item] = docs;
+  const h = req.headers;
+  if (req.method === "GET") return [collection, item ? "point_read" : "read_feed"];
+  if (req.method === "PATCH") return [collection, "patch"];
+  if (req.method === "PUT" || req.method === "DELETE") return [collection, "point_write"];
+  if (String(h["x-ms-documentdb-isquery"]).toLowerCase() === "true" || (h["content-type"] || "").startsWith("application/query+json")) {
+    return [collection, h["x-ms-documentdb-partitionkey"] ? "query" : "cross_partition_query"];
+  }
+  if (String(h["x-ms-cosmos-is-batch-request"]).toLowerCase() === "true") return [collection, "batch"];
+  return [collection, "point_write"];
+}
+
+function count(req) {
+  const path = decodeURIComponent((req.url || "").split("?")[0]);
+  const [collection, kind] = kindOf(req, path);
+  const key = collection || "(account)";
+  served[key] = served[key] || {};
+  served[key][kind] = (served[key][kind] || 0) + 1;
+}
+
 // -- the server ----------------------------------------------------------------------------------
 const server = createHttpServer({ keepAlive: true });
 const handlers = server.listeners("request");
 server.removeAllListeners("request");
 server.on("request", (req, res) => {
+  if (req.method === "GET" && req.url === "/_projectors/requests") {
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify(served));
+    return;
+  }
+  count(req);
   request.run(partitionOf(req), () => {
     for (const handler of handlers) handler.call(server, req, res);
   });

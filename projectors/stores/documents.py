@@ -151,8 +151,9 @@ class CosmosStore:
         self._epoch = 0  # a drop forgets every thread's container proxies
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="cosmos-write")
-        # per container: how many of the last single-item writes were of new items (create first?)
-        self._new_share: defaultdict[str, float] = defaultdict(lambda: 1.0)
+        # per container (and per container's partition groups): how many of the last writes were of
+        # new items (create first? a transactional batch of creates?)
+        self._new_share: defaultdict[str | tuple[str, str], float] = defaultdict(lambda: 1.0)
 
     @property
     def client(self) -> CosmosClient:
@@ -256,13 +257,15 @@ class CosmosStore:
                 failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
                 continue
             puts: list[Operation] = [op for op in group if isinstance(op, Put)]
+            # a partition's many puts (a follow, a conversion, a replay) learn apart from single items
+            share: str | tuple[str, str] = (name, "group") if len(puts) >= BATCH_FROM else name
             rest: list[Operation] = group
-            if len(puts) >= BATCH_FROM and self._new_share[name] >= 0.5:
+            if share != name and self._new_share[share] >= 0.5:
                 rest = [op for op in group if not isinstance(op, Put)]
                 for start in range(0, len(puts), BATCH_MAX):
                     chunk = puts[start : start + BATCH_MAX]
                     futures.append((chunk, self._pool.submit(self._create_batch, chunk)))
-            futures += [([op], self._pool.submit(self._one, op)) for op in rest]
+            futures += [([op], self._pool.submit(self._one, op, share)) for op in rest]
         for chunk, future in futures:  # every partition's writes run together, then are collected
             try:
                 results = future.result()
@@ -276,9 +279,9 @@ class CosmosStore:
         changed, stale, unchanged = tally(outcomes)
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
-    def _one(self, op: Operation) -> list[Outcome | Exception]:
+    def _one(self, op: Operation, share: str | tuple[str, str] | None = None) -> list[Outcome | Exception]:
         try:
-            return [self._put(op) if isinstance(op, Put) else self._remove(op)]
+            return [self._put(op, share or op.key.collection) if isinstance(op, Put) else self._remove(op)]
         except Exception as exc:
             return [exc]
 
@@ -295,12 +298,15 @@ class CosmosStore:
                 [("create", (self._body(op),)) for op in ops], partition_key=partition,
                 response_hook=self.requests.hook,
             )
-            self._learn(name, new=True)
+            self._learn((name, "group"), new=True)
             return [Outcome.CHANGED] * len(ops)
         except CosmosBatchOperationError as exc:
             statuses = [int(r.get("statusCode", 0)) for r in (exc.operation_responses or [])]
             self.requests.charged(exc)
-            self._learn(name, new=False)
+            # an item of the batch existed: a replay or a rewrite, where the items mostly exist;
+            # the next groups of this container go item by item (patches first) until creates win again
+            with self._lock:
+                self._new_share[(name, "group")] = min(self._new_share[(name, "group")], 0.3)
         except Exception as exc:
             self.requests.charged(exc)
             return [exc] * len(ops)
@@ -309,33 +315,32 @@ class CosmosStore:
             if i < len(statuses) and statuses[i] in (200, 201):
                 out.append(Outcome.CHANGED)  # created before the batch stopped (not atomic locally)
             else:
-                out += self._one(op)
+                out += self._one(op, (name, "group"))
         return out
 
-    def _put(self, op: Put) -> Outcome:
+    def _put(self, op: Put, share: str | tuple[str, str]) -> Outcome:
         """Create when the container's recent single items were mostly new (a post's fan-out),
         else a conditional patch first (counters, edits: the item is there). A create that meets an
         existing item (409) patches it; a patch that meets none (404) creates it; a patch whose
         condition fails (412) met a version as new or newer: stale."""
-        name = op.key.collection
-        create_first = self._new_share[name] >= 0.5
+        create_first = self._new_share[share] >= 0.5
         patch = self._patch_ops(op)
         for attempt in range(MAX_CONFLICTS):
             if create_first or attempt > 0:
                 try:
                     self._create(op)
-                    self._learn(name, new=True)
+                    self._learn(share, new=True)
                     return Outcome.CHANGED
                 except CosmosHttpResponseError as exc:
                     if exc.status_code != 409:
                         raise
-                    self._learn(name, new=False)
+                    self._learn(share, new=False)
             if patch is None:  # more fields than a patch carries: read, then replace with the etag
                 return self._write(op, self._point_read(op.key))
             try:
                 self._patch(op.key, patch, op.version)
                 if not create_first:
-                    self._learn(name, new=False)
+                    self._learn(share, new=False)
                 return Outcome.CHANGED
             except CosmosHttpResponseError as exc:
                 if exc.status_code == 412:
@@ -343,7 +348,7 @@ class CosmosStore:
                 if exc.status_code != 404:
                     raise
                 if not create_first:
-                    self._learn(name, new=True)
+                    self._learn(share, new=True)
             create_first = True  # gone meanwhile (or never there): create it
         raise TimeoutError(f"{op.key}: too many concurrent writers, giving up for now")
 
@@ -425,7 +430,7 @@ class CosmosStore:
                 out[key] = doc
         return out
 
-    def _learn(self, container: str, new: bool) -> None:
+    def _learn(self, container: str | tuple[str, str], new: bool) -> None:
         """Moving share of single items that did not exist yet (the last ~10 weigh most)."""
         with self._lock:
             self._new_share[container] = (1 - NEW_SHARE_WEIGHT) * self._new_share[container] + (

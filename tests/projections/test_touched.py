@@ -44,7 +44,7 @@ def post(visibility: str = "public", topics: list[str] | None = None) -> PostRow
 
 def test_feed_post_changes_touch_the_post_never_the_store() -> None:
     """Created, edited, made private, deleted: the recipients come from PostgreSQL (no lookup)."""
-    assert touched("feed", event("c", after=post())) == {PostTouch(P, A)}
+    assert touched("feed", event("c", after=post())) == {PostTouch(P, A, created=True)}
     assert touched("feed", event("u", before=post(), after=post("private"))) == {PostTouch(P, A)}
     assert touched("feed", event("d", before=post())) == {PostTouch(P, A)}
 

@@ -14,7 +14,8 @@ import psycopg
 
 from projectors import schemas
 from projectors.db.migrate import migrate
-from projectors.projections import PROJECTIONS
+from projectors.projections import PROJECTIONS, Projection
+from projectors.projections.feed import FeedProjection
 from projectors.runtime.source import PostgresSource
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle
@@ -38,9 +39,13 @@ def test_every_projected_document_validates_against_its_schema(stack: StackHandl
     with psycopg.connect(pg.conninfo()) as conn:
         SocialWorkload(conn, rng=random.Random(4)).run(300)
         seen: set[str] = set()
-        for name, projection in PROJECTIONS.items():
+        # the feed with a low celebrity threshold too, so its fan-out-on-read containers have items
+        hybrid: list[Projection] = [*PROJECTIONS.values(), FeedProjection(celebrity_followers=3)]
+        for projection in hybrid:
+            name = projection.name
             for key, doc in projection.spec_all(PostgresSource(conn)):
                 path = schemas.SCHEMAS_DIR / "projections" / name / f"{key.collection}.json"
                 jsonschema.validate(doc, json.loads(path.read_text()))
                 seen.add(f"{name}/{key.collection}")
-    assert len(seen) >= 12, seen
+    assert len(seen) >= 15, seen
+    assert {"feed/feedPosts", "feed/feedFollows", "feed/feedAuthors"} <= seen

@@ -260,7 +260,7 @@ def test_cosmos_writes_by_point_operations_only(store_servers: StackHandle) -> N
         again.append(Put(ItemKey("counters", "s:k99", "s"), 6, {"id": "s:k99", "subjectId": "s", "kind": "k99",
                                                                  "count": 1}))
         for _ in range(2):
-            store._new_share["counters"] = 1.0
+            store._new_share[("counters", "group")] = 1.0  # try the batch of creates first
             result = store.apply(again)
             assert not result.failures and result.changed + result.skipped_stale == 13
         counts = store.requests.snapshot()  # every write so far: no read, no query
