@@ -312,6 +312,13 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     overrides: dict[str, Any] = {k: v for k, v in (("events", args.events), ("rebuild_events", args.rebuild_events),
                                    ("users", args.users), ("run_limit_s", args.run_limit),
                                    ("phases", phases)) if v is not None}
+    if args.projections is not None:
+        chosen = tuple(p.strip() for p in args.projections.split(",") if p.strip())
+        unknown = [p for p in chosen if p not in PROJECTION_NAMES]
+        if unknown or not chosen:
+            raise ConfigurationError(f"--projections: unknown {', '.join(unknown) or '(none given)'} "
+                                     f"(known: {', '.join(PROJECTION_NAMES)})")
+        overrides["projections"] = chosen
     run(dataclasses.replace(config, **overrides), args.out)
     return 0
 
@@ -462,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
     bench.add_argument("--phases", help="comma-separated parts to run (default: all of "
                        "throughput,rebuild,lag,fanout,drills; the load always runs)")
+    bench.add_argument("--projections", help="comma-separated projections whose throughput is measured "
+                       "(default: all four)")
     bench.set_defaults(func=_bench)
 
     bench_feed = sub.add_parser(

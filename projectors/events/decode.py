@@ -3,12 +3,45 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from projectors.errors import PoisonEventError
 from projectors.events.models import ROW_MODELS, TYPED_ENVELOPES, ChangeEvent, Envelope, Row
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def unholdable(value: bytes) -> str | None:
+    """Why ``value`` holds a string PostgreSQL cannot store (NUL, a lone UTF-16 surrogate), else
+    None. Both can only arrive as JSON escapes (``\\u``), which the JSON converter does not write
+    for ordinary text: only such values are parsed to look."""
+    if b"\\u" not in value:
+        return None
+    try:
+        parsed = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None  # not JSON: said below
+    for text in _strings(parsed):
+        if "\x00" in text:
+            return "a string holds NUL (\\u0000), which PostgreSQL text cannot hold"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a string holds a lone UTF-16 surrogate, which is not Unicode text"
+    return None
 
 
 def _short(exc: ValidationError) -> str:
@@ -30,6 +63,9 @@ def decode(topic: str, partition: int, offset: int, key: bytes | None, value: by
     origin = f"{topic}:{partition}:{offset}"
     if value is None:
         return None
+    bad = unholdable(value)
+    if bad is not None:
+        raise PoisonEventError(bad)
     # Fast path: the table named by the topic, its typed envelope validated straight from the bytes.
     # Anything it does not accept takes the path below, which names exactly what is wrong.
     table = topic.rpartition(".")[2]

@@ -105,7 +105,7 @@ class Source(BaseModel):
     db: str | None = None
     schema_: str = Field(alias="schema")
     table: str
-    lsn: int = Field(ge=0)
+    lsn: int = Field(ge=0, le=2**64 - 1)  # a PostgreSQL LSN is 64 bits
     txId: int | None = None
     ts_ms: int | None = None
     snapshot: str | None = None

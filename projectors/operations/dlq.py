@@ -10,6 +10,7 @@ it was redriven from, and is never retried by itself: nothing loops. Redriven id
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ class DeadLetter:
     value: str | None
     failed_at: str
     redriven: bool = False
+    truncated: bool = False  # the value was too large to keep in the letter: read from its origin
 
     def summary(self) -> str:
         o = self.origin
@@ -66,6 +68,7 @@ def letters(settings: Settings, projection: str | None = None, timeout_s: float 
                 v.get("value"),
                 str(v.get("failedAt", "")),
                 letter_id in done,
+                bool(v.get("valueTruncated", False)),
             )
 
 
@@ -77,6 +80,31 @@ def find(settings: Settings, letter_id: str) -> DeadLetter:
         if letter.id == letter_id:
             return letter
     raise ConfigurationError(f"no dead letter {letter_id}")
+
+
+def original_value(settings: Settings, origin: dict[str, Any], timeout_s: float = 30.0) -> bytes | None:
+    """The value of the record at the letter's origin (still there until the topic's retention)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": "projectors-dlq-reader",
+                         "enable.auto.commit": False, "auto.offset.reset": "error"})
+    try:
+        consumer.assign([TopicPartition(origin["topic"], int(origin["partition"]), int(origin["offset"]))])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            at = msg.offset() or 0
+            if at == int(origin["offset"]):
+                value: bytes | None = msg.value()
+                return value
+            if at > int(origin["offset"]):
+                break
+    finally:
+        consumer.close()
+    raise ConfigurationError(f"the original of this letter is no longer at {origin['topic']}:{origin['partition']}:"
+                             f"{origin['offset']} (past the topic's retention?): redrive it with --value-file")
 
 
 def redrive(settings: Settings, chosen: list[DeadLetter], value_override: bytes | None = None) -> dict[str, str]:
@@ -102,7 +130,12 @@ def redrive(settings: Settings, chosen: list[DeadLetter], value_override: bytes 
                 if origin.get("topic", "(operation)") == "(operation)" or origin.get("offset", -1) < 0:
                     outcome[letter.id] = "a store refused an operation: run `projectors verify --repair` instead"
                     continue
-                value = value_override if value_override is not None else (letter.value or "").encode() or None
+                if value_override is not None:
+                    value: bytes | None = value_override
+                elif letter.truncated:
+                    value = original_value(settings, origin)
+                else:
+                    value = (letter.value or "").encode() or None
                 record = RawRecord(
                     f"{origin['topic']}", int(origin["partition"]), int(origin["offset"]),
                     letter.key.encode() if letter.key is not None else None, value,

@@ -19,6 +19,7 @@ import psycopg
 
 from projectors.errors import PoisonEventError, RetriableError
 from projectors.events.decode import decode
+from projectors.events.models import ChangeEvent
 from projectors.projections.base import Projection
 from projectors.projections.model import ProjectionStore
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
@@ -26,6 +27,9 @@ from projectors.runtime.retry import RetryPolicy
 from projectors.runtime.source import PostgresSource
 
 log = logging.getLogger(__name__)
+
+# what a retry can fix (the source or a store down, a timeout): retried, never dead-lettered
+TRANSIENT = (RetriableError, psycopg.OperationalError, psycopg.InterfaceError)
 
 # the stages a batch is timed in, in order (stats, metrics and the bench name them so)
 STAGES = ("decode+validate", "touched", "plan (source reads)", "store apply", "dead-letter flush")
@@ -94,47 +98,25 @@ class BatchProjector:
         return PostgresSource(self._conn)
 
     def process(self, records: Sequence[RawRecord]) -> None:
+        """Project ``records``; returns only when each was applied or dead-lettered, and the dead
+        letters are flushed. An event that makes the projection fail in a way no retry fixes (an
+        error that is not transient) is isolated by bisection and dead-lettered with the error; the
+        rest of the batch is applied."""
         stats = self.stats
         started = time.perf_counter()
-        touches: dict[Any, int] = {}
         max_lsn = 0
-        events = []
+        events: list[tuple[ChangeEvent, RawRecord]] = []
         for record in records:
             try:
                 event = decode(record.topic, record.partition, record.offset, record.key, record.value)
             except PoisonEventError as exc:
-                self.dead_letters.send(record, str(exc))
-                stats.dead_letters += 1
-                log.warning("dead-lettered %s:%s:%s: %s", record.topic, record.partition, record.offset, exc)
+                self._dead_letter(record, str(exc))
                 continue
             if event is not None:
-                events.append(event)
+                events.append((event, record))
+                max_lsn = max(max_lsn, event.lsn)
         stats.timed("decode+validate", started)
-        started = time.perf_counter()
-        for event in events:
-            max_lsn = max(max_lsn, event.lsn)
-            for touch in self.projection.touched(event):
-                if touches.get(touch, -1) < event.lsn:
-                    touches[touch] = event.lsn
-        stats.timed("touched", started)
-
-        if touches:
-            started = time.perf_counter()
-            ops = self._with_retry("read spec", lambda: self.projection.plan(touches, self._source(), self.store))
-            stats.timed("plan (source reads)", started)
-            started = time.perf_counter()
-            result = self._with_retry("apply", lambda: self.store.apply(ops))
-            stats.timed("store apply", started)
-            for failure in result.failures:
-                # the retrying store returns only failures that will never succeed
-                error = failure.error
-                reason = f"store refused {type(failure.op).__name__} {failure.op.key}: {type(error).__name__}: {error}"
-                self.dead_letters.send(RawRecord("(operation)", -1, -1, failure.op.key.id.encode(), None), reason)
-                stats.dead_letters += 1
-                log.warning("dead-lettered an operation: %s", reason)
-            stats.operations += len(ops)
-            stats.changed += result.changed
-            stats.skipped_stale += result.skipped_stale
+        self._project(events)
         started = time.perf_counter()
         self._with_retry("dead letters", self.dead_letters.flush)
         stats.timed("dead-letter flush", started)
@@ -143,6 +125,54 @@ class BatchProjector:
         stats.last_lsn = max(stats.last_lsn, max_lsn)
         stats.last_applied_at = time.time()
 
+    def _project(self, events: Sequence[tuple[ChangeEvent, RawRecord]]) -> None:
+        try:
+            self._project_once(events)
+        except TRANSIENT:
+            raise  # only while stopping: the batch stays unacknowledged
+        except Exception as exc:
+            if len(events) == 1:
+                event, record = events[0]
+                log.exception("dead-lettering %s: projecting it failed", event.origin)
+                self._dead_letter(record, f"projecting the event failed: {type(exc).__name__}: {exc}")
+                return
+            half = len(events) // 2
+            log.warning("a batch of %d events failed (%s: %s); isolating the event that fails",
+                        len(events), type(exc).__name__, exc)
+            self._project(events[:half])
+            self._project(events[half:])
+
+    def _project_once(self, events: Sequence[tuple[ChangeEvent, RawRecord]]) -> None:
+        stats = self.stats
+        started = time.perf_counter()
+        touches: dict[Any, int] = {}
+        for event, _record in events:
+            for touch in self.projection.touched(event):
+                if touches.get(touch, -1) < event.lsn:
+                    touches[touch] = event.lsn
+        stats.timed("touched", started)
+        if not touches:
+            return
+        started = time.perf_counter()
+        ops = self._with_retry("read spec", lambda: self.projection.plan(touches, self._source(), self.store))
+        stats.timed("plan (source reads)", started)
+        started = time.perf_counter()
+        result = self._with_retry("apply", lambda: self.store.apply(ops))
+        stats.timed("store apply", started)
+        for failure in result.failures:
+            # the retrying store returns only failures that will never succeed
+            error = failure.error
+            reason = f"store refused {type(failure.op).__name__} {failure.op.key}: {type(error).__name__}: {error}"
+            self._dead_letter(RawRecord("(operation)", -1, -1, failure.op.key.id.encode(), None), reason)
+        stats.operations += len(ops)
+        stats.changed += result.changed
+        stats.skipped_stale += result.skipped_stale
+
+    def _dead_letter(self, record: RawRecord, reason: str) -> None:
+        self.dead_letters.send(record, reason)
+        self.stats.dead_letters += 1
+        log.warning("dead-lettered %s:%s:%s: %s", record.topic, record.partition, record.offset, reason)
+
     def _with_retry(self, what: str, call: Callable[[], Any]) -> Any:
         """Retry transient failures (source or broker down) with backoff, as long as it takes:
         the batch is not acknowledged meanwhile, so nothing is lost and nothing is skipped."""
@@ -150,7 +180,7 @@ class BatchProjector:
         while True:
             try:
                 return call()
-            except (RetriableError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except TRANSIENT as exc:
                 if self.stopping:
                     raise
                 delay = next(delays)

@@ -2,12 +2,15 @@
 
 One topic per projection, ``<PROJECTORS_WORKER_DEAD_LETTER_PREFIX>.<projection>``. A record's key is
 the original key; its value is JSON: ``reason``, ``projection``, ``origin`` (topic, partition,
-offset), the original ``key`` and ``value`` as text, and ``failedAt``. Records are flushed before
+offset), the original ``key`` and ``value`` as text (a value over 64 KiB is left out: ``valueTruncated``
+is true and the value is read from its origin offset when redriven), ``valueBytes``, ``valueSha256``
+and ``failedAt``. Records are flushed before
 the batch that produced them is committed, so a dead letter is never lost.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,13 +37,25 @@ class RawRecord:
     value: bytes | None
 
 
+# A letter stays far below the broker's message limit (1 MB by default) whatever the event's size:
+# a longer value is left out (``valueTruncated``) and read from its origin offset when redriven.
+VALUE_LIMIT = 64 * 1024
+KEY_LIMIT = 4 * 1024
+REASON_LIMIT = 4 * 1024
+
+
 def dead_letter_value(projection: str, record: RawRecord, reason: str) -> dict[str, Any]:
+    value = record.value
+    kept = value is not None and len(value) <= VALUE_LIMIT
     return {
-        "reason": reason,
+        "reason": reason[:REASON_LIMIT],
         "projection": projection,
         "origin": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-        "key": None if record.key is None else record.key.decode("utf-8", "replace"),
-        "value": None if record.value is None else record.value.decode("utf-8", "replace"),
+        "key": None if record.key is None else record.key[:KEY_LIMIT].decode("utf-8", "replace"),
+        "value": value.decode("utf-8", "replace") if kept and value is not None else None,
+        "valueBytes": None if value is None else len(value),
+        "valueSha256": None if value is None else hashlib.sha256(value).hexdigest(),
+        "valueTruncated": value is not None and not kept,
         "failedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
 
@@ -77,7 +92,7 @@ class DeadLetterWriter:
         value.update(self.note)
         self.producer.produce(
             self.topic,
-            key=record.key,
+            key=None if record.key is None else record.key[:KEY_LIMIT],
             value=json.dumps(value).encode(),
             headers={"reason": reason[:500], "origin": f"{record.topic}:{record.partition}:{record.offset}"},
             on_delivery=self._delivered,

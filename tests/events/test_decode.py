@@ -116,3 +116,32 @@ def test_uuids_are_lower_cased_and_other_forms_are_poison() -> None:
 def test_what_the_fast_path_refuses_is_reported_by_the_general_path(value: bytes, reason: str) -> None:
     with pytest.raises(PoisonEventError, match=reason):
         decode("social.public.posts", 0, 0, None, value)
+
+
+def post_with(body: str, topics: list[str] | None = None, lsn: int = 42) -> bytes:
+    after = {"id": POST, "author_id": AUTHOR, "body": body, "topics": topics or ["a"], "visibility": "public"}
+    return envelope(after=after, lsn=lsn)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (post_with("x", ["bad\u0000topic"]), "NUL"),
+        (post_with("nul \u0000 in the body"), "NUL"),
+        (post_with("lone \ud800 high"), "surrogate"),
+        (post_with("lone \udc00 low"), "surrogate"),
+        (post_with("ok", lsn=2**64), "lsn"),
+        (post_with("ok", lsn=-1), "lsn"),
+    ],
+)
+def test_what_postgresql_cannot_hold_is_poison(value: bytes, reason: str) -> None:
+    """NUL, lone surrogates and LSNs beyond 64 bits are malformed input: dead-lettered by decode,
+    before they can make a projection's source read fail."""
+    with pytest.raises(PoisonEventError, match=reason):
+        decode("social.public.posts", 0, 1, b"{}", value)
+
+
+def test_escapes_that_postgresql_can_hold_decode() -> None:
+    for body in ("emoji \U0001f600 pair", "a backslash then u0000: \\u0000", "é and ü"):
+        event = decode("social.public.posts", 0, 1, b"{}", post_with(body))
+        assert event is not None and isinstance(event.after, PostRow) and event.after.body == body

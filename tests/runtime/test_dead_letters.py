@@ -41,3 +41,21 @@ def test_a_letter_that_failed_delivery_is_sent_again_by_the_retried_flush() -> N
     assert [r.value["origin"] for r in letters] == [{"topic": "social.public.posts", "partition": 2, "offset": 41}]
     assert letters[0].value["reason"] == "value is not JSON"
     assert letters[0].key == {"id": "p1"}
+
+
+def test_a_letter_is_bounded_whatever_the_events_size() -> None:
+    """A 2 MB value (over the broker's 1 MB limit) gives a letter of a few hundred bytes: origin,
+    reason, the value's size and hash; the value itself is read from its origin when redriven."""
+    import hashlib
+    import json
+
+    from projectors.runtime.dead_letters import VALUE_LIMIT, dead_letter_value
+
+    big = b'{"op": "c", "after": {"body": "' + b"x" * 2_000_000 + b'"}}'
+    letter = dead_letter_value("graph", RawRecord("social.public.posts", 0, 7, b'{"id":"p"}', big), "r" * 10**6)
+    assert len(json.dumps(letter)) < 10_000
+    assert letter["value"] is None and letter["valueTruncated"] is True and letter["valueBytes"] == len(big)
+    assert letter["valueSha256"] == hashlib.sha256(big).hexdigest()
+    small = b'{"op": "c"}'
+    kept = dead_letter_value("graph", RawRecord("t", 0, 1, None, small), "bad")
+    assert kept["value"] == small.decode() and kept["valueTruncated"] is False and len(small) < VALUE_LIMIT
