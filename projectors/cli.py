@@ -203,7 +203,14 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             state = "ok" if r.total == 0 else f"DRIFT missing={r.missing} extra={r.extra} wrong={r.wrong}"
             print(f"  {r.projection:<9} checked {r.checked:>7}  held {r.held:>7}  {state}")
 
-    results = verify_until_clean(settings, names, open_raw_store, wait_s=args.wait, on_attempt=show)
+    try:
+        results = verify_until_clean(settings, names, open_raw_store, wait_s=args.wait, on_attempt=show)
+    except (ConfigurationError, DataLossRisk):
+        raise
+    except Exception as exc:  # a store or the source that does not answer: not drift, no verdict
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"verify: could not check ({type(exc).__name__}: {reason[:300]})", file=sys.stderr)
+        return EXIT_COULD_NOT_CHECK
     if args.repair and any(r.total for r in results):
         return _repair(settings, [r.projection for r in results if r.total], args.json)
     if args.json:
@@ -213,7 +220,8 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             for item in r.samples:
                 print(f"  {r.projection}: {item['kind']:<7} {item['collection']}/{item['id']}")
     drift = sum(r.total for r in results)
-    print("verify: zero drift" if drift == 0 else f"verify: {drift} drifted item(s)")
+    if not args.json:  # with --json, stdout is the JSON alone
+        print("verify: zero drift" if drift == 0 else f"verify: {drift} drifted item(s)")
     return 0 if drift == 0 else 1
 
 
@@ -366,6 +374,7 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 PROJECTION_NAMES = ("feed", "counters", "graph", "search")
+EXIT_COULD_NOT_CHECK = 3  # verify: exit 0 zero drift, 1 drift, 2 a bad setting, 3 a store or the source did not answer
 
 
 def projection_name(value: str) -> str:

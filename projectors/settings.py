@@ -25,7 +25,8 @@ class SettingsError(Exception):
 class Section(BaseModel):
     """A group of settings sharing one environment prefix."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # durations and sizes are finite numbers: "inf" or "nan" is a bad setting, named at start
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     env_section: ClassVar[str] = ""
 
     @classmethod
@@ -73,10 +74,13 @@ class PostgresSettings(Section):
     _check_port = field_validator("port")(_port)
 
     def conninfo(self, database: str | None = None) -> str:
-        return (
-            f"host={self.host} port={self.port} user={self.user} "
-            f"password={self.password.get_secret_value()} dbname={database or self.database} "
-            "connect_timeout=5"
+        """A libpq connection string, each value quoted by libpq's rules (a password with spaces,
+        quotes or ``=`` is one value, never more keys)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.host, port=self.port, user=self.user, password=self.password.get_secret_value(),
+            dbname=database or self.database, connect_timeout=5,
         )
 
 

@@ -1,0 +1,50 @@
+"""What the command line says when it cannot do its job: a verdict is never confused with a failure
+to check, and a secret never reaches the output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from psycopg.conninfo import conninfo_to_dict
+
+from projectors.settings import PostgresSettings
+from tests.conftest import free_port
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    child = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+    child.update(env)
+    return subprocess.run([sys.executable, "-m", "projectors.cli", *args], env=child, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+AWKWARD = "s p a c e 'quote\" back\\slash =equals host=evil"
+
+
+def test_an_awkward_password_is_one_value_of_the_connection_string() -> None:
+    info = conninfo_to_dict(PostgresSettings(password=AWKWARD).conninfo())  # type: ignore[arg-type]
+    assert info["password"] == AWKWARD and info["host"] == "127.0.0.1" and info["dbname"] == "social"
+
+
+def test_verify_that_cannot_reach_its_stores_exits_3_with_one_line_and_no_secret() -> None:
+    env = {
+        "PROJECTORS_PG_PORT": str(free_port()),
+        "PROJECTORS_PG_PASSWORD": AWKWARD,
+        "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+    }
+    done = run("verify", "counters", env=env)
+    assert done.returncode == 3, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("verify: could not check ("), done.stderr
+    assert "Traceback" not in done.stderr
+    for part in ("s p a c e", "quote", "back\\slash", "=equals"):
+        assert part not in done.stdout + done.stderr
+
+
+def test_infinite_durations_and_a_zero_celebrity_threshold_are_bad_settings() -> None:
+    for var, value in (("PROJECTORS_WORKER_SHUTDOWN_GRACE_S", "inf"), ("PROJECTORS_WORKER_RETRY_MAX_S", "nan"),
+                       ("PROJECTORS_FEED_CELEBRITY_FOLLOWERS", "0"), ("PROJECTORS_COSMOS_TOMBSTONE_TTL_S", "5")):
+        done = run("config", "check", env={var: value})
+        assert done.returncode == 2 and var in done.stderr, (var, done.stdout, done.stderr)
