@@ -289,14 +289,21 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def choices(flag: str, value: str | None, known: Sequence[str]) -> tuple[str, ...] | None:
+    """A comma-separated ``--flag`` value, each part one of ``known`` (None: not given)."""
+    if value is None:
+        return None
+    chosen = tuple(p.strip() for p in value.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in known]
+    if unknown or not chosen:
+        raise ConfigurationError(f"{flag}: unknown {', '.join(unknown) or '(none given)'} (known: {', '.join(known)})")
+    return chosen
+
+
 def _bench_feed(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.bench import feed
 
-    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
-    unknown = [s for s in scenarios if s not in feed.SCENARIOS]
-    if unknown or not scenarios:
-        raise ConfigurationError(f"--scenarios: unknown {', '.join(unknown) or '(none given)'} "
-                                 f"(known: {', '.join(feed.SCENARIOS)})")
+    scenarios = choices("--scenarios", args.scenarios, feed.SCENARIOS) or feed.SCENARIOS
     config = feed.TINY if args.tiny else feed.FeedBenchConfig()
     if args.before:
         feed.run(config, args.out / "before", before=args.before, scenarios=scenarios)
@@ -310,23 +317,11 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.bench.harness import PHASES, TINY, BenchConfig, run
 
     config = TINY if args.tiny else BenchConfig()
-    phases = None
-    if args.phases is not None:
-        phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
-        unknown = [p for p in phases if p not in PHASES]
-        if unknown or not phases:
-            raise ConfigurationError(f"--phases: unknown {', '.join(unknown) or '(none given)'} "
-                                     f"(known: {', '.join(PHASES)})")
     overrides: dict[str, Any] = {k: v for k, v in (("events", args.events), ("rebuild_events", args.rebuild_events),
                                    ("users", args.users), ("run_limit_s", args.run_limit),
-                                   ("phases", phases)) if v is not None}
-    if args.projections is not None:
-        chosen = tuple(p.strip() for p in args.projections.split(",") if p.strip())
-        unknown = [p for p in chosen if p not in PROJECTION_NAMES]
-        if unknown or not chosen:
-            raise ConfigurationError(f"--projections: unknown {', '.join(unknown) or '(none given)'} "
-                                     f"(known: {', '.join(PROJECTION_NAMES)})")
-        overrides["projections"] = chosen
+                                   ("phases", choices("--phases", args.phases, PHASES)),
+                                   ("projections", choices("--projections", args.projections, PROJECTION_NAMES)))
+                                 if v is not None}
     run(dataclasses.replace(config, **overrides), args.out)
     return 0
 
@@ -487,8 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_feed.add_argument("--tiny", action="store_true", help="a tiny input (a smoke run)")
     bench_feed.add_argument("--before", help="also run every scenario with the workers of this git revision")
-    bench_feed.add_argument("--scenarios", default="random,fanout,follow,requests,drill",
-                            help="comma-separated scenarios (default: all)")
+    bench_feed.add_argument("--scenarios", help="comma-separated scenarios (default: all of "
+                            "random,fanout,follow,requests,drill)")
     bench_feed.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
     bench_feed.set_defaults(func=_bench_feed)
 
