@@ -244,8 +244,8 @@ class FeedProjection(Projection):
             keys.add(follow_key(t.recipient_id, t.author_id))
             if t.author_id in fanned:
                 keys.update(feed_key(t.recipient_id, p) for p in posts_of[t.author_id])
-                if t.lookup:
-                    keys.update(held.find_keys(COLLECTION, {"authorId": t.author_id}, partition=t.recipient_id))
+            if t.lookup:  # even for a celebrity: items fanned out before they became one
+                keys.update(held.find_keys(COLLECTION, {"authorId": t.author_id}, partition=t.recipient_id))
         for a in crossed:
             for p in posts_of[a]:
                 keys.add(post_key(a, p))
