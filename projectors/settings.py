@@ -132,6 +132,11 @@ class CaptureSettings(Section):
     # How long Debezium sleeps when the replication stream has nothing pending, and how long its
     # queue waits to fill a batch: Debezium's 500 ms default alone adds up to 1 s of lag.
     poll_interval_ms: int = Field(default=50, ge=1, le=60_000)
+    # The largest record capture publishes (the producer's message.max.bytes): at most the broker's
+    # message.max.bytes and the topics' max.message.bytes (Kafka's default 1 MB). A larger change is
+    # published without its long column values (each replaced by Debezium's placeholder, the
+    # envelope marked "projectorsShrunk"): the projections read the row from PostgreSQL anyway.
+    max_message_bytes: int = Field(default=1_000_000, ge=16_384, le=100_000_000)
 
     @property
     def table_list(self) -> list[str]:

@@ -55,7 +55,8 @@ WORKERS = ("feed", "counters")
 # Request units of each request kind on Azure for items of about 1 KB with the default indexing
 # policy (Azure's published figures: a point read 1 RU, a write about 5-6 RU, a patch about as much
 # as a write, a query at least about 2.5-3 RU per partition it reads; a cross-partition query
-# once per physical partition, 1 here). A refused write (409/412) or a 404 costs about 1 RU.
+# once per physical partition, 1 here). A refused request (404, 409, 412) costs about 1 RU: the local
+# server counts those apart (``<kind>_refused``).
 RU_PER_REQUEST = {
     "point_read": 1.0, "point_write": 5.7, "patch": 5.7, "batch": 5.7 * 10, "query": 2.9,
     "cross_partition_query": 2.9, "read_feed": 2.9,
@@ -132,7 +133,8 @@ def requests_by_group(before: dict[str, dict[str, int]], after: dict[str, dict[s
 
 
 def request_units(kinds: dict[str, float]) -> float:
-    return sum(RU_PER_REQUEST.get(k, 1.0) * n for k, n in kinds.items())
+    """What the requests would cost on Azure; a refused one (``*_refused``: 404, 409, 412) about 1."""
+    return sum((1.0 if k.endswith("_refused") else RU_PER_REQUEST.get(k, 1.0)) * n for k, n in kinds.items())
 
 
 def events_seen(settings: Settings, name: str) -> int:
@@ -149,9 +151,14 @@ def wait_events(settings: Settings, expected: dict[str, int], timeout_s: float) 
 
 
 def wait_idle(settings: Settings, names: tuple[str, ...], quiet_s: float, timeout_s: float) -> float:
-    """Until the workers of ``names`` consumed nothing for ``quiet_s``; the wall-clock time of their
-    last applied batch."""
+    """Until each worker of ``names`` has committed the end of its topics (nothing left to do) and
+    published nothing new for ``quiet_s``; the wall-clock time of their last applied batch."""
+    from projectors.operations import offsets
+    from projectors.projections import PROJECTIONS
+    from projectors.runtime.worker import group_id, projection_topics
+
     deadline = time.monotonic() + timeout_s
+    topics = {n: projection_topics(settings, PROJECTIONS[n]) for n in names}
     last, since = -1, time.monotonic()
     while time.monotonic() < deadline:
         stats = [s for n in names for s in read_stats(settings, n)]
@@ -159,7 +166,14 @@ def wait_idle(settings: Settings, names: tuple[str, ...], quiet_s: float, timeou
         if seen != last:
             last, since = seen, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
-            return max(float(s.get("lastAppliedAt", 0.0)) for s in stats)
+            done = True
+            for n in names:
+                ends = offsets.ends(settings, topics[n], idle_s=0.5)
+                committed = offsets.committed(settings, group_id(n))
+                done = done and all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
+            if done:
+                return max(float(s.get("lastAppliedAt", 0.0)) for s in stats)
+            since = time.monotonic()  # a batch still runs: look again after another quiet spell
         time.sleep(0.2)
     raise RuntimeError(f"workers {names} still busy after {timeout_s:.0f}s")
 
@@ -477,13 +491,13 @@ def markdown(r: FeedResults) -> str:
             w(f"{x['operations']} ({x['posts']} posts; the busiest author wrote {x['most_posts_by_one_author']}; "
               f"the most followed has {x['most_followers']} followers), written in {x['write_s']:.1f}s. "
               f"`verify` clean for feed and counters **{x['seconds_to_clean']:.1f}s** after the last write "
-              f"(drift {x['drift']}).\n\n| projection | events | " + " | ".join(RU_PER_REQUEST) + " | RU/event |\n"
-              "|---|---|" + "---|" * len(RU_PER_REQUEST) + "---|\n")
+              f"(drift {x['drift']}).\n\n| projection | events | requests per event (refused: 404/409/412) | "
+              "RU/event |\n|---|---|---|---|\n")
             for group in WORKERS:
                 n = max(1, x["worker_events"][group])
                 kinds = x["requests"][group]
-                w(f"| {group} | {x['worker_events'][group]} | " + " | ".join(
-                    f"{kinds.get(k, 0) / n:.2f}" for k in RU_PER_REQUEST) + f" | {request_units(kinds) / n:.1f} |\n")
+                shown = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(kinds.items()))
+                w(f"| {group} | {x['worker_events'][group]} | {shown} | {request_units(kinds) / n:.1f} |\n")
             w("\n(requests per event consumed, as the Cosmos server counted them)\n\n")
     for title, section in (("Fan-out on read", r.fanout), ("A follow of an author with many posts", r.follow),
                            ("Drill: the Cosmos server stopped mid-batch", r.drill)):

@@ -26,6 +26,7 @@ from projectors.capture.offsets import UnreadableOffsets, server_offset, snapsho
 from projectors.capture.preflight import CapturePosition, format_lsn, preflight
 from projectors.db.migrate import connect
 from projectors.errors import ConfigurationError, DataLossRisk, RetriableError
+from projectors.events.models import UNAVAILABLE
 from projectors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,37 @@ def kafka_connect_producer(settings: Settings) -> Producer:
             "linger.ms": 5,
             "compression.type": "none",
             "message.timeout.ms": 30_000,
+            "message.max.bytes": settings.capture.max_message_bytes,
         }
     )
+
+
+LONG_VALUE = 256  # a column value longer than this (as JSON) is dropped from an oversize event
+SHRUNK = "projectorsShrunk"
+
+
+def shrunk(value: bytes, limit: int) -> bytes:
+    """An envelope that fits in ``limit`` bytes: each long column value of ``before``/``after``
+    replaced by Debezium's unavailable-value placeholder (a list by a list holding it), marked
+    ``projectorsShrunk``. Keys, ids, the op and the source (LSN) stay: what an event is for here is
+    saying which row changed; its data is read from PostgreSQL."""
+    envelope = json.loads(value)
+    for side in ("before", "after"):
+        row = envelope.get(side)
+        if not isinstance(row, dict):
+            continue
+        for column, v in list(row.items()):
+            if len(json.dumps(v)) > LONG_VALUE:
+                row[column] = [UNAVAILABLE] if isinstance(v, list) else UNAVAILABLE
+    envelope[SHRUNK] = len(value)
+    out = json.dumps(envelope).encode()
+    if len(out) > limit:  # many long columns? keep only the short ones
+        for side in ("before", "after"):
+            row = envelope.get(side)
+            if isinstance(row, dict):
+                envelope[side] = {c: v for c, v in row.items() if len(json.dumps(v)) <= 64}
+        out = json.dumps(envelope).encode()
+    return out
 
 
 class KafkaPublisher:
@@ -95,6 +125,11 @@ class KafkaPublisher:
             CapturePosition(self.settings.capture.slot_name, self.lsn, streaming).save(self.settings.capture_state_dir)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        room = self.settings.capture.max_message_bytes - len(key or b"") - 512  # record overhead
+        if value is not None and len(value) > room:
+            log.warning("%s: a change of %d bytes is larger than PROJECTORS_CAPTURE_MAX_MESSAGE_BYTES: "
+                        "published without its long column values", topic, len(value))
+            value = shrunk(value, room)
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, on_delivery=self._delivered)

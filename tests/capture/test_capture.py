@@ -387,3 +387,35 @@ def test_offsets_left_inside_the_snapshot_after_streaming_began_resume_from_the_
         assert "offsets end inside the snapshot" in capture.log_file.read_text()
     finally:
         capture.stop()
+
+
+def test_a_row_larger_than_a_message_is_published_shrunk_and_capture_goes_on(stack: StackHandle) -> None:
+    """A 1.5 MB post (over the 1 MB message limit) is published without its long values, marked;
+    it still decodes (the projections read the row from PostgreSQL); the next change follows."""
+    from projectors.capture.runner import SHRUNK
+    from projectors.events.decode import decode
+    from projectors.events.models import UNAVAILABLE
+
+    settings = capture_settings(stack, "big")
+    capture = Capture(settings)
+    capture.start(120)
+    try:
+        author, big, small = uid(), uid(), uid()
+        with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+            conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (author, f"big_{author.hex[:8]}"))
+            conn.execute("INSERT INTO posts (id, author_id, body, topics) VALUES (%s, %s, %s, %s)",
+                         (big, author, "x" * 1_500_000, ["a"]))
+            conn.execute("INSERT INTO posts (id, author_id, body, topics) VALUES (%s, %s, %s, %s)",
+                         (small, author, "small", ["b"]))
+        topic = table_topic("big", "posts")
+        records = read_until(settings, [topic], lambda rs: {str(small), str(big)} <= {r.key["id"] for r in rs if r.key})
+        by_id = {r.key["id"]: r for r in records if r.key}
+        shrunk = by_id[str(big)].value
+        assert shrunk[SHRUNK] > 1_500_000 and shrunk["after"]["body"] == UNAVAILABLE
+        assert shrunk["after"]["id"] == str(big) and shrunk["after"]["author_id"] == str(author)
+        assert by_id[str(small)].value["after"]["body"] == "small"
+        event = decode(topic, 0, 0, b"{}", json.dumps(shrunk).encode())
+        assert event is not None and event.op == "c"
+        assert capture.pid() is not None  # still running
+    finally:
+        capture.stop()
