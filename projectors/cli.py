@@ -57,13 +57,13 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _capture(args: argparse.Namespace, settings: Settings) -> int:
-    from projectors.capture.runner import reset_capture, run_capture
+    from projectors.capture.runner import reset_capture, supervise_capture
 
     if args.reset:
         for line in reset_capture(settings) or ["nothing to reset"]:
             print(line)
         return 0
-    run_capture(settings)
+    supervise_capture(settings)
     return 0
 
 

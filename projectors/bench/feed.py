@@ -28,6 +28,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -99,15 +100,24 @@ class FeedResults:
 
 class BeforeWorker(Worker):
     """A worker running the code of another commit (``--before``): that checkout first on the path,
-    and none of the settings it does not know."""
+    and none of the settings it does not know (it would refuse to start)."""
 
     code_dir = ""
-    unknown: tuple[str, ...] = ()
+    known: frozenset[str] = frozenset()
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in super().env().items() if not k.startswith(self.unknown)}
+        env = {k: v for k, v in super().env().items() if not k.startswith("PROJECTORS_") or k in self.known}
         env["PYTHONPATH"] = self.code_dir
         return env
+
+
+def known_settings(code_dir: Path) -> frozenset[str]:
+    """The environment variables the settings of the code in ``code_dir`` read."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from projectors.settings import known_variables; print(*known_variables())"],
+        env={**os.environ, "PYTHONPATH": str(code_dir)}, capture_output=True, text=True, check=True,
+    )
+    return frozenset(done.stdout.split())
 
 
 def server_requests(settings: Settings) -> dict[str, dict[str, int]]:
@@ -448,9 +458,9 @@ def run(config: FeedBenchConfig, out_dir: Path, say: Say = print, before: str | 
             store.close()
         if before:
             code = stack.enter_context(worktree(before))
+            known = known_settings(code)
             workers = [type(f"Before_{n}", (BeforeWorker,), {
-                "name": f"worker-{n}", "projection": n, "code_dir": str(code),
-                "unknown": ("PROJECTORS_FEED_", "PROJECTORS_COSMOS_TOMBSTONE", "PROJECTORS_COSMOS_REQUEST"),
+                "name": f"worker-{n}", "projection": n, "code_dir": str(code), "known": known,
             })(settings) for n in WORKERS]
         else:
             workers = local.parts(settings, [f"worker-{n}" for n in WORKERS])  # type: ignore[misc]

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -260,8 +261,14 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
     return CallbackEngine(properties=properties, handler=publisher, jvm_opts=["-Xrs"])  # type: ignore[arg-type]
 
 
-def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or ``stop``); returns the number of records published."""
+def run_capture(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    signalled: threading.Event | None = None,
+    started: threading.Event | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (which also sets ``signalled``) or ``stop``; returns the number of
+    records published."""
     preflight(settings)
     state = settings.capture_state_dir
     producer = kafka_connect_producer(settings)
@@ -281,6 +288,8 @@ def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
 
     def _on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping capture after the current batch", signum)
+        if signalled is not None:
+            signalled.set()
         stop.set()
 
     with contextlib.suppress(ValueError):  # not the main thread
@@ -294,6 +303,9 @@ def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
             if not announced and outcome.started.is_set():
                 announced = True
                 (state / "ready").write_text("running\n")
+                (state / "reconnecting").unlink(missing_ok=True)
+                if started is not None:
+                    started.set()
                 log.info(
                     "capture running: slot %s, %d tables -> %s",
                     settings.capture.slot_name,
@@ -311,6 +323,45 @@ def run_capture(settings: Settings, stop: threading.Event | None = None) -> int:
         raise CaptureFailed(f"the Debezium engine stopped: {outcome.message}")
     log.info("capture stopped after %d records, position %s", publisher.published, format_lsn(publisher.lsn))
     return publisher.published
+
+
+RECONNECT_MAX_S = 30.0
+
+
+def supervise_capture(settings: Settings, sleep_max_s: float = RECONNECT_MAX_S) -> None:
+    """Run capture until a stop signal; when it fails after it ran (PostgreSQL or the broker went
+    away, a restart), start it again with bounded backoff: the replication slot and the offsets keep
+    its place, and the version guard absorbs what is published twice. A failure before the first
+    start (a bad setting, a missing slot) ends the process with its message. While it waits, the
+    state folder holds ``reconnecting`` (with the reason) instead of ``ready``."""
+    state = settings.capture_state_dir
+    signalled, ran = threading.Event(), threading.Event()  # ran: the engine started once
+    delay = 1.0
+    while not signalled.is_set():
+        began = time.monotonic()
+        try:
+            run_capture(settings, signalled=signalled, started=ran)
+            if signalled.is_set():
+                return
+            raise CaptureFailed("the Debezium engine ended by itself")
+        except DataLossRisk:
+            raise  # going on could skip changes: the operator decides
+        except ConfigurationError as exc:  # after a start: PostgreSQL not answering at preflight
+            if not ran.is_set():
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # the engine, PostgreSQL or the broker failed: go again
+            if not ran.is_set():
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() - began > 60:
+            delay = 1.0  # it ran for a while: this is a new outage
+        (state / "reconnecting").write_text(reason[:2000] + "\n")
+        log.warning("capture stopped (%s); starting again in %.0fs", reason, delay)
+        if signalled.wait(delay):
+            break
+        delay = min(delay * 2, sleep_max_s)
+    (state / "reconnecting").unlink(missing_ok=True)
 
 
 def reset_capture(settings: Settings) -> list[str]:

@@ -473,7 +473,10 @@ class Capture(ProjectorsProcess):
 
     @property
     def address(self) -> str:
-        return f"-> {self.settings.kafka.bootstrap_servers} (state {self.settings.capture_state_dir})"
+        state = self.settings.capture_state_dir
+        waiting = state / "reconnecting"
+        note = f", reconnecting: {waiting.read_text().strip()[:200]}" if waiting.exists() else ""
+        return f"-> {self.settings.kafka.bootstrap_servers} (state {state}{note})"
 
     def prepare(self) -> None:
         require_binary(
