@@ -228,7 +228,7 @@ class FeedProjection(Projection):
         if follower_authors:
             for followee, follower in source.rows(FOLLOWERS, [follower_authors]):
                 followers[followee].append(follower)
-        post_authors = sorted({t.author_id for t in pairs} | set(crossed))
+        post_authors = sorted({t.author_id for t in pairs if not t.lookup} | set(crossed))
         posts_of: dict[str, list[str]] = defaultdict(list)
         if post_authors:
             for author, post in source.rows(POSTS_OF, [post_authors]):
@@ -242,10 +242,12 @@ class FeedProjection(Projection):
                 keys.update(feed_key(f, pt.post_id) for f in followers[pt.author_id])
         for t in pairs:
             keys.add(follow_key(t.recipient_id, t.author_id))
-            if t.author_id in fanned:
-                keys.update(feed_key(t.recipient_id, p) for p in posts_of[t.author_id])
-            if t.lookup:  # even for a celebrity: items fanned out before they became one
+            if t.lookup:
+                # an unfollow, block or mute only takes items away: exactly the ones held (even for a
+                # celebrity: items fanned out before they became one), posts deleted since included
                 keys.update(held.find_keys(COLLECTION, {"authorId": t.author_id}, partition=t.recipient_id))
+            elif t.author_id in fanned:
+                keys.update(feed_key(t.recipient_id, p) for p in posts_of[t.author_id])
         for a in crossed:
             for p in posts_of[a]:
                 keys.add(post_key(a, p))

@@ -174,7 +174,15 @@ patchOperations.patchOperation = function patchOperation(collection, input) {
   let holds;
   try {
     if (!match) throw new Error("a filter predicate reads FROM c WHERE <condition>");
-    holds = collection.documents._getQuery(`SELECT * FROM c WHERE (${match[1]})`).exec([data], {}).result.length > 0;
+    // `c.<field> < <integer>` (what a version guard sends, a new number each time) is compared
+    // directly; anything else goes through the query engine, whose parse is cached per text
+    const simple = /^\s*c\.([A-Za-z_][A-Za-z0-9_]*)\s*<\s*(-?\d+)\s*$/.exec(match[1]);
+    if (simple) {
+      const held = data[simple[1]];
+      holds = typeof held === "number" && held < Number(simple[2]);
+    } else {
+      holds = collection.documents._getQuery(`SELECT * FROM c WHERE (${match[1]})`).exec([data], {}).result.length > 0;
+    }
   } catch (err) {
     return { statusCode: 400, body: { code: "BadRequest", message: `Invalid condition in patch request: ${err.message}` } };
   }
