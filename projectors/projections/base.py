@@ -33,12 +33,18 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def ops_for(keys: Iterable[ItemKey], spec: Mapping[ItemKey, Document], version: int) -> list[Operation]:
-    """The operations that make the store hold exactly ``spec`` for ``keys``."""
+def ops_for(
+    keys: Iterable[ItemKey], spec: Mapping[ItemKey, Document], version: int, fresh: Collection[ItemKey] | None = None
+) -> list[Operation]:
+    """The operations that make the store hold exactly ``spec`` for ``keys`` (``fresh``: the keys
+    likely new, when the projection can tell; every other Put is then likely an existing item)."""
     ops: list[Operation] = []
     for key in sorted(set(keys)):
         doc = spec.get(key)
-        ops.append(Put(key, version, doc) if doc is not None else Remove(key, version))
+        if doc is None:
+            ops.append(Remove(key, version))
+        else:
+            ops.append(Put(key, version, doc, None if fresh is None else key in fresh))
     return ops
 
 

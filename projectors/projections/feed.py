@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
-from projectors.projections.base import Projection, Touch, is_uuid, iso
-from projectors.projections.model import Document, ItemKey, ProjectionStore
+from projectors.projections.base import Projection, Touch, is_uuid, iso, ops_for
+from projectors.projections.model import Document, ItemKey, Operation, ProjectionStore
 from projectors.runtime.source import PostgresSource
 
 COLLECTION = "userFeed"
@@ -203,13 +203,26 @@ class FeedProjection(Projection):
             return set()
         return {a for a, n in source.rows(FOLLOWER_COUNTS, [wanted]) if n >= self.celebrity_followers}
 
+    def plan(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
+        with source.read() as ticket:
+            keys, fresh = self._expand(touches, source, held)
+            spec = self.spec_for(keys, source) if keys else {}
+        return ops_for(keys, spec, ticket, fresh)
+
     def expand(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> set[ItemKey]:
+        return self._expand(touches, source, held)[0]
+
+    def _expand(
+        self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore
+    ) -> tuple[set[ItemKey], set[ItemKey]]:
+        """The keys, and those likely new: a new post's items, a follow's or unmute's items."""
+        fresh: set[ItemKey] = set()
         posts = [t for t in touches if isinstance(t, PostTouch)]
         pairs = [t for t in touches if isinstance(t, PairTouch)]
         authors = {t.author_id for t in posts} | {t.author_id for t in pairs}
         authors |= {t.author_id for t in touches if isinstance(t, AuthorTouch)}
         if not authors:
-            return set()
+            return set(), fresh
         celebrities = self.celebrities(authors, source)
         if not isinstance(held, PointReads):
             raise TypeError(f"the feed needs a store with point reads, not {type(held).__name__}")
@@ -235,19 +248,26 @@ class FeedProjection(Projection):
                 posts_of[author].append(post)
 
         for pt in posts:
-            keys.add(feed_key(pt.author_id, pt.post_id))
+            mine = [feed_key(pt.author_id, pt.post_id)]
             if not pt.created or pt.author_id in celebrities or pt.author_id in marked:
-                keys.add(post_key(pt.author_id, pt.post_id))
+                mine.append(post_key(pt.author_id, pt.post_id))
             if pt.author_id in fanned:
-                keys.update(feed_key(f, pt.post_id) for f in followers[pt.author_id])
+                mine += [feed_key(f, pt.post_id) for f in followers[pt.author_id]]
+            keys.update(mine)
+            if pt.created:
+                fresh.update(mine)
         for t in pairs:
             keys.add(follow_key(t.recipient_id, t.author_id))
             if t.lookup:
                 # an unfollow, block or mute only takes items away: exactly the ones held (even for a
                 # celebrity: items fanned out before they became one), posts deleted since included
                 keys.update(held.find_keys(COLLECTION, {"authorId": t.author_id}, partition=t.recipient_id))
-            elif t.author_id in fanned:
-                keys.update(feed_key(t.recipient_id, p) for p in posts_of[t.author_id])
+            else:
+                fresh.add(follow_key(t.recipient_id, t.author_id))
+                if t.author_id in fanned:
+                    given = [feed_key(t.recipient_id, p) for p in posts_of[t.author_id]]
+                    keys.update(given)
+                    fresh.update(given)
         for a in crossed:
             for p in posts_of[a]:
                 keys.add(post_key(a, p))
@@ -259,7 +279,7 @@ class FeedProjection(Projection):
                 # list: each follower's partition is read once (a crossing is rare, a post is not)
                 for f in followers[a]:
                     keys.update(held.find_keys(COLLECTION, {"authorId": a}, partition=f))
-        return keys
+        return keys, fresh
 
     # -- the intended documents ---------------------------------------------------------------------
     def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:

@@ -34,11 +34,15 @@ class ItemKey(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Put:
-    """Make the item equal to ``doc`` (its fields; the store adds its version bookkeeping)."""
+    """Make the item equal to ``doc`` (its fields; the store adds its version bookkeeping).
+    ``fresh``: the projection's guess whether the item is new (a new post's fan-out: True; an edit:
+    False; None: no guess). A store that writes without reading first tries the likelier write
+    first; the outcome does not depend on it."""
 
     key: ItemKey
     version: int
     doc: Document = field(compare=False)
+    fresh: bool | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,12 +256,13 @@ class CosmosStore:
             except Exception as exc:
                 failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
                 continue
-            puts: list[Operation] = [op for op in group if isinstance(op, Put)]
+            puts: list[Operation] = [op for op in group if isinstance(op, Put) and op.fresh is not False]
             # a partition's many puts (a follow, a conversion, a replay) learn apart from single items
             share: str | tuple[str, str] = (name, "group") if len(puts) >= BATCH_FROM else name
             rest: list[Operation] = group
-            if share != name and self._new_share[share] >= 0.5:
-                rest = [op for op in group if not isinstance(op, Put)]
+            likely_new = all(op.fresh for op in puts) or self._new_share[share] >= 0.5  # type: ignore[union-attr]
+            if share != name and likely_new:
+                rest = [op for op in group if op not in puts]
                 for start in range(0, len(puts), BATCH_MAX):
                     chunk = puts[start : start + BATCH_MAX]
                     futures.append((chunk, self._pool.submit(self._create_batch, chunk)))
@@ -323,23 +324,26 @@ class CosmosStore:
         else a conditional patch first (counters, edits: the item is there). A create that meets an
         existing item (409) patches it; a patch that meets none (404) creates it; a patch whose
         condition fails (412) met a version as new or newer: stale."""
-        create_first = self._new_share[share] >= 0.5
+        guess = op.fresh is None  # no hint from the projection: follow what recent items were
+        create_first = self._new_share[share] >= 0.5 if guess else bool(op.fresh)
         patch = self._patch_ops(op)
         for attempt in range(MAX_CONFLICTS):
             if create_first or attempt > 0:
                 try:
                     self._create(op)
-                    self._learn(share, new=True)
+                    if guess:
+                        self._learn(share, new=True)
                     return Outcome.CHANGED
                 except CosmosHttpResponseError as exc:
                     if exc.status_code != 409:
                         raise
-                    self._learn(share, new=False)
+                    if guess:
+                        self._learn(share, new=False)
             if patch is None:  # more fields than a patch carries: read, then replace with the etag
                 return self._write(op, self._point_read(op.key))
             try:
                 self._patch(op.key, patch, op.version)
-                if not create_first:
+                if guess and not create_first:
                     self._learn(share, new=False)
                 return Outcome.CHANGED
             except CosmosHttpResponseError as exc:
@@ -347,7 +351,7 @@ class CosmosStore:
                     return Outcome.STALE
                 if exc.status_code != 404:
                     raise
-                if not create_first:
+                if guess and not create_first:
                     self._learn(share, new=True)
             create_first = True  # gone meanwhile (or never there): create it
         raise TimeoutError(f"{op.key}: too many concurrent writers, giving up for now")
