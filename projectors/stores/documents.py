@@ -260,9 +260,11 @@ class CosmosStore:
             # a partition's many puts (a follow, a conversion, a replay) learn apart from single items
             share: str | tuple[str, str] = (name, "group") if len(puts) >= BATCH_FROM else name
             rest: list[Operation] = group
-            likely_new = all(op.fresh for op in puts) or self._new_share[share] >= 0.5  # type: ignore[union-attr]
+            hinted = all(isinstance(op, Put) and op.fresh for op in puts)
+            likely_new = hinted or self._new_share[share] >= 0.5
             if share != name and likely_new:
-                rest = [op for op in group if op not in puts]
+                batched = {id(op) for op in puts}
+                rest = [op for op in group if id(op) not in batched]
                 for start in range(0, len(puts), BATCH_MAX):
                     chunk = puts[start : start + BATCH_MAX]
                     futures.append((chunk, self._pool.submit(self._create_batch, chunk)))
