@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -276,9 +277,13 @@ class FeedProjection(Projection):
             keys.update(follow_key(f, a) for f in followers[a])
             if a in celebrities:
                 # fanned-out items of posts deleted since they were written are not in PostgreSQL's
-                # list: each follower's partition is read once (a crossing is rare, a post is not)
-                for f in followers[a]:
-                    keys.update(held.find_keys(COLLECTION, {"authorId": a}, partition=f))
+                # list: each follower's partition is read once (a crossing is rare, a post is not),
+                # several at a time
+                with ThreadPoolExecutor(max_workers=8, thread_name_prefix="feed-crossing") as pool:
+                    for found in pool.map(
+                        lambda f, a=a: held.find_keys(COLLECTION, {"authorId": a}, partition=f), followers[a]
+                    ):
+                        keys.update(found)
         return keys, fresh
 
     # -- the intended documents ---------------------------------------------------------------------
