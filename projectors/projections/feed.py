@@ -85,6 +85,7 @@ FOLLOWER_COUNTS = (
 )
 FOLLOWERS = "SELECT followee_id::text, follower_id::text FROM follows WHERE followee_id = ANY(%s::uuid[])"
 POSTS_OF = "SELECT author_id::text, id::text FROM posts WHERE author_id = ANY(%s::uuid[])"
+POST_IDS = "SELECT id::text FROM posts WHERE id = ANY(%s::uuid[])"
 CELEBRITIES = "SELECT followee_id FROM follows GROUP BY followee_id HAVING count(*) >= %(threshold)s"
 
 
@@ -139,11 +140,15 @@ def item_of(recipient: str, fields: dict[str, Any]) -> tuple[ItemKey, Document]:
 @dataclass(frozen=True, slots=True)
 class PostTouch:
     """Every feed item of a post: its author's, its author's followers' (or its one stored copy).
-    ``created``: a new post, whose one stored copy cannot exist unless its author is a celebrity."""
+    ``created``: a new post, whose one stored copy cannot exist unless its author is a celebrity.
+    ``public``: the post was public before or after the change (a change of a post that stays
+    private cannot give or take a follower's item: its visibility changes have events of their own,
+    which come in order, the post's events sharing one partition)."""
 
     post_id: str
     author_id: str
     created: bool = False
+    public: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +189,11 @@ class FeedProjection(Projection):
         removing = event.op == "d"
         for row in event.rows():
             if isinstance(row, PostRow):
-                out.append(PostTouch(row.id, row.author_id, created=event.op == "c"))
+                # without the before row of a change (no REPLICA IDENTITY FULL), assume it was public
+                public = (event.op != "c" and event.before is None) or any(
+                    isinstance(r, PostRow) and r.visibility != "private" for r in (event.before, event.after)
+                )
+                out.append(PostTouch(row.id, row.author_id, created=event.op == "c", public=public))
             elif isinstance(row, FollowRow):
                 out += [PairTouch(row.follower_id, row.followee_id, lookup=removing), AuthorTouch(row.followee_id)]
             elif isinstance(row, MuteRow):
@@ -248,11 +257,17 @@ class FeedProjection(Projection):
             for author, post in source.rows(POSTS_OF, [post_authors]):
                 posts_of[author].append(post)
 
+        # a new post already deleted again: nothing of it can exist (its delete event, later in the
+        # same partition, cleans up after a replay)
+        created = sorted({t.post_id for t in posts if t.created})
+        exist = {r[0] for r in source.rows(POST_IDS, [created])} if created else set()
         for pt in posts:
+            if pt.created and pt.post_id not in exist:
+                continue
             mine = [feed_key(pt.author_id, pt.post_id)]
             if not pt.created or pt.author_id in celebrities or pt.author_id in marked:
                 mine.append(post_key(pt.author_id, pt.post_id))
-            if pt.author_id in fanned:
+            if pt.author_id in fanned and pt.public:
                 mine += [feed_key(f, pt.post_id) for f in followers[pt.author_id]]
             keys.update(mine)
             if pt.created:

@@ -47,6 +47,12 @@ def test_feed_post_changes_touch_the_post_never_the_store() -> None:
     assert touched("feed", event("c", after=post())) == {PostTouch(P, A, created=True)}
     assert touched("feed", event("u", before=post(), after=post("private"))) == {PostTouch(P, A)}
     assert touched("feed", event("d", before=post())) == {PostTouch(P, A)}
+    # a post private before and after: only its author's item can change
+    assert touched("feed", event("c", after=post("private"))) == {PostTouch(P, A, created=True, public=False)}
+    assert touched("feed", event("u", before=post("private"), after=post("private"))) == {
+        PostTouch(P, A, public=False)
+    }
+    assert touched("feed", event("d", before=post("private"))) == {PostTouch(P, A, public=False)}
 
 
 def test_feed_follow_adds_and_unfollow_removes_the_followees_posts_and_may_cross_the_threshold() -> None:
