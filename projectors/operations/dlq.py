@@ -39,6 +39,8 @@ class DeadLetter:
     failed_at: str
     redriven: bool = False
     truncated: bool = False  # the value was too large to keep in the letter: read from its origin
+    value_bytes: int | None = None
+    value_sha256: str | None = None
 
     def summary(self) -> str:
         o = self.origin
@@ -69,6 +71,8 @@ def letters(settings: Settings, projection: str | None = None, timeout_s: float 
                 str(v.get("failedAt", "")),
                 letter_id in done,
                 bool(v.get("valueTruncated", False)),
+                v.get("valueBytes"),
+                v.get("valueSha256"),
             )
 
 

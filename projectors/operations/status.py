@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from projectors.capture.connector import table_topic
 from projectors.capture.preflight import require_broker
-from projectors.operations.offsets import committed, partitions
+from projectors.operations.offsets import committed, ends, partitions
 from projectors.projections import PROJECTIONS
 from projectors.runtime.dead_letters import dead_letter_topic
 from projectors.runtime.stores import current_generation, open_raw_store
@@ -64,9 +64,13 @@ def projection_status(settings: Settings, name: str, consumer: Consumer) -> Proj
         lag = high - position
         status.partitions.append(PartitionStatus(tp.topic, tp.partition, offset, high, lag))
         status.lag += lag
-    for tp in partitions(settings, [dead_letter_topic(settings, name)]):
-        low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-        status.dead_letters += max(0, high - low)
+    # the letters there: each partition's true end (the local broker's high watermark stops short
+    # after batched produce) less its start
+    dlq = dead_letter_topic(settings, name)
+    if partitions(settings, [dlq]):
+        for (topic, partition), end in ends(settings, [dlq], idle_s=0.5).items():
+            low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            status.dead_letters += max(0, end - low)
     now = time.time()
     for stats in read_stats(settings, name):
         status.events += int(stats["events"])
