@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 
@@ -27,11 +28,23 @@ def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], No
     once PostgreSQL is up, before capture starts. Returns the seconds each part took."""
     timings: dict[str, float] = {}
     timeout = settings.stack.start_timeout_s
+    started_here: list[Part] = []
     for part in parts(settings, names):
         started = time.monotonic()
-        part.start(timeout)
-        if part.name == "postgres":
-            migrate(settings.pg, settings.capture.publication, settings.capture.table_list)
+        was_running = part.pid() is not None
+        try:
+            part.start(timeout)
+            if not was_running:
+                started_here.append(part)
+            if part.name == "postgres":
+                migrate(settings.pg, settings.capture.publication, settings.capture.table_list)
+        except BaseException:
+            # a part that cannot start (a taken port, a missing prerequisite) leaves nothing behind:
+            # what this call started is stopped again, what ran before is left running
+            for done in reversed(started_here):
+                with contextlib.suppress(Exception):
+                    done.stop()
+            raise
         timings[part.name] = time.monotonic() - started
         say(f"  {part.name:<9} up   {part.address}  ({timings[part.name]:.1f}s)")
     return timings

@@ -46,6 +46,22 @@ def test_a_taken_port_is_named_with_its_setting() -> None:
     assert f"port {port} is already taken" in result.stderr and "PROJECTORS_FALKORDB_PORT" in result.stderr
 
 
+def test_a_stack_up_that_stops_on_a_taken_port_leaves_nothing_running() -> None:
+    env = stack_env(private_dir("projectors-port2-"))
+    with socket.socket() as squatter:
+        port = free_port()
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        env["PROJECTORS_FALKORDB_PORT"] = str(port)
+        handle = StackHandle(load_settings(env), env)
+        result = handle.cli("stack", "up", "--only", "postgres,broker,falkordb", timeout=300)
+    assert result.returncode == 2 and "PROJECTORS_FALKORDB_PORT" in result.stderr, result.stdout + result.stderr
+    s = handle.settings
+    host, broker_port = s.kafka.bootstrap_servers.split(":")
+    assert not port_open(s.pg.host, s.pg.port), "postgres was left running"
+    assert not port_open(host, int(broker_port)), "the broker was left running"
+
+
 def test_the_kafka_connect_config_in_debezium_is_the_rendered_one(stack: StackHandle) -> None:
     result = stack.cli("connector", "render", "--check", env={})
     assert result.returncode == 0, result.stderr
