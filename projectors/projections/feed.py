@@ -285,11 +285,13 @@ class FeedProjection(Projection):
                     keys.update(given)
                     fresh.update(given)
         for a in crossed:
+            # every item of the author's other form is new; the old form's are removed
+            converted = [follow_key(f, a) for f in followers[a]]
             for p in posts_of[a]:
-                keys.add(post_key(a, p))
+                converted += [post_key(a, p)] + [feed_key(f, p) for f in followers[a]]
                 keys.add(feed_key(a, p))
-                keys.update(feed_key(f, p) for f in followers[a])
-            keys.update(follow_key(f, a) for f in followers[a])
+            keys.update(converted)
+            fresh.update(converted)
             if a in celebrities:
                 # fanned-out items of posts deleted since they were written are not in PostgreSQL's
                 # list: each follower's partition is read once (a crossing is rare, a post is not),

@@ -317,8 +317,9 @@ class CosmosStore:
         for i, op in enumerate(ops):
             if i < len(statuses) and statuses[i] in (200, 201):
                 out.append(Outcome.CHANGED)  # created before the batch stopped (not atomic locally)
-            else:
-                out += self._one(op, (name, "group"))
+            else:  # some items of this partition exist: patch first
+                out += self._one(Put(op.key, op.version, op.doc, fresh=False) if isinstance(op, Put) else op,
+                                 (name, "group"))
         return out
 
     def _put(self, op: Put, share: str | tuple[str, str]) -> Outcome:
