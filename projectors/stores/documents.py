@@ -68,6 +68,7 @@ PATCH_MAX_OPS = 10  # Azure's limit of operations in one patch
 BATCH_MAX = 100  # Azure's limit of operations in one transactional batch
 BATCH_FROM = 3  # a partition's new items in a batch from this many on
 MAX_CONFLICTS = 8  # create/patch races with other writers on one item before giving up for now
+SCAN_TIMEOUT_S = 120.0  # one page of a whole-container read
 REQUEST_KINDS = ("point_read", "point_write", "patch", "batch", "query", "cross_partition_query")
 # The local Cosmos REST server answers a point read of a missing item with a 500 ("Cannot read
 # properties of undefined") unless this header is set, when it answers 404 like Azure; Azure ignores
@@ -482,8 +483,10 @@ class CosmosStore:
     def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
         field = self.partition_fields[collection]
         self.requests.count("cross_partition_query")
+        # a scan of the whole container (verify): a page may take longer than a point operation
         for item in self.container(collection).query_items(
-            "SELECT * FROM c WHERE c.deleted = false", enable_cross_partition_query=True, max_item_count=1000
+            "SELECT * FROM c WHERE c.deleted = false", enable_cross_partition_query=True, max_item_count=1000,
+            read_timeout=SCAN_TIMEOUT_S,
         ):
             doc = live_doc(item)
             if doc is not None:
