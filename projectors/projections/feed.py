@@ -84,7 +84,9 @@ FOLLOWER_COUNTS = (
     "SELECT followee_id::text, count(*) FROM follows WHERE followee_id = ANY(%s::uuid[]) GROUP BY followee_id"
 )
 FOLLOWERS = "SELECT followee_id::text, follower_id::text FROM follows WHERE followee_id = ANY(%s::uuid[])"
-POSTS_OF = "SELECT author_id::text, id::text FROM posts WHERE author_id = ANY(%s::uuid[])"
+# the posts that can reach a follower: public ones (a private post reaches its author alone, whose
+# own items no follow, mute, block or crossing changes)
+POSTS_OF = "SELECT author_id::text, id::text FROM posts WHERE author_id = ANY(%s::uuid[]) AND visibility = 'public'"
 POST_IDS = "SELECT id::text FROM posts WHERE id = ANY(%s::uuid[])"
 CELEBRITIES = "SELECT followee_id FROM follows GROUP BY followee_id HAVING count(*) >= %(threshold)s"
 
@@ -289,7 +291,6 @@ class FeedProjection(Projection):
             converted = [follow_key(f, a) for f in followers[a]]
             for p in posts_of[a]:
                 converted += [post_key(a, p)] + [feed_key(f, p) for f in followers[a]]
-                keys.add(feed_key(a, p))
             keys.update(converted)
             fresh.update(converted)
             if a in celebrities:
