@@ -21,7 +21,20 @@
 // Usage: node cosmos_server.js HOST PORT   (NODE_PATH: the node_modules folder holding the package)
 "use strict";
 const { AsyncLocalStorage } = require("async_hooks");
-const { createHttpServer } = require("@vercel/cosmosdb-server");
+// (patched before the package's routes take the handler: a batch's operations are counted too)
+const batchHandler = require("@vercel/cosmosdb-server/lib/handler/batch-documents");
+const originalBatch = batchHandler.default;
+batchHandler.default = async (account, req, res, params) => {
+  const out = await originalBatch(account, req, res, params);
+  if (Array.isArray(out)) {
+    const key = params.collId;
+    served[key] = served[key] || {};
+    served[key].batch_items = (served[key].batch_items || 0) + out.filter(r => r.statusCode < 400).length;
+  }
+  return out;
+};
+
+const { createHttpServer } = require("@vercel/cosmosdb-server"); // after the patch above
 const Items = require("@vercel/cosmosdb-server/lib/account/items").default;
 
 const [host, port] = process.argv.slice(2);
