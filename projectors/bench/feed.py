@@ -117,7 +117,7 @@ def known_settings(code_dir: Path) -> frozenset[str]:
     """The environment variables the settings of the code in ``code_dir`` read."""
     done = subprocess.run(
         [sys.executable, "-c", "from projectors.settings import known_variables; print(*known_variables())"],
-        env={**os.environ, "PYTHONPATH": str(code_dir)}, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(code_dir)}, cwd=code_dir, capture_output=True, text=True, check=True,
     )
     return frozenset(done.stdout.split())
 
