@@ -6,7 +6,7 @@
   (:mod:`projectors.runtime.worker`: same broker URL and credentials, ``take_events`` batches),
   whose agent only counts events (the ceiling of the faust runtime), run in a child process.
 
-Neither reads "up to the end": the local broker's high watermark is wrong (INFRA.md). Both stop
+Neither reads "up to the end": the local broker's high watermark is short after batched produce. Both stop
 after ``expected`` events, or when nothing new came for ``idle_s``. Timing starts when the first
 fetch (or batch) arrives; the events of that first fetch arrived at time zero, so they are counted
 in :attr:`Rate.events` but not in :attr:`Rate.per_s`.
@@ -136,7 +136,7 @@ def bare_faust(settings: Settings, topics: list[str], expected: int, timeout_s: 
 
 def _stop(child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after ``grace_s`` (a faust worker's LeaveGroup can hang on the local
-    broker, INFRA.md)."""
+    broker)."""
     if child.poll() is None:
         child.terminate()
     try:

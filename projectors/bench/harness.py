@@ -174,7 +174,7 @@ def peak_rss_mb(pid: int) -> float:
 # -- phases ------------------------------------------------------------------------------------------
 def count_events(settings: Settings, topics: list[str], at_least: int, say: Say) -> int:
     """Messages in ``topics``, once capture has published at least ``at_least`` and then stopped
-    adding (counted by reading: the broker's end offsets are wrong, INFRA.md)."""
+    adding (counted by reading: the local broker's end offsets are short)."""
     previous = -1
     while True:
         now = bare_consume(settings, topics, 10**12, idle_s=3.0).events

@@ -45,7 +45,7 @@ def read_from_start(
 ) -> Iterator[TopicRecord]:
     """Yield every record of ``topics`` from the beginning (assigned partitions, no group), until
     ``until(seen)`` holds, or nothing new came for ``idle_s`` after the first record, or ``timeout_s``.
-    Never relies on the broker's high watermark (wrong on the local broker, see INFRA.md)."""
+    Never relies on the broker's high watermark (short on the local broker after batched produce)."""
     consumer = Consumer(
         {
             **settings.kafka.client_config(),

@@ -62,7 +62,7 @@ def ends(settings: Settings, topics: Iterable[str], idle_s: float = 1.0) -> dict
     """Each partition's end: the offset after its last record, now.
 
     The broker's high watermark is read, then the records from just before it: the local broker
-    (Tansu) reports the base offset of the last record *batch* + 1 (INFRA.md), so the rest of that
+    (Tansu) reports the base offset of the last record *batch* + 1, so the rest of that
     batch lies past its watermark. On Apache Kafka this reads one record per partition and changes
     nothing. Costs ``idle_s`` once, not per partition (at most ``5 * idle_s`` while writes go on)."""
     consumer = _consumer(settings, "projectors-offsets")

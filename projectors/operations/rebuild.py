@@ -135,7 +135,7 @@ class Catchup:
     ) -> None:
         """Consume until past ``goal()`` (re-read every few seconds) or idle for ``idle_s``.
 
-        Never waits for the broker's end offsets: the local broker reports them short (INFRA.md)."""
+        Never waits for the broker's end offsets: the local broker reports them short after batched produce."""
         target, target_at = goal(), time.monotonic()
         idle_since: float | None = None
         while True:

@@ -1,7 +1,7 @@
 """`projectors status`: where each projection is, per partition, and how healthy its store is.
 
 Lag = end offset - committed offset (the local broker reports end offsets short after batched
-produce, INFRA.md: lag there is a lower bound). Events/s, last applied LSN and its age come from
+produce: lag there is a lower bound). Events/s, last applied LSN and its age come from
 the workers' published stats; store health from a ping of the store.
 """
 
@@ -60,7 +60,7 @@ def projection_status(settings: Settings, name: str, consumer: Consumer) -> Proj
         low, high = consumer.get_watermark_offsets(tp, timeout=10)
         offset = done.get((tp.topic, tp.partition))
         position = offset if offset is not None and offset >= 0 else low
-        high = max(high, position)  # the local broker can report an end below what was consumed (INFRA.md)
+        high = max(high, position)  # the local broker can report an end below what was consumed
         lag = high - position
         status.partitions.append(PartitionStatus(tp.topic, tp.partition, offset, high, lag))
         status.lag += lag

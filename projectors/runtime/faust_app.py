@@ -2,7 +2,7 @@
 
 faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka answers a fetch as soon
 as data arrives, so the value is harmless there; a broker that holds every fetch for the full wait
-(Tansu, see INFRA.md) adds it to every event's commit -> visible latency. The subclasses below
+(Tansu) adds it to every event's commit -> visible latency. The subclasses below
 change only that one argument, on the aiokafka consumer faust creates, before it starts.
 """
 

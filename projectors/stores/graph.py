@@ -2,7 +2,7 @@
 
 Two transports (``graph_transports.py``): the official ``neo4j`` driver (Bolt) for Neo4j in
 production, and the native ``falkordb`` client for FalkorDB, the local default (FalkorDB's own Bolt
-endpoint crashes on batched parameters, INFRA.md). Only the DDL differs per backend.
+endpoint crashes on batched parameters: UNWIND lists of about 50 maps or more). Only the DDL differs per backend.
 
 Elements: nodes ``User``, ``Post``, ``Topic`` keyed by ``id``; relationships of fixed endpoint labels
 keyed by ``id``. Every element carries ``v``, the version of the write that last set it. A removal

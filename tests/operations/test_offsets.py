@@ -25,5 +25,5 @@ def test_ends_count_every_record_of_batched_produce() -> None:
         consumer.close()
         ends = offsets.ends(settings, ["ends.batched", "ends.single", "ends.empty"])
     assert ends == {("ends.batched", 0): 50, ("ends.single", 0): 3, ("ends.empty", 0): 0}
-    # what this broker reports (INFRA.md), so that the test shows the case it is about
+    # what this broker reports, so that the test shows the case it is about
     assert watermark < 50
