@@ -57,7 +57,7 @@ def kafka_connect_producer(settings: Settings) -> Producer:
     )
 
 
-LONG_VALUE = 256  # a column value longer than this (as JSON) is dropped from an oversize event
+LONG_VALUE = 4096  # a column value longer than this (as JSON) is dropped from an oversize event
 SHRUNK = "projectorsShrunk"
 
 

@@ -85,12 +85,12 @@ KINDS = (
         # which of the asked topics some post still carries: the scan stops at the first such post
         # (0.1 ms) instead of unnesting every post (25 ms at 44k posts, per batch); only a topic that
         # just left its last post scans the table. verify reads them all.
-        "SELECT t FROM unnest(%s::text[]) AS t WHERE {where}",
+        "SELECT t FROM unnest(%s::text[]) AS t WHERE btrim(t) <> '' AND {where}",
         "EXISTS (SELECT 1 FROM posts p WHERE p.topics @> ARRAY[t])",
         _ids,
         _topic,
         uuid_parts=0,
-        all_sql="SELECT DISTINCT t FROM posts p CROSS JOIN LATERAL unnest(p.topics) AS t",
+        all_sql="SELECT DISTINCT t FROM posts p CROSS JOIN LATERAL unnest(p.topics) AS t WHERE btrim(t) <> ''",
     ),
     ItemKind(
         "FOLLOWS",
@@ -125,7 +125,8 @@ KINDS = (
     ),
     ItemKind(
         "TAGGED",
-        "SELECT DISTINCT p.id::text, t FROM posts p CROSS JOIN LATERAL unnest(p.topics) AS t WHERE {where}",
+        "SELECT DISTINCT p.id::text, t FROM posts p CROSS JOIN LATERAL unnest(p.topics) AS t "
+        "WHERE btrim(t) <> '' AND {where}",
         "(p.id, t) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))",
         _parts(2),
         _tagged,
@@ -155,7 +156,7 @@ class GraphProjection(KindsProjection):
             elif isinstance(row, PostRow):
                 out += [ItemKey("Post", row.id), ItemKey("AUTHORED", f"{row.author_id}:{row.id}")]
                 for topic in row.topics:
-                    if topic != UNAVAILABLE:
+                    if topic != UNAVAILABLE and topic.strip(" "):  # a blank topic is not a topic
                         out += [ItemKey("Topic", topic), ItemKey("TAGGED", f"{row.id}:{topic}")]
             elif isinstance(row, FollowRow):
                 out.append(ItemKey("FOLLOWS", f"{row.follower_id}:{row.followee_id}"))

@@ -224,13 +224,17 @@ def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
 def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProjector) -> None:
     """Move the Prometheus metrics by what the last batch added to the running totals."""
     s, name = projector.stats, projector.projection.name
-    metrics.events.labels(name).inc(s.events - previous.events)
-    metrics.batches.labels(name).inc(s.batches - previous.batches)
-    metrics.batch_size.labels(name).observe(s.events - previous.events)
-    metrics.operations.labels(name, "changed").inc(s.changed - previous.changed)
-    metrics.operations.labels(name, "stale").inc(s.skipped_stale - previous.skipped_stale)
-    metrics.operations.labels(name, "written").inc(s.operations - previous.operations)
-    metrics.dead_letters.labels(name).inc(s.dead_letters - previous.dead_letters)
+
+    def added(now: int, before: int) -> int:  # a counter never goes back (a store's odd count cannot crash us)
+        return max(0, now - before)
+
+    metrics.events.labels(name).inc(added(s.events, previous.events))
+    metrics.batches.labels(name).inc(added(s.batches, previous.batches))
+    metrics.batch_size.labels(name).observe(added(s.events, previous.events))
+    metrics.operations.labels(name, "changed").inc(added(s.changed, previous.changed))
+    metrics.operations.labels(name, "stale").inc(added(s.skipped_stale, previous.skipped_stale))
+    metrics.operations.labels(name, "written").inc(added(s.operations, previous.operations))
+    metrics.dead_letters.labels(name).inc(added(s.dead_letters, previous.dead_letters))
     metrics.retries.labels(name).set(s.retries + int(getattr(projector.store, "retries", 0)))
     metrics.last_lsn.labels(name).set(s.last_lsn)
     metrics.last_applied.labels(name).set(s.last_applied_at)
@@ -238,12 +242,12 @@ def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProje
         metrics.stage.labels(name, stage).observe(seconds - previous.stage_seconds.get(stage, 0.0))
     now = store_requests(projector)
     for kind, count in now.items():
-        added = count - previous.store_requests.get(kind, 0)
-        if added > 0:
+        more = count - previous.store_requests.get(kind, 0)
+        if more > 0:
             if kind == "request_units":
-                metrics.request_units.labels(name).inc(added)
+                metrics.request_units.labels(name).inc(more)
             else:
-                metrics.store_requests.labels(name, kind).inc(added)
+                metrics.store_requests.labels(name, kind).inc(more)
     s.store_requests = now
 
 

@@ -258,8 +258,9 @@ class GraphStore:
                 for op in puts
             ]
         (counts,) = self.transport.run(query, {"rows": rows})
-        applied, same = int(counts["applied"]), int(counts["unchanged"] or 0)
-        return applied - same, len(puts) - applied, same
+        applied, same = int(counts["applied"] or 0), int(counts["unchanged"] or 0)
+        same = min(same, applied)  # counts the store got wrong stay within what was sent
+        return applied - same, max(0, len(puts) - applied), same
 
     # -- reads --------------------------------------------------------------------------------------
     def live_items(self, collection: str, page: int = 5000) -> Iterator[tuple[ItemKey, Document]]:

@@ -216,3 +216,20 @@ def test_string_lists_reach_postgresql_intact(pg: PostgresSettings) -> None:
         # nothing to escape (the one-join path), yet separators, braces and NULL stay text
         plain = ["with,comma", "{brace}", "NULL", "", " spaced ", "a\nb"]
         assert source.rows("SELECT %s::text[]", [plain]) == [(plain,)]
+
+
+def test_blank_topics_are_not_topics(pg: PostgresSettings) -> None:
+    """A topic that is empty or only spaces makes no Topic node and no TAGGED edge (it made a
+    duplicate node on every write), and no touch names it."""
+    with psycopg.connect(pg.conninfo()) as conn:
+        s = Scene(conn)
+        s.user("a")
+        s.post("p", "a", topics=("", " ", "real"))
+        conn.commit()
+        ids = s.ids
+    graph = spec_all(pg, "graph")
+    assert {k.id for k in graph if k.collection == "Topic"} == {"real"}
+    assert {k.id for k in graph if k.collection == "TAGGED"} == {f"{ids['p']}:real"}
+    asked = {ItemKey("Topic", t) for t in ("", " ", "real")} | {ItemKey("TAGGED", f"{ids['p']}:{t}")
+                                                               for t in ("", " ", "real")}
+    assert set(spec_for(pg, "graph", asked)) == {ItemKey("Topic", "real"), ItemKey("TAGGED", f"{ids['p']}:real")}

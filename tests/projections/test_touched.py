@@ -139,3 +139,8 @@ def test_ops_put_what_the_spec_has_and_remove_what_it_has_not_with_the_read_tick
     ops = ops_for([k2, k1, k1], {k1: {"id": "1"}}, version=9)
     assert ops == [Put(k1, 9, {"id": "1"}), Remove(k2, 9)]
     assert ops[0].doc == {"id": "1"}  # type: ignore[union-attr]
+
+
+def test_graph_blank_topics_are_not_touched() -> None:
+    keys = touched("graph", event("c", after=post(topics=["", " ", "real"])))
+    assert {k.id for k in keys if k.collection == "Topic"} == {"real"}
