@@ -31,3 +31,9 @@ class DataLossRisk(ProjectorsError):
 
 class RebuildAbandoned(ProjectorsError):
     """A rebuild's new store did not verify against the source: the live store is left as it was."""
+
+
+def response_headers(exc: BaseException) -> dict[str, str]:
+    """The headers of the answer an error carries (an HTTP client's error), else none."""
+    headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    return dict(headers) if headers else {}

@@ -48,16 +48,21 @@ class StackHandle:
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run the real `projectors` command in a child process with this stack's settings."""
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
-        child_env.update(env if env is not None else self.env)
-        return subprocess.run(
-            [sys.executable, "-m", "projectors.cli", *args],
-            env=child_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return cli(*args, env=env if env is not None else self.env, timeout=timeout)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real `projectors` command in a child process with ``env`` as its only settings."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+    child_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "projectors.cli", *args],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def stack_env(root: Path) -> dict[str, str]:

@@ -137,12 +137,19 @@ class Projection(ABC):
     def spec_all(self, source: PostgresSource) -> Iterator[tuple[ItemKey, Document]]:
         """Every item the projection must hold, streamed."""
 
+    def targets(
+        self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore
+    ) -> tuple[set[ItemKey], Collection[ItemKey] | None]:
+        """:meth:`expand`, and the keys likely new where the projection can tell (None: it cannot);
+        a store that writes without reading first tries the likelier write first."""
+        return self.expand(touches, source, held), None
+
     def plan(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
         """Read the intended state of everything ``touches`` names (one ticket, one snapshot)."""
         with source.read() as ticket:
-            keys = self.expand(touches, source, held)
+            keys, fresh = self.targets(touches, source, held)
             spec = self.spec_for(keys, source) if keys else {}
-        return ops_for(keys, spec, ticket)
+        return ops_for(keys, spec, ticket, fresh)
 
 
 @functools.cache

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
-from projectors.projections.base import Projection, Touch, is_uuid, iso, ops_for
-from projectors.projections.model import Document, ItemKey, Operation, ProjectionStore
+from projectors.projections.base import Projection, Touch, is_uuid, iso
+from projectors.projections.model import Document, ItemKey, ProjectionStore
 from projectors.runtime.source import PostgresSource
 
 COLLECTION = "userFeed"
@@ -215,24 +215,18 @@ class FeedProjection(Projection):
             return set()
         return {a for a, n in source.rows(FOLLOWER_COUNTS, [wanted]) if n >= self.celebrity_followers}
 
-    def plan(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
-        with source.read() as ticket:
-            keys, fresh = self._expand(touches, source, held)
-            spec = self.spec_for(keys, source) if keys else {}
-        return ops_for(keys, spec, ticket, fresh)
-
     def expand(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> set[ItemKey]:
-        return self._expand(touches, source, held)[0]
+        return self.targets(touches, source, held)[0]
 
-    def _expand(
+    def targets(
         self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore
     ) -> tuple[set[ItemKey], set[ItemKey]]:
         """The keys, and those likely new: a new post's items, a follow's or unmute's items."""
         fresh: set[ItemKey] = set()
         posts = [t for t in touches if isinstance(t, PostTouch)]
         pairs = [t for t in touches if isinstance(t, PairTouch)]
-        authors = {t.author_id for t in posts} | {t.author_id for t in pairs}
-        authors |= {t.author_id for t in touches if isinstance(t, AuthorTouch)}
+        recounted = {t.author_id for t in touches if isinstance(t, AuthorTouch)}
+        authors = {t.author_id for t in posts} | {t.author_id for t in pairs} | recounted
         if not authors:
             return set(), fresh
         celebrities = self.celebrities(authors, source)
@@ -240,7 +234,7 @@ class FeedProjection(Projection):
             raise TypeError(f"the feed needs a store with point reads, not {type(held).__name__}")
         # markers are read where they can matter: a celebrity now (fanned out or not), an author
         # whose follower count changed (crossed?); any other author is fanned out, marker or not
-        checked = sorted(celebrities | {t.author_id for t in touches if isinstance(t, AuthorTouch)})
+        checked = sorted(celebrities | recounted)
         marked = {k.partition for k in held.read_items([author_key(a) for a in checked])} if checked else set()
         # crossed the threshold, either way: every item of theirs is rewritten in the other form
         crossed = sorted(a for a in checked if (a in celebrities) != (a in marked))

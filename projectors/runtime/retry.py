@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from projectors.errors import ConfigurationError, RetriableError
+from projectors.errors import ConfigurationError, RetriableError, response_headers
 from projectors.projections.model import (
     ApplyResult,
     Document,
@@ -66,9 +66,7 @@ class RetryPolicy:
 
 def retry_after_s(error: Exception) -> float:
     """The wait a throttling server asked for (``x-ms-retry-after-ms``, ``Retry-After``), else 0."""
-    headers = getattr(error, "headers", None) or getattr(getattr(error, "response", None), "headers", None)
-    if not headers:
-        return 0.0
+    headers = response_headers(error)
     try:
         if headers.get("x-ms-retry-after-ms"):
             return float(headers["x-ms-retry-after-ms"]) / 1000

@@ -102,18 +102,20 @@ Items.prototype._set = function set(data) {
   return out;
 };
 
+function unindex(items, data) {
+  const key = items._getPartition(data);
+  const rids = partitions(items).get(key);
+  if (rids) {
+    rids.delete(data._rid);
+    if (rids.size === 0) partitions(items).delete(key);
+  }
+}
+
 const originalDelete = Items.prototype.delete;
 Items.prototype.delete = function del(idOrRid, partition) {
   const data = this._item("/id", idOrRid, partition).read();
   originalDelete.call(this, idOrRid, partition);
-  if (data) {
-    const key = this._getPartition(data);
-    const rids = partitions(this).get(key);
-    if (rids) {
-      rids.delete(data._rid);
-      if (rids.size === 0) partitions(this).delete(key);
-    }
-  }
+  if (data) unindex(this, data);
 };
 
 // an item past its time to live is gone: removed from the container's indexes directly (what the
@@ -125,11 +127,7 @@ function evict(items, data) {
     items._index.delete(items._getId(keyPath, value, key));
   }
   items._data.delete(data._rid);
-  const rids = partitions(items).get(key);
-  if (rids) {
-    rids.delete(data._rid);
-    if (rids.size === 0) partitions(items).delete(key);
-  }
+  unindex(items, data);
 }
 
 // a read of an expired item finds nothing (it is evicted then, before the sweep gets to it)

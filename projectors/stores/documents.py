@@ -24,6 +24,7 @@ query) with the request units the server charged (``x-ms-request-charge``), for 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections import defaultdict
@@ -36,7 +37,7 @@ from azure.core.exceptions import DecodeError, ServiceRequestError, ServiceRespo
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
 
-from projectors.errors import RetriableError
+from projectors.errors import RetriableError, response_headers
 from projectors.projections.model import (
     ApplyResult,
     Document,
@@ -118,11 +119,16 @@ class RequestCounter:
             with self._lock:
                 self.request_units += float(charge)
 
-    def charged(self, exc: Exception) -> None:
-        """A refused request is charged too (a 404, 409 or 412 costs request units on Azure)."""
-        headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", None)
-        if headers:
-            self.hook(headers)
+    @contextlib.contextmanager
+    def sent(self, kind: str) -> Iterator[None]:
+        """One request of ``kind``; its charge comes through :meth:`hook` (``response_hook``), or
+        from the error when it was refused (a 404, 409 or 412 costs request units on Azure)."""
+        self.count(kind)
+        try:
+            yield
+        except Exception as exc:
+            self.hook(response_headers(exc))
+            raise
 
     def snapshot(self) -> dict[str, float]:
         with self._lock:
@@ -134,7 +140,7 @@ class CosmosStore:
         self,
         settings: CosmosSettings,
         containers: Mapping[str, str],
-        tombstone_ttl_s: int | None = None,
+        tombstone_ttl_s: int | None = None,  # None: PROJECTORS_COSMOS_TOMBSTONE_TTL_S
         writers: int = 4,
         suffix: str = "",
     ) -> None:
@@ -142,7 +148,7 @@ class CosmosStore:
         self.suffix = suffix  # a rebuild's generation: ``userFeed-g2`` (stores/generations.py)
         self.partition_fields = {name: path.lstrip("/") for name, path in containers.items()}
         self.paths = dict(containers)
-        self.tombstone_ttl_s = settings.tombstone_ttl_s if tombstone_ttl_s is None else tombstone_ttl_s
+        self.tombstone_ttl_s: int = settings.tombstone_ttl_s if tombstone_ttl_s is None else tombstone_ttl_s
         self.requests = RequestCounter()
         # one client per thread: the sync client keeps each request's state on the shared connection
         # (``last_response_headers``, mutated after every request), so writes from the pool sharing
@@ -257,18 +263,17 @@ class CosmosStore:
             except Exception as exc:
                 failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
                 continue
-            puts: list[Operation] = [op for op in group if isinstance(op, Put) and op.fresh is not False]
+            puts = [op for op in group if isinstance(op, Put) and op.fresh is not False]
             # a partition's many puts (a follow, a conversion, a replay) learn apart from single items
             share: str | tuple[str, str] = (name, "group") if len(puts) >= BATCH_FROM else name
             rest: list[Operation] = group
-            hinted = all(isinstance(op, Put) and op.fresh for op in puts)
-            likely_new = hinted or self._new_share[share] >= 0.5
+            likely_new = all(op.fresh for op in puts) or self._new_share[share] >= 0.5
             if share != name and likely_new:
                 batched = {id(op) for op in puts}
                 rest = [op for op in group if id(op) not in batched]
                 for start in range(0, len(puts), BATCH_MAX):
-                    chunk = puts[start : start + BATCH_MAX]
-                    futures.append((chunk, self._pool.submit(self._create_batch, chunk)))
+                    batch = puts[start : start + BATCH_MAX]
+                    futures.append(([*batch], self._pool.submit(self._create_batch, batch)))
             futures += [([op], self._pool.submit(self._one, op, share)) for op in rest]
         for chunk, future in futures:  # every partition's writes run together, then are collected
             try:
@@ -289,7 +294,7 @@ class CosmosStore:
         except Exception as exc:
             return [exc]
 
-    def _create_batch(self, ops: list[Operation]) -> list[Outcome | Exception]:
+    def _create_batch(self, ops: list[Put]) -> list[Outcome | Exception]:
         """New items of one partition in one transactional batch of creates (one request for up to
         100). When one of them exists already, the batch fails (atomically on Azure); the items not
         created go one by one, where the version guard decides."""
@@ -297,30 +302,27 @@ class CosmosStore:
         container = self.container(name)
         statuses: list[int] = []
         try:
-            self.requests.count("batch")
-            container.execute_item_batch(
-                [("create", (self._body(op),)) for op in ops], partition_key=partition,
-                response_hook=self.requests.hook,
-            )
+            with self.requests.sent("batch"):
+                container.execute_item_batch(
+                    [("create", (self._body(op),)) for op in ops], partition_key=partition,
+                    response_hook=self.requests.hook,
+                )
             self._learn((name, "group"), new=True)
             return [Outcome.CHANGED] * len(ops)
         except CosmosBatchOperationError as exc:
             statuses = [int(r.get("statusCode", 0)) for r in (exc.operation_responses or [])]
-            self.requests.charged(exc)
             # an item of the batch existed: a replay or a rewrite, where the items mostly exist;
             # the next groups of this container go item by item (patches first) until creates win again
             with self._lock:
                 self._new_share[(name, "group")] = min(self._new_share[(name, "group")], 0.3)
         except Exception as exc:
-            self.requests.charged(exc)
             return [exc] * len(ops)
         out: list[Outcome | Exception] = []
         for i, op in enumerate(ops):
             if i < len(statuses) and statuses[i] in (200, 201):
                 out.append(Outcome.CHANGED)  # created before the batch stopped (not atomic locally)
             else:  # some items of this partition exist: patch first
-                out += self._one(Put(op.key, op.version, op.doc, fresh=False) if isinstance(op, Put) else op,
-                                 (name, "group"))
+                out += self._one(Put(op.key, op.version, op.doc, fresh=False), (name, "group"))
         return out
 
     def _put(self, op: Put, share: str | tuple[str, str]) -> Outcome:
@@ -365,9 +367,8 @@ class CosmosStore:
         ops: list[dict[str, Any]] = [
             {"op": "set", "path": "/deleted", "value": True},
             {"op": "set", "path": "/sourceVersion", "value": op.version},
+            {"op": "set", "path": "/ttl", "value": self.tombstone_ttl_s},
         ]
-        if self.tombstone_ttl_s is not None:
-            ops.append({"op": "set", "path": "/ttl", "value": self.tombstone_ttl_s})
         try:
             self._patch(op.key, ops, op.version)
             return Outcome.CHANGED
@@ -389,36 +390,28 @@ class CosmosStore:
         return ops if len(ops) <= PATCH_MAX_OPS else None
 
     def _patch(self, key: ItemKey, ops: list[dict[str, Any]], version: int) -> None:
-        self.requests.count("patch")
-        try:
+        with self.requests.sent("patch"):
             self.container(key.collection).patch_item(
                 key.id, partition_key=key.partition, patch_operations=ops,
                 filter_predicate=f"FROM c WHERE c.sourceVersion < {int(version)}",
                 no_response=True, response_hook=self.requests.hook,
             )
-        except CosmosHttpResponseError as exc:
-            self.requests.charged(exc)
-            raise
 
-    def _create(self, op: Operation) -> None:
-        self.requests.count("point_write")
-        try:
+    def _create(self, op: Put) -> None:
+        with self.requests.sent("point_write"):
             self.container(op.key.collection).create_item(
                 self._body(op), no_response=True, response_hook=self.requests.hook
             )
-        except CosmosHttpResponseError as exc:
-            self.requests.charged(exc)
-            raise
 
     def _point_read(self, key: ItemKey) -> dict[str, Any] | None:
-        self.requests.count("point_read")
         try:
-            item: dict[str, Any] = self.container(key.collection).read_item(
-                key.id, partition_key=key.partition, headers=POINT_READ_HEADERS, response_hook=self.requests.hook
-            )
+            with self.requests.sent("point_read"):
+                item: dict[str, Any] = self.container(key.collection).read_item(
+                    key.id, partition_key=key.partition, headers=POINT_READ_HEADERS,
+                    response_hook=self.requests.hook,
+                )
             return item
         except CosmosHttpResponseError as exc:
-            self.requests.charged(exc)
             if exc.status_code != 404:
                 raise
             return None
@@ -445,16 +438,12 @@ class CosmosStore:
                 NEW_SHARE_WEIGHT if new else 0.0
             )
 
-    def _body(self, op: Operation) -> dict[str, Any]:
+    def _body(self, op: Put) -> dict[str, Any]:
+        """A live item's whole document (a Remove is always a patch: see :meth:`_remove`)."""
         field = self.partition_fields[op.key.collection]
-        if isinstance(op, Put):
-            return {**op.doc, "id": op.key.id, field: op.key.partition, "sourceVersion": op.version, "deleted": False}
-        body: dict[str, Any] = {"id": op.key.id, field: op.key.partition, "sourceVersion": op.version, "deleted": True}
-        if self.tombstone_ttl_s is not None:
-            body["ttl"] = self.tombstone_ttl_s
-        return body
+        return {**op.doc, "id": op.key.id, field: op.key.partition, "sourceVersion": op.version, "deleted": False}
 
-    def _write(self, op: Operation, item: dict[str, Any] | None) -> Outcome:
+    def _write(self, op: Put, item: dict[str, Any] | None) -> Outcome:
         """Read-then-write with the etag, for documents a patch cannot carry."""
         container = self.container(op.key.collection)  # this thread's
         for _attempt in range(MAX_CONFLICTS):
@@ -462,17 +451,16 @@ class CosmosStore:
             if decided is Outcome.STALE:
                 return decided
             try:
-                self.requests.count("point_write")
-                if item is None:
-                    container.create_item(self._body(op), response_hook=self.requests.hook)
-                else:
-                    container.replace_item(
-                        op.key.id, self._body(op), etag=item["_etag"], match_condition=MatchConditions.IfNotModified,
-                        response_hook=self.requests.hook,
-                    )
+                with self.requests.sent("point_write"):
+                    if item is None:
+                        container.create_item(self._body(op), response_hook=self.requests.hook)
+                    else:
+                        container.replace_item(
+                            op.key.id, self._body(op), etag=item["_etag"],
+                            match_condition=MatchConditions.IfNotModified, response_hook=self.requests.hook,
+                        )
                 return decided
             except CosmosHttpResponseError as exc:
-                self.requests.charged(exc)
                 if exc.status_code not in (409, 412):
                     raise
                 # another writer got there first: read what it wrote and decide again

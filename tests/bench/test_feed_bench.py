@@ -6,18 +6,13 @@ cross-partition query): the timings themselves are benchmarks, never asserted.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.conftest import cli
 
 
 def test_the_feed_bench_runs_on_a_tiny_input(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "projectors.cli", "bench-feed", "--tiny", "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )
+    done = cli("bench-feed", "--tiny", "--out", str(tmp_path), timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     r = json.loads((tmp_path / "feed-results.json").read_text())
     random_run = r["random"]
@@ -39,11 +34,7 @@ def test_the_feed_bench_runs_on_a_tiny_input(tmp_path: Path) -> None:
 
 
 def test_an_unknown_scenario_stops_before_any_stack_starts(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "projectors.cli", "bench-feed", "--scenarios", "random,speed", "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
+    done = cli("bench-feed", "--scenarios", "random,speed", "--out", str(tmp_path))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--scenarios: unknown speed" in done.stderr
     assert not (tmp_path / "feed-results.json").exists()

@@ -5,20 +5,14 @@ Only that it runs and what it reports: the figures themselves are benchmarks, ne
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from projectors.bench.harness import Results, markdown, worker_rate
+from tests.conftest import cli
 
 
 def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "projectors.cli", "bench", "--tiny", "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )
+    done = cli("bench", "--tiny", "--out", str(tmp_path), timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["throughput"]) == {"feed", "counters", "graph", "search"}
@@ -45,11 +39,7 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
 
 
 def test_an_unknown_phase_stops_the_bench_before_any_stack_starts(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "projectors.cli", "bench", "--phases", "rebuild,speed", "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
+    done = cli("bench", "--phases", "rebuild,speed", "--out", str(tmp_path))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--phases: unknown speed" in done.stderr and "throughput" in done.stderr
     assert not (tmp_path / "results.json").exists()

@@ -3,22 +3,10 @@ to check, and a secret never reaches the output."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from psycopg.conninfo import conninfo_to_dict
 
 from projectors.settings import PostgresSettings
-from tests.conftest import free_port
-
-
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    child = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
-    child.update(env)
-    return subprocess.run([sys.executable, "-m", "projectors.cli", *args], env=child, capture_output=True,
-                          text=True, timeout=180, check=False)
-
+from tests.conftest import cli, free_port
 
 AWKWARD = "s p a c e 'quote\" back\\slash =equals host=evil"
 
@@ -34,7 +22,7 @@ def test_verify_that_cannot_reach_its_stores_exits_3_with_one_line_and_no_secret
         "PROJECTORS_PG_PASSWORD": AWKWARD,
         "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
     }
-    done = run("verify", "counters", env=env)
+    done = cli("verify", "counters", env=env, timeout=180)
     assert done.returncode == 3, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("verify: could not check ("), done.stderr
@@ -46,5 +34,5 @@ def test_verify_that_cannot_reach_its_stores_exits_3_with_one_line_and_no_secret
 def test_infinite_durations_and_a_zero_celebrity_threshold_are_bad_settings() -> None:
     for var, value in (("PROJECTORS_WORKER_SHUTDOWN_GRACE_S", "inf"), ("PROJECTORS_WORKER_RETRY_MAX_S", "nan"),
                        ("PROJECTORS_FEED_CELEBRITY_FOLLOWERS", "0"), ("PROJECTORS_COSMOS_TOMBSTONE_TTL_S", "5")):
-        done = run("config", "check", env={var: value})
+        done = cli("config", "check", env={var: value})
         assert done.returncode == 2 and var in done.stderr, (var, done.stdout, done.stderr)

@@ -134,18 +134,8 @@ def test_a_dead_letter_is_listed_shown_and_redriven_after_a_fix(ops_stack: Stack
     assert ops_stack.cli("verify", "search").returncode == 1
     topic = table_topic(settings.capture.topic_prefix, "users")
     broken = {"op": "u", "after": {"id": user, "handle": "x"}, "source": {"table": "users", "schema": "public"}}
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    producer.produce(topic, key=json.dumps({"id": user}).encode(), value=json.dumps(broken).encode())
-    assert producer.flush(10) == 0
-    deadline = time.monotonic() + 90
-    letter_id = None
-    while time.monotonic() < deadline and letter_id is None:
-        listed = ops_stack.cli("dlq", "list", "--projection", "search")
-        for line in listed.stdout.splitlines():
-            if topic in line and "lsn" in line:
-                letter_id = line.split()[0]
-        time.sleep(2)
-    assert letter_id, listed.stdout
+    send(settings, topic, user, broken)
+    letter_id = wait_for_letter(ops_stack, "search", topic, lambda _letter: True)
     shown = json.loads(ops_stack.cli("dlq", "show", letter_id).stdout)
     assert shown["origin"]["topic"] == topic and "source.lsn" in shown["reason"]
     # redriven as it is, it fails again and comes back as a new letter (no loop)
@@ -173,20 +163,8 @@ def test_a_large_dead_letter_keeps_its_size_and_is_redriven_from_its_origin(ops_
     user = str(uuid.uuid4())
     broken = {"op": "u", "after": {"id": user, "handle": "x"}, "source": {"table": "users", "schema": "public"},
               "padding": "p" * 200_000}
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    producer.produce(topic, key=json.dumps({"id": user}).encode(), value=json.dumps(broken).encode())
-    assert producer.flush(10) == 0
-    deadline = time.monotonic() + 90
-    letter_id = None
-    while time.monotonic() < deadline and letter_id is None:
-        for line in ops_stack.cli("dlq", "list", "--projection", "graph").stdout.splitlines():
-            if topic in line and "lsn" in line and line.split()[0] not in seen_graph_letters:
-                shown = json.loads(ops_stack.cli("dlq", "show", line.split()[0]).stdout)
-                if shown.get("truncated"):
-                    letter_id = line.split()[0]
-                seen_graph_letters.add(line.split()[0])
-        time.sleep(2)
-    assert letter_id
+    send(settings, topic, user, broken)
+    letter_id = wait_for_letter(ops_stack, "graph", topic, lambda letter: bool(letter.get("truncated")))
     shown = json.loads(ops_stack.cli("dlq", "show", letter_id).stdout)
     assert shown["value"] is None and shown["value_bytes"] > 200_000 and len(shown["value_sha256"]) == 64
     # redriven as it is: the value is read from its origin offset, still broken: a letter again
@@ -194,7 +172,27 @@ def test_a_large_dead_letter_keeps_its_size_and_is_redriven_from_its_origin(ops_
     assert again.returncode == 1 and "dead-lettered again" in again.stdout, again.stdout + again.stderr
 
 
-seen_graph_letters: set[str] = set()
+def send(settings: Any, topic: str, user: str, value: dict[str, Any]) -> None:
+    """A forged record on a capture topic."""
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    producer.produce(topic, key=json.dumps({"id": user}).encode(), value=json.dumps(value).encode())
+    assert producer.flush(10) == 0
+
+
+def wait_for_letter(handle: StackHandle, projection: str, topic: str, accept: Any, timeout_s: float = 90) -> str:
+    """The id of the first dead letter of ``projection`` from ``topic`` for a missing source LSN that
+    ``accept`` takes (given the letter as `dlq show` prints it)."""
+    deadline = time.monotonic() + timeout_s
+    listed = ""
+    while time.monotonic() < deadline:
+        listed = handle.cli("dlq", "list", "--projection", projection).stdout
+        for line in listed.splitlines():
+            if topic in line and "lsn" in line:
+                letter_id = line.split()[0]
+                if accept(json.loads(handle.cli("dlq", "show", letter_id).stdout)):
+                    return letter_id
+        time.sleep(2)
+    raise AssertionError(f"no such dead letter of {projection}: {listed}")
 
 
 def test_a_graph_store_outage_loses_nothing(ops_stack: StackHandle) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+from collections.abc import Iterator
 
 from projectors.settings import load_settings
 from projectors.stack import local
@@ -34,12 +36,19 @@ def test_stack_up_status_down_leaves_no_process() -> None:
     assert after.returncode == 1 and "down" in after.stdout
 
 
-def test_a_taken_port_is_named_with_its_setting() -> None:
-    env = stack_env(private_dir("projectors-port-"))
+@contextlib.contextmanager
+def taken_port() -> Iterator[int]:
+    """A port another process listens on."""
     with socket.socket() as squatter:
         port = free_port()
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
+        yield port
+
+
+def test_a_taken_port_is_named_with_its_setting() -> None:
+    env = stack_env(private_dir("projectors-port-"))
+    with taken_port() as port:
         env["PROJECTORS_FALKORDB_PORT"] = str(port)
         result = StackHandle(load_settings(env), env).cli("stack", "up", "--only", "falkordb")
     assert result.returncode == 2
@@ -48,10 +57,7 @@ def test_a_taken_port_is_named_with_its_setting() -> None:
 
 def test_a_stack_up_that_stops_on_a_taken_port_leaves_nothing_running() -> None:
     env = stack_env(private_dir("projectors-port2-"))
-    with socket.socket() as squatter:
-        port = free_port()
-        squatter.bind(("127.0.0.1", port))
-        squatter.listen()
+    with taken_port() as port:
         env["PROJECTORS_FALKORDB_PORT"] = str(port)
         handle = StackHandle(load_settings(env), env)
         result = handle.cli("stack", "up", "--only", "postgres,broker,falkordb", timeout=300)
