@@ -33,6 +33,16 @@ CELEBRITY_POSTS = (
     "SELECT TOP @limit c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
     "FROM c WHERE c.authorId = @author AND c.deleted = false ORDER BY c.createdAt DESC"
 )
+# the items of the same time as a page's last one (posts of one transaction share it): a page cut
+# among them is completed, then ordered by post id, so it is the same page whatever the store returned
+FEED_TIES = (
+    "SELECT c.id, c.recipientId, c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
+    "FROM c WHERE c.recipientId = @recipient AND c.deleted = false AND c.createdAt = @at"
+)
+CELEBRITY_TIES = (
+    "SELECT c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
+    "FROM c WHERE c.authorId = @author AND c.deleted = false AND c.createdAt = @at"
+)
 COUNTERS = "SELECT c.id, c.subjectId, c.kind, c.count FROM c WHERE c.subjectId = @subject AND c.deleted = false"
 
 # Friends of friends the user does not follow yet, has not blocked and is not blocked by, ranked by
@@ -105,8 +115,9 @@ class ReadClient:
     def feed_page(self, recipient_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The recipient's latest ``limit`` feed items, newest first: their ``userFeed`` partition
         (posts fanned out on write) merged with the newest posts of the celebrities they follow
-        (``feedFollows``, ``feedPosts``: fanned out on read). Partition queries only: one for the
-        page, one for the subscriptions, one per followed celebrity."""
+        (``feedFollows``, ``feedPosts``: fanned out on read), ordered by time then post id. Partition
+        queries only: one for the page, one for the subscriptions, one per followed celebrity, and
+        one more for each of those that fills the page (the items tied with its last one)."""
 
         def read(generation: int) -> list[dict[str, Any]]:
             def container(name: str) -> Any:
@@ -116,10 +127,18 @@ class ReadClient:
                 parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
                 return list(container(name).query_items(sql, parameters=parameters, partition_key=partition))
 
-            page = query("userFeed", FEED_PAGE, recipient_id, limit=limit, recipient=recipient_id)
+            def newest(name: str, sql: str, ties: str, partition: str, **params: Any) -> list[dict[str, Any]]:
+                items = query(name, sql, partition, limit=limit, **params)
+                if len(items) == limit:
+                    known = {i["postId"] for i in items}
+                    more = query(name, ties, partition, at=items[-1]["createdAt"], **params)
+                    items += [i for i in more if i["postId"] not in known]
+                return items
+
+            page = newest("userFeed", FEED_PAGE, FEED_TIES, recipient_id, recipient=recipient_id)
             for follow in query("feedFollows", FEED_FOLLOWS, recipient_id, recipient=recipient_id):
                 author = follow["authorId"]
-                for post in query("feedPosts", CELEBRITY_POSTS, author, limit=limit, author=author):
+                for post in newest("feedPosts", CELEBRITY_POSTS, CELEBRITY_TIES, author, author=author):
                     page.append({"id": f"{recipient_id}:{post['postId']}", "recipientId": recipient_id, **post})
             page.sort(key=lambda item: (item["createdAt"], item["postId"]), reverse=True)
             return page[:limit]
