@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from projectors.errors import ConfigurationError, DataLossRisk
-from projectors.settings import Settings, SettingsError, load_settings
+from projectors.operations.report import Progress, Reporter
+from projectors.projections import DESCRIPTORS
+from projectors.settings import KAFKA_LOGGER, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from projectors.operations.verify import Drift
 
 EXIT_CONFIG = 2
 EXIT_DATA_LOSS_RISK = 3
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,8 +49,8 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
                 )
             )
         else:
-            for r in rows:
-                print(f"  {r.name:<9} {'up  ' if r.up else 'down'} {r.address}  pid={r.pid or '-'}  log={r.log}")
+            for line in local.status_lines(rows):
+                print(line)
         return 0 if all(r.up for r in rows) else 1
     return 0
 
@@ -48,6 +58,17 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
 def _db(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.db.migrate import migrate
 
+    if args.action == "roles":
+        from projectors.db.roles import apply_roles
+
+        def secret(path: Path | None) -> str:
+            return path.read_text().strip() if path else ""
+
+        capture, reader = args.capture_role, args.reader_role
+        apply_roles(settings.pg, settings.capture.publication, settings.capture.table_list,
+                    secret(args.capture_password_file), secret(args.reader_password_file), capture, reader)
+        print(f"roles {capture} (replication, reads the publication) and {reader} (reads the tables) are set")
+        return 0
     report = migrate(settings.pg, settings.capture.publication, settings.capture.table_list)
     if report.created_database:
         print(f"created database {settings.pg.database}")
@@ -123,7 +144,8 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.stack import local
 
-    print("== 1. local stack: PostgreSQL, broker, FalkorDB, Cosmos REST server, capture, four workers")
+    print("== 1. local stack: PostgreSQL, broker, FalkorDB, one Cosmos REST server per Cosmos projection, capture, "
+          f"a worker per projection ({len(DESCRIPTORS)})")
     started = time.monotonic()
     local.up(settings)
     print(f"   stack up in {time.monotonic() - started:.1f}s")
@@ -135,6 +157,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     _topics(args, settings)
     print("== 4. the projections, verified against PostgreSQL")
     args.projection, args.wait, args.json, args.repair = [], 180.0, False, False
+    args.sample = args.seed = None
+    args.full = False
     status = _verify(args, settings)
     print("== 5. what read services see")
     _show_reads(settings)
@@ -143,39 +167,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show_reads(settings: Settings) -> None:
-    from projectors.db.migrate import connect
-    from projectors.read.client import ReadClient
+    from projectors.read.showcase import showcase
 
-    with connect(settings.pg) as conn:
-        row = conn.execute(
-            "SELECT f.follower_id::text, count(*) FROM follows f GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
-        ).fetchone()
-        post = conn.execute(
-            "SELECT p.id::text, p.author_id::text FROM posts p LEFT JOIN reactions r ON r.post_id = p.id "
-            "GROUP BY 1, 2 ORDER BY count(r.*) DESC LIMIT 1"
-        ).fetchone()
-        word = conn.execute("SELECT split_part(body, ' ', 1) FROM posts LIMIT 1").fetchone()
-    reader = ReadClient(settings)
-    try:
-        if row:
-            page = reader.feed_page(row[0], limit=5)
-            print(f"-- feed of user {row[0]} (latest {len(page)} of 50-item page):")
-            for item in page:
-                print(
-                    f"   {item['createdAt']}  post {item['postId']} by {item['authorId']}: {item['bodyPreview'][:40]}"
-                )
-            print(f"-- suggestions for user {row[0]} (friends of friends):")
-            for s in reader.suggestions(row[0], limit=5):
-                print(f"   {s['handle']} ({s['mutual']} mutual)")
-        if post:
-            print(f"-- counters: {json.dumps(reader.counters([post[0], post[1]]))}")
-        if word:
-            hits = reader.search("posts", word[0], {}, limit=3)
-            print(f"-- search posts for {word[0]!r}: {len(hits)} hit(s)")
-            for hit in hits:
-                print(f"   {hit['id']}: {hit['body'][:60]}")
-    finally:
-        reader.close()
+    for line in showcase(settings):
+        print(line)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -186,13 +181,20 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    from projectors.operations.verify import Drift, verify_until_clean
+    from projectors.operations.verify import RECHECK_PAUSE_S, Sample, describe_diff, verify_until_clean
     from projectors.projections import PROJECTIONS
-    from projectors.runtime.stores import open_raw_store
+    from projectors.runtime.store_factory import open_raw_store
 
     names = args.projection or list(PROJECTIONS)
+    sample = None
+    if args.sample is not None:
+        seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
+        sample = Sample(args.sample, seed)
+    elif args.seed is not None:
+        raise ConfigurationError("--seed chooses the keys of a --sample")
 
     last_shown = [0.0]
+    deadline = time.monotonic() + args.wait
 
     def show(results: list[Drift]) -> None:
         clean = all(r.total == 0 for r in results)
@@ -201,65 +203,108 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         last_shown[0] = time.monotonic()
         for r in results:
             state = "ok" if r.total == 0 else f"DRIFT missing={r.missing} extra={r.extra} wrong={r.wrong}"
-            print(f"  {r.projection:<9} checked {r.checked:>7}  held {r.held:>7}  {state}")
+            print(f"  {r.projection:<{NAME_WIDTH}} checked {r.checked:>7}  held {r.held:>7}  {state}")
+        left = deadline - time.monotonic()
+        if not clean and left > 0:
+            print(f"verify: changes may still be on their way through the pipeline: re-checking the drifted "
+                  f"item(s) every {RECHECK_PAUSE_S:.0f}s until clean, for up to {left:.0f}s more")
+
+    def waiting(line: str) -> None:
+        if not args.json:
+            print(f"verify: {line}")
 
     try:
-        results = verify_until_clean(settings, names, open_raw_store, wait_s=args.wait, on_attempt=show)
-    except (ConfigurationError, DataLossRisk):
+        results = verify_until_clean(
+            settings, names, open_raw_store, wait_s=args.wait, on_attempt=show, sample=sample, on_wait=waiting,
+            incremental=sample is None and not args.full, record=sample is None,
+        )
+    except (ConfigurationError, DataLossRisk, BrokenPipeError):
         raise
     except Exception as exc:  # a store or the source that does not answer: not drift, no verdict
         reason = str(exc).splitlines()[0] if str(exc) else ""
         print(f"verify: could not check ({type(exc).__name__}: {reason[:300]})", file=sys.stderr)
         return EXIT_COULD_NOT_CHECK
     if args.repair and any(r.total for r in results):
-        return _repair(settings, [r.projection for r in results if r.total], args.json)
+        return _repair(settings, [r for r in results if r.total], args.json)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         for r in results:
             for item in r.samples:
-                print(f"  {r.projection}: {item['kind']:<7} {item['collection']}/{item['id']}")
+                differs = f"  {describe_diff(item['differs'])}" if "differs" in item else ""
+                print(f"  {r.projection}: {item['kind']:<7} {item['collection']}/{item['id']}{differs}")
+        for line in verify_notes(results):
+            print(line)
     drift = sum(r.total for r in results)
     if not args.json:  # with --json, stdout is the JSON alone
         print("verify: zero drift" if drift == 0 else f"verify: {drift} drifted item(s)")
     return 0 if drift == 0 else 1
 
 
-def _repair(settings: Settings, names: list[str], as_json: bool) -> int:
-    from projectors.operations.repair import drifted_keys, repair
-    from projectors.operations.verify import verify_projection
-    from projectors.runtime.stores import open_raw_store
-
-    status = 0
-    report = []
-    for name in names:
-        store = open_raw_store(settings, name)
-        try:
-            keys = drifted_keys(settings, name, store)
-            done = repair(settings, name, store, keys)
-            after = verify_projection(settings, name, store)
-        finally:
-            store.close()
-        status |= 1 if after.total or done.result.failures else 0
-        line = {
-            "projection": name, "drifted": done.drifted, "rewritten": done.written, "removed": done.removed,
-            "changed": done.result.changed, "failures": len(done.result.failures), "driftAfter": after.total,
-        }
-        report.append(line)
-        if not as_json:
-            print(
-                f"  {name:<9} repaired {done.drifted} drifted item(s): {done.written} rewritten, "
-                f"{done.removed} removed, {done.result.changed} changed; drift after repair: {after.total}"
+def verify_notes(results: list[Drift]) -> list[str]:
+    """What each verdict rests on: the pipeline wait, the store items read, the budget, the sample."""
+    lines = []
+    for r in results:
+        if r.mode == "incremental" and r.checkpoint is not None:
+            c = r.checkpoint
+            lines.append(
+                f"  {r.projection:<{NAME_WIDTH}} incremental since the clean verify of {c.as_dict()['at']} "
+                f"({c.age_s():.0f}s ago, generation {c.generation}): {r.events} event(s) read, "
+                f"{r.checked} key(s) checked"
             )
+        elif r.full_because is not None:
+            lines.append(f"  {r.projection:<{NAME_WIDTH}} full check ({r.full_because})")
+        if r.pipeline is not None:
+            p = r.pipeline
+            state = "caught up" if p.caught_up else f"NOT caught up (lag {p.lag}, capture {p.capture})"
+            lines.append(
+                f"  {r.projection:<{NAME_WIDTH}} pipeline {state} in {p.waited_s:.0f}s (start LSN {p.start_lsn})"
+            )
+        budget = f", {r.budget_wait_s:.0f}s of it pacing to the read budget" if r.budget_wait_s >= 0.5 else ""
+        lines.append(
+            f"  {r.projection:<{NAME_WIDTH}} read {r.items_read} store item(s): {r.full_reads} whole-store read(s), "
+            f"{r.attempts} attempt(s){budget}"
+        )
+        if r.sample is not None:
+            lines.append(
+                f"  {r.projection:<{NAME_WIDTH}} sample {r.sample.fraction:.4g} seed {r.sample.seed}: {r.checked} of "
+                f"{r.spec_items} spec items checked"
+            )
+    if any(r.sample is not None for r in results):
+        lines.append(
+            "  a sample compares only spec keys: items the store holds and the spec has not (extra) are not "
+            "detected, and a clean sample bounds the drift rate only statistically (no drift in n sampled "
+            "items: under 3/n at 95% confidence); run without --sample for a full check"
+        )
+    if any(r.mode == "incremental" for r in results):
+        lines.append(
+            "  an incremental verify checks only the items events touched since the last clean verify: an "
+            "item changed or deleted directly in the store, with no event, is not seen; --full checks all"
+        )
+    return lines
+
+
+def _repair(settings: Settings, drifted: list[Drift], as_json: bool) -> int:
+    """Rewrite the keys the verify found drifted, then check exactly those keys again."""
+    from projectors.operations.repair import repair_drifted
+
+    reports = repair_drifted(settings, drifted)
     if as_json:
-        print(json.dumps(report, indent=2))
-    return status
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    for r in reports if not as_json else []:
+        d = r.as_dict()
+        print(
+            f"  {d['projection']:<{NAME_WIDTH}} repaired {d['drifted']} drifted item(s): {d['rewritten']} rewritten, "
+            f"{d['removed']} removed, {d['changed']} changed; drift after repair: {d['driftAfter']}"
+        )
+    return 0 if all(r.clean for r in reports) else 1
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.operations.status import gather, render
+    from projectors.stack.local import LocalDeployment
 
-    rows = gather(settings, args.projection or None)
+    rows = gather(settings, args.projection or None, LocalDeployment(settings))
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
@@ -267,20 +312,53 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(r.store_up for r in rows) else 1
 
 
+class TerminalProgress:
+    """Progress as a bar redrawn in place (at most twice a second), lines as they come."""
+
+    def __init__(self) -> None:
+        self._drawn = 0.0
+
+    def say(self, line: str) -> None:
+        print(line)
+
+    def progress(self, progress: Progress, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - self._drawn >= 0.5:
+            self._drawn = now
+            sys.stdout.write("\r" + progress.bar() + ("\n" if final else ""))
+            sys.stdout.flush()
+
+
+def terminal() -> Reporter:
+    """What an operation reports, for a person: a live bar on a terminal, a line every 5 s otherwise."""
+    from projectors.operations.report import Lines
+
+    return TerminalProgress() if sys.stdout.isatty() else Lines(print)
+
+
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.operations.replay import replay
+    from projectors.stack.local import LocalDeployment
 
-    progress = replay(settings, args.projection, args.start, force=args.force, wait_s=args.wait)
+    progress = replay(
+        settings, args.projection, args.start, force=args.force, wait_s=args.wait, report=terminal(),
+        deployment=LocalDeployment(settings),
+    )
     return 0 if progress.done >= progress.total or args.wait == 0 else 1
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.errors import RebuildAbandoned
     from projectors.operations.rebuild import rebuild
+    from projectors.operations.report import Silent
+    from projectors.stack.local import LocalDeployment
 
-    say: Callable[[str], None] = (lambda _line: None) if args.json else print
     try:
-        report = rebuild(settings, args.projection, force=args.force, verify_wait_s=args.verify_wait, out=say)
+        report = rebuild(
+            settings, args.projection, force=args.force, verify_wait_s=args.verify_wait,
+            report=Silent() if args.json else terminal(),
+            from_topics=args.from_topics, deployment=LocalDeployment(settings),
+        )
     except RebuildAbandoned as exc:
         print(f"projectors: rebuild abandoned: {exc}", file=sys.stderr)
         return 1
@@ -311,6 +389,13 @@ def _bench_feed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _bench_reads(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.bench import reads
+
+    reads.run(reads.TINY if args.tiny else reads.ReadsBenchConfig(), args.out)
+    return 0
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
 
@@ -322,29 +407,42 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
                                    ("phases", choices("--phases", args.phases, PHASES)),
                                    ("projections", choices("--projections", args.projections, PROJECTION_NAMES)))
                                  if v is not None}
+    if "projections" in overrides:  # the rebuild phase builds the same ones
+        overrides["rebuild_projections"] = tuple(p for p in config.rebuild_projections if p in overrides["projections"])
     run(dataclasses.replace(config, **overrides), args.out)
     return 0
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.errors import RetriableError
+
+    try:
+        return _dlq_action(args, settings)
+    except RetriableError as exc:  # the dead-letter topics were not read to their end in time
+        print(f"projectors: dlq {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dlq_action(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.operations import dlq
 
     if args.action == "list":
-        found = list(dlq.letters(settings, args.projection))
+        found = dlq.letters(settings, args.projection)
         for letter in found:
             print(letter.summary())
-        print(f"{len(found)} dead letter(s), {sum(not x.redriven for x in found)} not redriven")
+        print(f"{len(found)} dead letter(s) (one per origin; {sum(x.times for x in found)} written), "
+              f"{sum(not x.redriven for x in found)} not redriven")
         return 0
     if args.action == "show":
         if not args.ids:
             raise ConfigurationError("dlq show needs a dead letter id (see `projectors dlq list`)")
-        for letter_id in args.ids:
-            print(dlq.as_json(dlq.find(settings, letter_id)))
+        for letter in dlq.choose(settings, args.ids):
+            print(dlq.as_json(letter))
         return 0
     if args.all:
         chosen = [x for x in dlq.letters(settings, args.projection) if not x.redriven]
     elif args.ids:
-        chosen = [dlq.find(settings, letter_id) for letter_id in args.ids]
+        chosen = dlq.choose(settings, args.ids)  # two ids of one origin: redriven once
     else:
         raise ConfigurationError("dlq redrive needs --all or dead letter ids")
     override = Path(args.value_file).read_bytes() if args.value_file else None
@@ -365,10 +463,26 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
             value = getattr(section, field)
             shown = "**********" if hasattr(value, "get_secret_value") else value
             print(f"{cls.env_name(field)}={shown}")
+    if args.no_connector:
+        return 0
+    from projectors.capture.connector import DEBEZIUM_VERSION, describe_errors, validation_errors
+    from projectors.capture.runner import effective_properties
+
+    errors = validation_errors(effective_properties(settings))
+    # the connection test is reported on database.hostname: PostgreSQL may just not be up yet
+    unreachable = errors.pop("database.hostname", None)
+    if unreachable:
+        print(f"projectors: note: the connector could not reach PostgreSQL ({'; '.join(unreachable)})", file=sys.stderr)
+    if errors:
+        print(f"projectors: the Debezium {DEBEZIUM_VERSION} connector rejects its settings:\n{describe_errors(errors)}",
+              file=sys.stderr)
+        return 2
+    print(f"# the Debezium {DEBEZIUM_VERSION} PostgreSQL connector accepts its properties")
     return 0
 
 
-PROJECTION_NAMES = ("feed", "counters", "graph", "search")
+PROJECTION_NAMES = tuple(DESCRIPTORS)
+NAME_WIDTH = max(map(len, PROJECTION_NAMES))  # projection names in a column
 EXIT_COULD_NOT_CHECK = 3  # verify: exit 0 zero drift, 1 drift, 2 a bad setting, 3 a store or the source did not answer
 
 
@@ -379,6 +493,15 @@ def projection_name(value: str) -> str:
     return value
 
 
+def sample_fraction(value: str) -> float:
+    from projectors.operations.verify import parse_fraction
+
+    try:
+        return parse_fraction(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="projectors", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -386,12 +509,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="the local stack: up | down | status")
     stack.add_argument("action", choices=("up", "down", "status"))
-    stack.add_argument("--only", help="comma-separated parts (postgres,broker,falkordb,cosmos,capture)")
+    stack.add_argument("--only", help="comma-separated parts (postgres,broker,falkordb,cosmos,cosmos-counters,...)")
     stack.add_argument("--json", action="store_true", help="status as JSON")
     stack.set_defaults(func=_stack)
 
-    db = sub.add_parser("db", help="source database: migrate")
-    db.add_argument("action", choices=("migrate",))
+    db = sub.add_parser("db", help="source database: migrate | roles (least-privilege roles, as the owner)")
+    db.add_argument("action", choices=("migrate", "roles"))
+    db.add_argument("--capture-role", default="projectors_capture")
+    db.add_argument("--reader-role", default="projectors_reader")
+    db.add_argument("--capture-password-file", type=Path, help="roles: the capture role's password")
+    db.add_argument("--reader-password-file", type=Path, help="roles: the reader role's password")
     db.set_defaults(func=_db)
 
     capture = sub.add_parser("capture", help="run the embedded Debezium engine, publishing to Kafka")
@@ -410,14 +537,26 @@ def build_parser() -> argparse.ArgumentParser:
     schemas_cmd.add_argument("--dir", default=None, help="default: the repository's schemas/")
     schemas_cmd.set_defaults(func=_schemas)
 
-    sample = sub.add_parser("sample", help="write sample social activity into PostgreSQL")
-    sample.add_argument("--users", type=int, default=30)
-    sample.add_argument("--operations", type=int, default=400)
-    sample.add_argument("--seed", type=int, default=None, help="random seed (default: a new one each run)")
+    sample = sub.add_parser(
+        "sample", help="write sample social activity into PostgreSQL",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Seed USERS users, as many posts and 3 follows per user (a few popular users get most "
+        "follows, a power law), then OPERATIONS random operations of the app (posts, edits, replies, reactions, "
+        "follows, blocks, ...). Fan-out grows faster than the numbers: a post is written to its author's feed and "
+        "to every follower's, half the posts are by the most followed users, and their follower counts grow with "
+        "USERS, so doubling --users about quadruples the feed items (until an author passes "
+        "PROJECTORS_FEED_CELEBRITY_FOLLOWERS followers: such posts are stored once).",
+    )
+    sample.add_argument("--users", type=int, default=30, help="users in the seed (posts: as many; follows: 3 per user)")
+    sample.add_argument("--operations", type=int, default=400, help="random operations after the seed")
+    sample.add_argument("--seed", type=int, default=None, help="random seed (default: %(default)s, a new one each run)")
     sample.set_defaults(func=_sample)
 
     topics = sub.add_parser("topics", help="show the change events on the capture topics")
-    topics.add_argument("--show", type=int, default=5, help="events to print in full")
+    topics.add_argument(
+        "--show", type=int, default=5,
+        help="events to show, the first of each topic and operation, one line each (operation, table, key, LSN)",
+    )
     topics.add_argument("--timeout", type=float, default=30.0)
     topics.set_defaults(func=_topics)
 
@@ -425,14 +564,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     worker = sub.add_parser("worker", help="run a faust worker for one projection")
-    worker.add_argument("projection", choices=("feed", "counters", "graph", "search"))
+    worker.add_argument("projection", choices=PROJECTION_NAMES)
     worker.set_defaults(func=_worker)
 
     verify = sub.add_parser("verify", help="compare projections with the spec computed from PostgreSQL")
     verify.add_argument("projection", nargs="*", type=projection_name, help="default: all")
-    verify.add_argument("--wait", type=float, default=0.0, help="re-check drifted projections for up to N seconds")
+    verify.add_argument(
+        "--wait", type=float, default=0.0,
+        help="first wait up to N seconds for the pipeline to apply what PostgreSQL holds now, then re-check "
+        "the drifted keys until clean or the time is up",
+    )
+    verify.add_argument(
+        "--sample", type=sample_fraction, default=None, metavar="SHARE",
+        help="check a seeded random share of the spec's keys (1%% or 0.01) by point reads",
+    )
+    verify.add_argument("--seed", type=int, default=None, help="the sample's seed (default: a new one, printed)")
     verify.add_argument("--json", action="store_true")
     verify.add_argument("--repair", action="store_true", help="rewrite exactly the drifted items from the spec")
+    verify.add_argument(
+        "--full", action="store_true",
+        help="check every item (default: only what events touched since the last clean verify, when there was one)",
+    )
     verify.set_defaults(func=_verify)
 
     status_cmd = sub.add_parser("status", help="per projection and partition: offsets, lag, rate, store, DLQ")
@@ -459,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild_cmd.add_argument(
         "--verify-wait", type=float, default=120.0, help="keep catching up and verifying for up to N seconds"
     )
+    rebuild_cmd.add_argument(
+        "--from-topics", action="store_true",
+        help="fill the new store by replaying the topics from the beginning (default: from the source's state, "
+        "then catch up from the topics)",
+    )
     rebuild_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     rebuild_cmd.set_defaults(func=_rebuild)
 
@@ -473,8 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
     bench.add_argument("--phases", help="comma-separated parts to run (default: all of "
                        "throughput,rebuild,lag,fanout,drills; the load always runs)")
-    bench.add_argument("--projections", help="comma-separated projections whose throughput is measured "
-                       "(default: all four)")
+    bench.add_argument("--projections", help="comma-separated projections whose throughput and rebuild are "
+                       "measured (default: all four)")
     bench.set_defaults(func=_bench)
 
     bench_feed = sub.add_parser(
@@ -487,6 +644,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_feed.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
     bench_feed.set_defaults(func=_bench_feed)
 
+    bench_reads = sub.add_parser(
+        "bench-reads", help="each ReadClient call's p50/p99 and Cosmos requests at two store sizes and under "
+        "writes, on a private local stack: reads-results.md"
+    )
+    bench_reads.add_argument("--tiny", action="store_true", help="a tiny input (a smoke run)")
+    bench_reads.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
+    bench_reads.set_defaults(func=_bench_reads)
+
     dlq_cmd = sub.add_parser("dlq", help="dead letters: list | show <id> | redrive [--all | <id>...]")
     dlq_cmd.add_argument("action", choices=("list", "show", "redrive"))
     dlq_cmd.add_argument("ids", nargs="*", help="dead letter ids: <projection>:<partition>:<offset>")
@@ -495,25 +660,53 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_cmd.add_argument("--value-file", help="redrive one letter with this corrected value (JSON file)")
     dlq_cmd.set_defaults(func=_dlq)
 
-    config = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    config = sub.add_parser("config", help="print the effective settings (secrets masked) and validate the "
+                            "capture connector's properties with Debezium's own validation")
     config.add_argument("action", choices=("check",))
+    config.add_argument("--no-connector", action="store_true",
+                        help="skip the connector validation (it starts a JVM: a few seconds)")
     config.set_defaults(func=_config)
     return parser
 
 
 def quiet_libraries() -> None:
-    """The azure SDK logs every HTTP request and its headers at INFO: far too much, and slow."""
-    for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "urllib3", "neo4j"):
+    """The azure SDK logs every HTTP request and its headers at INFO: far too much, and slow.
+    librdkafka's notices (a broker connection closed, a queue purged on close) are no news either."""
+    for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "urllib3", "neo4j", KAFKA_LOGGER):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The entry point of every command. A reader that goes away (``projectors status | head -3``)
+    ends the command quietly, with the exit status of a process ended by SIGPIPE."""
+    try:
+        code = run(argv)
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is reported
+        return code
+    except BrokenPipeError:
+        # what is still buffered for stdout cannot be written: point stdout at /dev/null so that the
+        # interpreter's last flush has nowhere to fail
+        with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     quiet_libraries()
+    # SIGTERM ends a command the way Ctrl-C does: its cleanup runs (a bench stops the stack it
+    # started). The worker installs faust's own handlers over this one.
+    signal.signal(signal.SIGTERM, _terminated)
     handler: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
         settings = load_settings()

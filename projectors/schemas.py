@@ -1,5 +1,6 @@
-"""``schemas/``: JSON Schema for every change event and every projection document, generated from
-the pydantic models (``projectors schemas write``; a test fails when the files drift)."""
+"""``schemas/``: JSON Schema for every change event and every stored projection item (what a read
+service gets from each store's client, bookkeeping and tombstones included), generated from the
+pydantic models (``projectors schemas write``; a test fails when the files drift)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, TypeAdapter, create_model
 
 from projectors.events.models import ROW_MODELS, Envelope
-from projectors.projections.documents import DOCUMENTS
+from projectors.projections.documents import STORED
+from projectors.stores.graph import EDGES
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -32,10 +34,15 @@ def event_schemas() -> dict[str, dict[str, Any]]:
 
 def document_schemas() -> dict[str, dict[str, Any]]:
     out = {}
-    for projection, collections in DOCUMENTS.items():
-        for collection, model in collections.items():
-            schema = model.model_json_schema(by_alias=True)
+    for projection, collections in STORED.items():
+        for collection, stored in collections.items():
+            schema = TypeAdapter(stored).json_schema(by_alias=True)
             schema["title"] = f"{projection} projection: {collection}"
+            if collection in EDGES:
+                start, end = EDGES[collection]
+                schema["description"] = (
+                    f"(:{start})-[:{collection}]->(:{end}): the relationship's properties (properties(r))"
+                )
             out[f"projections/{projection}/{collection}.json"] = schema
     return out
 

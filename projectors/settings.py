@@ -7,6 +7,7 @@ stops the process with a message that names the variable (:class:`SettingsError`
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "PROJECTORS_"
-SOURCE_TABLES: tuple[str, ...] = ("users", "posts", "replies", "follows", "reactions", "blocks", "mutes")
+SOURCE_TABLES: tuple[str, ...] = (
+    "users", "posts", "replies", "follows", "reactions", "blocks", "mutes", "notification_reads"
+)
 
 
 class SettingsError(Exception):
@@ -57,6 +60,28 @@ class Section(BaseModel):
             raise SettingsError("invalid setting " + "; ".join(problems)) from None
 
 
+def _absolute(value: Path | None) -> Path | None:
+    """A data path is absolute (``~`` is expanded): a relative one would name another folder in
+    each working directory, and every process of the stack (a worker, a read service, an operator
+    tool run from elsewhere) must find the same files."""
+    if value is None:
+        return None
+    value = value.expanduser()
+    if not value.is_absolute():
+        raise ValueError("expected an absolute path (a relative one depends on the working directory)")
+    return value
+
+
+def default_stack_dir() -> Path:
+    """The project's ``.stack`` folder: in the source checkout this package runs from (where
+    ``./scripts/setup`` put the virtualenv), whatever the working directory. A package installed
+    without its checkout uses ``~/.local/share/projectors/stack``."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "scripts" / "setup").is_file():
+        return checkout / ".stack"
+    return Path.home() / ".local" / "share" / "projectors" / "stack"
+
+
 def _port(value: int) -> int:
     if not 1 <= value <= 65535:
         raise ValueError("a TCP port is a number from 1 to 65535")
@@ -70,6 +95,9 @@ class PostgresSettings(Section):
     user: str = "postgres"
     password: SecretStr = SecretStr("projectors")
     database: str = "social"
+    # libpq's sslmode, for the projectors' connections and capture's (Debezium database.sslmode);
+    # production: require, or verify-full with the server's CA
+    sslmode: str = Field(default="prefer", pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$")
 
     _check_port = field_validator("port")(_port)
 
@@ -80,8 +108,11 @@ class PostgresSettings(Section):
 
         return make_conninfo(
             host=self.host, port=self.port, user=self.user, password=self.password.get_secret_value(),
-            dbname=database or self.database, connect_timeout=5,
+            dbname=database or self.database, connect_timeout=5, sslmode=self.sslmode,
         )
+
+
+KAFKA_LOGGER = "projectors.kafka"  # librdkafka's log (KafkaSettings.client_config)
 
 
 class KafkaSettings(Section):
@@ -95,9 +126,16 @@ class KafkaSettings(Section):
     sasl_password: SecretStr = SecretStr("")
     ssl_ca_location: Path | None = None
 
-    def client_config(self) -> dict[str, str]:
-        """librdkafka (confluent-kafka) connection settings, security included."""
-        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka (confluent-kafka) connection settings, security included. librdkafka logs to
+        the ``projectors.kafka`` logger (served by the client's poll), not straight to stderr, and
+        does not log a broker closing an idle connection (the local broker does that often)."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "logger": logging.getLogger(KAFKA_LOGGER),
+            "log.connection.close": False,
+        }
         if self.security_protocol.startswith("SASL"):
             config.update({
                 "sasl.mechanism": self.sasl_mechanism,
@@ -125,8 +163,10 @@ class CaptureSettings(Section):
     publication: str = Field(default="projectors_pub", pattern=r"^[a-z0-9_]{1,63}$")
     tables: str = ",".join(SOURCE_TABLES)
     heartbeat_interval_ms: int = Field(default=10_000, ge=0)
-    snapshot_mode: str = Field(default="initial", pattern=r"^(initial|no_data|never|when_needed|always)$")
-    state_dir: Path | None = None  # default: <stack dir>/capture
+    # the modes Debezium 3.6 accepts (``never`` is gone: ``no_data``); `projectors config check` also
+    # runs the connector's own validation of every property
+    snapshot_mode: str = Field(default="initial", pattern=r"^(initial|no_data|when_needed|always|initial_only)$")
+    state_dir: Path | None = None  # default: <stack dir>/capture; absolute
     offset_flush_interval_ms: int = Field(default=1_000, ge=0)
     max_batch_size: int = Field(default=2048, ge=1)
     # How long Debezium sleeps when the replication stream has nothing pending, and how long its
@@ -137,6 +177,8 @@ class CaptureSettings(Section):
     # published without its long column values (each replaced by Debezium's placeholder, the
     # envelope marked "projectorsShrunk"): the projections read the row from PostgreSQL anyway.
     max_message_bytes: int = Field(default=1_000_000, ge=16_384, le=100_000_000)
+
+    _check_state_dir = field_validator("state_dir")(_absolute)
 
     @property
     def table_list(self) -> list[str]:
@@ -159,6 +201,8 @@ class CosmosSettings(Section):
     key: SecretStr = SecretStr(
         "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
     )
+    # read services' key (Azure: a read-only account key); empty: the key above (the local server has one)
+    read_key: SecretStr = SecretStr("")
     database: str = "social"
     verify_tls: bool = True
     # how long a removed item's tombstone stays (it keeps an older write from bringing the item back):
@@ -167,6 +211,20 @@ class CosmosSettings(Section):
     # one request's timeout: shorter than the server's patience, so a request it stopped answering is
     # abandoned and only its item retried
     request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    # the counters' and the notifications' accounts, apart from the feed's (``endpoint``): the local
+    # stack runs one Cosmos server per projection, so each store fails alone; in Azure, usually the
+    # same account
+    counters_endpoint: str = "http://127.0.0.1:58082"
+    notifications_endpoint: str = "http://127.0.0.1:58083"
+
+    def reader_key(self) -> str:
+        return self.read_key.get_secret_value() or self.key.get_secret_value()
+
+    def of(self, projection: str) -> CosmosSettings:
+        """These settings, with the endpoint of ``projection``'s store."""
+        endpoint = {"counters": self.counters_endpoint, "notifications": self.notifications_endpoint}.get(projection)
+        return self if endpoint is None else self.model_copy(update={"endpoint": endpoint})
 
 
 class FeedSettings(Section):
@@ -186,6 +244,14 @@ class GraphSettings(Section):
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr = SecretStr("")
     neo4j_database: str = "neo4j"
+    # read services' Neo4j user (a reader role); empty: the user above. Their sessions are READ always.
+    neo4j_read_user: str = ""
+    neo4j_read_password: SecretStr = SecretStr("")
+
+    def reader_auth(self) -> tuple[str, str]:
+        if self.neo4j_read_user:
+            return self.neo4j_read_user, self.neo4j_read_password.get_secret_value()
+        return self.neo4j_user, self.neo4j_password.get_secret_value()
 
 
 class SearchSettings(Section):
@@ -194,10 +260,12 @@ class SearchSettings(Section):
 
     env_section: ClassVar[str] = "SEARCH_"
     backend: str = Field(default="sqlite", pattern=r"^(sqlite|meilisearch)$")
-    sqlite_path: Path | None = None  # default: <stack dir>/search.sqlite3
+    sqlite_path: Path | None = None  # default: <stack dir>/search.sqlite3; absolute
     meili_url: str = "http://127.0.0.1:7700"
     meili_master_key: SecretStr = SecretStr("")
     meili_search_key: SecretStr = SecretStr("")
+
+    _check_sqlite_path = field_validator("sqlite_path")(_absolute)
 
 
 class WorkerSettings(Section):
@@ -223,12 +291,58 @@ class WorkerSettings(Section):
     web_port: int = Field(default=0, ge=0, le=65535)  # 0: no web server (health/metrics)
 
 
+class VerifySettings(Section):
+    """`projectors verify`: how hard it may read the stores."""
+
+    env_section: ClassVar[str] = "VERIFY_"
+    # store items verify reads per second at most (whole-store pages and point reads alike), so a
+    # check of a live store leaves its throughput to the workers; 0: unbounded
+    read_budget_items_s: float = Field(default=0.0, ge=0)
+
+
 class StackSettings(Section):
     """The local stack (``projectors stack``): where its processes keep data, pids and logs."""
 
     env_section: ClassVar[str] = "STACK_"
-    dir: Path = Path(".stack")
+    # absolute; default: the project's .stack (see default_stack_dir), never the working directory's
+    dir: Path = Field(default_factory=default_stack_dir)
     start_timeout_s: float = Field(default=60.0, gt=0)
+    # worker processes per projection, e.g. "graph=2,feed=1" (unnamed projections run one): they share
+    # the projection's partitions in its consumer group, so more than the topics' partitions idle
+    workers: str = ""
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: str) -> str:
+        known = ("feed", "counters", "graph", "search", "notifications")
+        for item in filter(None, (i.strip() for i in value.split(","))):
+            name, sep, count = item.partition("=")
+            if not sep or name.strip() not in known or not count.strip().isdigit() or not 1 <= int(count) <= 256:
+                raise ValueError(f"expected <projection>=<1..256>[,...] with a projection of {', '.join(known)}")
+        return value
+
+    _check_dir = field_validator("dir")(_absolute)
+
+    def worker_count(self, projection: str) -> int:
+        counts = {
+            name.strip(): int(count)
+            for name, _, count in (i.partition("=") for i in self.workers.split(",") if i.strip())
+        }
+        return counts.get(projection, 1)
+
+
+class ReadSettings(Section):
+    """`ReadClient` (read services): how long a store may take, and the PostgreSQL fallback."""
+
+    env_section: ClassVar[str] = "READ_"
+    # a store read not answered within this bound is answered from PostgreSQL instead
+    store_timeout_s: float = Field(default=2.0, gt=0, le=600)
+    # answer from the projection's spec queries in PostgreSQL when its store does not answer
+    fallback: bool = True
+    # the fallback's own bound (connection and statement timeout)
+    fallback_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    # a read given a writer's token (read-your-writes) waits at most this long for the projection
+    wait_s: float = Field(default=10.0, gt=0, le=600)
 
 
 class Settings(BaseModel):
@@ -244,6 +358,8 @@ class Settings(BaseModel):
     search: SearchSettings
     worker: WorkerSettings
     stack: StackSettings
+    verify: VerifySettings = VerifySettings()
+    read: ReadSettings = ReadSettings()
 
     @cached_property
     def capture_state_dir(self) -> Path:
@@ -265,12 +381,20 @@ SECTIONS: dict[str, type[Section]] = {
     "search": SearchSettings,
     "worker": WorkerSettings,
     "stack": StackSettings,
+    "verify": VerifySettings,
+    "read": ReadSettings,
 }
 
 
 def known_variables() -> set[str]:
     """Every environment variable the settings read (without the ``_FILE`` variants)."""
     return {cls.env_name(f) for cls in SECTIONS.values() for f in cls.model_fields}
+
+
+def secret_variables() -> set[str]:
+    """The variables that hold secrets (given as ``<NAME>_FILE`` in deployments)."""
+    fields = [(cls, f, info) for cls in SECTIONS.values() for f, info in cls.model_fields.items()]
+    return {cls.env_name(f) for cls, f, info in fields if info.annotation is SecretStr}
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +16,9 @@ import pytest
 
 from projectors.settings import Settings, load_settings, settings_to_env
 from projectors.stack import local
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from projectors.stack.local import free_port as free_port  # the tests import it from here
+from projectors.stack.local import private_stack_env as stack_env
+from projectors.stack.processes import PART_CLASSES, Worker
 
 
 def private_dir(prefix: str) -> Path:
@@ -50,31 +46,63 @@ class StackHandle:
         """Run the real `projectors` command in a child process with this stack's settings."""
         return cli(*args, env=env if env is not None else self.env, timeout=timeout)
 
+    def cli_into_closed_pipe(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return cli_into_closed_pipe(*args, env=self.env, timeout=timeout)
+
+
+def worker_part(settings: Settings, projection: str, index: int = 1) -> Worker:
+    """Worker process ``index`` of ``projection`` on the stack of ``settings``: ``worker-<projection>``
+    for the first, ``worker-<projection>-<index>`` (own pid and log file) for the others."""
+    cls = PART_CLASSES[f"worker-{projection}"]
+    assert issubclass(cls, Worker)
+    return cls(settings, index)
+
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real `projectors` command in a child process with ``env`` as its only settings."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
     child_env.update(env or {})
-    return subprocess.run(
+    with subprocess.Popen(
         [sys.executable, "-m", "projectors.cli", *args],
         env=child_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # SIGTERM first: the command cleans up (a bench stops the stack it started)
+            proc.terminate()
+            try:
+                stdout, stderr = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            raise AssertionError(  # say where it was, not only that it ran out of time
+                f"projectors {' '.join(args)}: still running after {timeout:.0f}s\n--- stdout\n{stdout[-4000:]}"
+                f"\n--- stderr\n{stderr[-4000:]}"
+            ) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def stack_env(root: Path) -> dict[str, str]:
-    return {
-        "PROJECTORS_STACK_DIR": str(root),
-        "PROJECTORS_PG_PORT": str(free_port()),
-        "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-        "PROJECTORS_FALKORDB_PORT": str(free_port()),
-        "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
-        "PROJECTORS_CAPTURE_HEARTBEAT_INTERVAL_MS": "1000",
-        "PROJECTORS_KAFKA_TOPIC_PARTITIONS": "3",
-    }
+def cli_into_closed_pipe(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `projectors` command with its stdout a pipe whose reader is already gone (as in
+    `projectors status | head -0`): its first write fails. ``stdout`` of the result is empty."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")}
+    child_env.update(env or {})
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "projectors.cli", *args],
+            env=child_env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=timeout, check=False,
+        )
+    finally:
+        os.close(write_end)
+    return subprocess.CompletedProcess(done.args, done.returncode, "", done.stderr)
 
 
 @contextlib.contextmanager
@@ -87,6 +115,23 @@ def running(prefix: str, parts: list[str]) -> Iterator[tuple[Settings, dict[str,
         yield settings, env
     finally:
         local.down(settings, parts, say=lambda _line: None)
+
+
+# small, quick batches: a test's few hundred events are applied in several batches
+QUICK_BATCHES = {"PROJECTORS_WORKER_BATCH_SIZE": "200", "PROJECTORS_WORKER_BATCH_WITHIN_S": "0.3"}
+
+
+@contextlib.contextmanager
+def local_stack(prefix: str, parts: Sequence[str] = local.ORDER, **env: str) -> Iterator[StackHandle]:
+    """The named parts of the local stack (all by default) on free ports in a private folder, with
+    ``env`` over the defaults; every part, and any worker started meanwhile, stopped afterwards."""
+    full = {**stack_env(private_dir(prefix)), **env}
+    settings = load_settings(full)
+    try:
+        local.up(settings, parts, say=lambda _line: None)
+        yield StackHandle(settings, full)
+    finally:
+        local.down(settings, local.ORDER, say=lambda _line: None)
 
 
 @pytest.fixture(scope="session")

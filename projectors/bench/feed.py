@@ -40,11 +40,11 @@ from typing import Any
 
 import psycopg
 
-from projectors.bench.harness import bench_settings, count_letters
+from projectors.bench.private_stack import bench_settings, count_letters
 from projectors.operations.verify import verify_until_clean
 from projectors.read.client import ReadClient
-from projectors.runtime.stores import open_raw_store
-from projectors.runtime.worker import read_stats
+from projectors.runtime.stats import read_stats
+from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import Settings
 from projectors.stack import local
 from projectors.stack.processes import Worker
@@ -123,9 +123,15 @@ def known_settings(code_dir: Path) -> frozenset[str]:
 
 
 def server_requests(settings: Settings) -> dict[str, dict[str, int]]:
-    """What the local Cosmos server served so far, by container and request kind."""
-    with urllib.request.urlopen(settings.cosmos.endpoint + "/_projectors/requests", timeout=10) as response:
-        data: dict[str, dict[str, int]] = json.loads(response.read())
+    """What the local Cosmos servers (the feed's, the counters') served so far, by container and
+    request kind."""
+    data: dict[str, dict[str, int]] = {}
+    for endpoint in dict.fromkeys(settings.cosmos.of(p).endpoint for p in ("feed", "counters", "notifications")):
+        with urllib.request.urlopen(endpoint + "/_projectors/requests", timeout=10) as response:
+            for container, kinds in json.loads(response.read()).items():
+                mine = data.setdefault(container, {})
+                for kind, n in kinds.items():
+                    mine[kind] = mine.get(kind, 0) + int(n)
     return data
 
 
@@ -166,11 +172,11 @@ def wait_idle(settings: Settings, names: tuple[str, ...], quiet_s: float, timeou
     """Until each worker of ``names`` has committed the end of its topics (nothing left to do) and
     published nothing new for ``quiet_s``; the wall-clock time of their last applied batch."""
     from projectors.operations import offsets
-    from projectors.projections import PROJECTIONS
-    from projectors.runtime.worker import group_id, projection_topics
+    from projectors.projections import descriptor
+    from projectors.runtime.worker import group_id
 
     deadline = time.monotonic() + timeout_s
-    topics = {n: projection_topics(settings, PROJECTIONS[n]) for n in names}
+    topics = {n: descriptor(n).topics(settings) for n in names}
     last, since = -1, time.monotonic()
     while time.monotonic() < deadline:
         stats = [s for n in names for s in read_stats(settings, n)]
@@ -184,7 +190,8 @@ def wait_idle(settings: Settings, names: tuple[str, ...], quiet_s: float, timeou
                 committed = offsets.committed(settings, group_id(n))
                 done = done and all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
             if done:
-                return max(float(s.get("lastAppliedAt", 0.0)) for s in stats)
+                # no worker published yet (empty topics): nothing was applied, so idle since now
+                return max((float(s.get("lastAppliedAt", 0.0)) for s in stats), default=time.time())
             since = time.monotonic()  # a batch still runs: look again after another quiet spell
         time.sleep(0.2)
     raise RuntimeError(f"workers {names} still busy after {timeout_s:.0f}s")
@@ -311,7 +318,7 @@ def follow(settings: Settings, config: FeedBenchConfig, results: FeedResults, sa
         say(f"== follow: {len(rows)} posts projected in {caught_up:.1f}s (drift {drift})")
         newest = [str(r[0]) for r in reversed(rows)][:50]
         reader = ReadClient(settings)
-        feed = reader._db.get_container_client("userFeed")
+        feed = reader._db("feed").get_container_client("userFeed")
         try:
             conn.execute("INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s)", (fan, author))
             conn.commit()

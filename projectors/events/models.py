@@ -84,6 +84,14 @@ class MuteRow(Row):
     created_at: str | None = None
 
 
+class NotificationReadRow(Row):
+    """The app's read state of a user's notifications (``read_up_to``: read through this time)."""
+
+    user_id: Uuid
+    read_up_to: str | None = None
+    updated_at: str | None = None
+
+
 ROW_MODELS: dict[str, type[Row]] = {
     "users": UserRow,
     "posts": PostRow,
@@ -92,6 +100,7 @@ ROW_MODELS: dict[str, type[Row]] = {
     "reactions": ReactionRow,
     "blocks": BlockRow,
     "mutes": MuteRow,
+    "notification_reads": NotificationReadRow,
 }
 
 

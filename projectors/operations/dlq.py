@@ -5,32 +5,42 @@ original record (or a corrected value given by the operator) through the project
 a worker would; if it fails again it returns to the dead letters as a new letter, marked with the id
 it was redriven from, and is never retried by itself: nothing loops. Redriven ids are remembered
 (``<dead-letter topic>.redriven``) so ``--all`` does not redrive a letter twice.
+
+One origin (topic, partition, offset) can be dead-lettered more than once: a redrive that fails
+again, a rebuild's catch-up replaying an event a worker already dead-lettered, a worker's batch
+delivered again after a crash between flushing its letters and committing. `list`, `show` and
+`redrive` treat the letters of one origin and projection as one dead letter: the newest letter's id,
+reason and value, the number of times it was dead-lettered (``times``) and every letter id
+(``ids``). It is redriven when its newest letter is; redriving it marks every one of its ids.
+
+The topics are read once, all of them with one consumer: from the beginning to the end offsets taken
+at the start, and on until a short poll brings nothing more (``capture/topics.py``: :func:`drain`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
 
-from projectors.capture.topics import read_from_start
+from projectors.capture.topics import TopicRecord, read_to_end
 from projectors.errors import ConfigurationError
-from projectors.projections import PROJECTIONS
+from projectors.projections import DESCRIPTORS
 from projectors.projections import projection as get_projection
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
-from projectors.runtime.stores import open_store
+from projectors.runtime.store_factory import open_store
 from projectors.settings import Settings
 
 
 @dataclass
 class DeadLetter:
-    id: str
+    id: str  # the newest letter of this origin
     projection: str
     reason: str
     origin: dict[str, Any]
@@ -41,49 +51,111 @@ class DeadLetter:
     truncated: bool = False  # the value was too large to keep in the letter: read from its origin
     value_bytes: int | None = None
     value_sha256: str | None = None
+    times: int = 1  # how many letters this origin has (each time it was dead-lettered)
+    ids: list[str] = field(default_factory=list)  # every letter of this origin, oldest first
 
     def summary(self) -> str:
         o = self.origin
         flag = " (redriven)" if self.redriven else ""
-        return f"{self.id:<22} {o.get('topic')}:{o.get('partition')}:{o.get('offset')}  {self.reason[:90]}{flag}"
+        times = f" (dead-lettered {self.times} times)" if self.times > 1 else ""
+        return f"{self.id:<22} {o.get('topic')}:{o.get('partition')}:{o.get('offset')}  {self.reason[:90]}{times}{flag}"
 
 
 def redriven_topic(settings: Settings, projection: str) -> str:
     return f"{dead_letter_topic(settings, projection)}.redriven"
 
 
-def letters(settings: Settings, projection: str | None = None, timeout_s: float = 10.0) -> Iterator[DeadLetter]:
-    names = [projection] if projection else list(PROJECTIONS)
-    for name in names:
-        done = {
-            str(r.key) for r in read_from_start(settings, [redriven_topic(settings, name)], idle_s=1.0, timeout_s=3.0)
-        }
-        for r in read_from_start(settings, [dead_letter_topic(settings, name)], idle_s=1.5, timeout_s=timeout_s):
-            v = r.value if isinstance(r.value, dict) else {}
-            letter_id = f"{name}:{r.partition}:{r.offset}"
-            yield DeadLetter(
-                letter_id,
-                name,
-                str(v.get("reason", "?")),
-                dict(v.get("origin", {})),
-                v.get("key"),
-                v.get("value"),
-                str(v.get("failedAt", "")),
-                letter_id in done,
-                bool(v.get("valueTruncated", False)),
-                v.get("valueBytes"),
-                v.get("valueSha256"),
-            )
+def origin_key(letter: DeadLetter) -> tuple[Any, ...]:
+    """What makes two letters the same dead letter: the projection and the origin record. A letter
+    for an operation a store refused has no origin record: its key is the refused item's key."""
+    o = letter.origin
+    topic, offset = o.get("topic", "(operation)"), o.get("offset", -1)
+    if topic == "(operation)" or not isinstance(offset, int) or offset < 0:
+        return (letter.projection, "(operation)", letter.key)
+    return (letter.projection, topic, o.get("partition"), offset)
 
 
-def find(settings: Settings, letter_id: str) -> DeadLetter:
-    projection = letter_id.split(":", 1)[0]
-    if projection not in PROJECTIONS:
-        raise ConfigurationError(f"dead letter ids look like <projection>:<partition>:<offset>, not {letter_id!r}")
+def parse(projection: str, record: TopicRecord) -> DeadLetter:
+    v = record.value if isinstance(record.value, dict) else {}
+    return DeadLetter(
+        f"{projection}:{record.partition}:{record.offset}",
+        projection,
+        str(v.get("reason", "?")),
+        dict(v.get("origin", {})),
+        v.get("key"),
+        v.get("value"),
+        str(v.get("failedAt", "")),
+        truncated=bool(v.get("valueTruncated", False)),
+        value_bytes=v.get("valueBytes"),
+        value_sha256=v.get("valueSha256"),
+    )
+
+
+def collapse(found: Iterable[DeadLetter], redriven: set[str]) -> list[DeadLetter]:
+    """One dead letter per origin and projection, ordered by the id of its first letter: the newest
+    letter's fields, ``times`` and every id (oldest first); redriven when the newest letter's id is
+    in ``redriven``."""
+
+    def order(letter: DeadLetter) -> tuple[str, int, int]:
+        name, partition, offset = letter.id.rsplit(":", 2)
+        return (name, int(partition), int(offset))
+
+    groups: dict[tuple[Any, ...], list[DeadLetter]] = {}
+    for letter in sorted(found, key=order):
+        groups.setdefault(origin_key(letter), []).append(letter)
+    out = []
+    for same in groups.values():
+        same.sort(key=lambda letter: (letter.failed_at, order(letter)))
+        newest, ids = same[-1], [letter.id for letter in same]
+        out.append(
+            DeadLetter(**{**newest.__dict__, "times": len(same), "ids": ids, "redriven": newest.id in redriven})
+        )
+    return out
+
+
+def letters(settings: Settings, projection: str | None = None, timeout_s: float = 30.0) -> list[DeadLetter]:
+    """The dead letters of ``projection`` (default: every projection), one per origin."""
+    names = [projection] if projection else list(DESCRIPTORS)
+    topics = {dead_letter_topic(settings, name): name for name in names}
+    marks = {redriven_topic(settings, name) for name in names}
+    found: list[DeadLetter] = []
+    done: set[str] = set()
+    for record in read_to_end(settings, [*topics, *marks], timeout_s=timeout_s):
+        if record.topic in marks:
+            done.add(str(record.key))
+        else:
+            found.append(parse(topics[record.topic], record))
+    return collapse(found, done)
+
+
+def dead_lettered(settings: Settings, projection: str) -> set[tuple[str, int, int]]:
+    """The origins (topic, partition, offset) ``projection`` has dead letters for."""
+    out = set()
     for letter in letters(settings, projection):
-        if letter.id == letter_id:
-            return letter
-    raise ConfigurationError(f"no dead letter {letter_id}")
+        o = letter.origin
+        if origin_key(letter)[1] != "(operation)":
+            out.add((str(o["topic"]), int(o["partition"]), int(o["offset"])))
+    return out
+
+
+def choose(settings: Settings, letter_ids: list[str]) -> list[DeadLetter]:
+    """The dead letters holding ``letter_ids`` (any letter of an origin names it), each once, read
+    in one pass."""
+    names = []
+    for letter_id in letter_ids:
+        projection = letter_id.split(":", 1)[0]
+        if projection not in DESCRIPTORS:
+            raise ConfigurationError(f"dead letter ids look like <projection>:<partition>:<offset>, not {letter_id!r}")
+        names.append(projection)
+    found = letters(settings, names[0]) if len(set(names)) == 1 else letters(settings)
+    by_id = {letter_id: letter for letter in found for letter_id in letter.ids}
+    chosen: list[DeadLetter] = []
+    for letter_id in letter_ids:
+        if letter_id not in by_id:
+            raise ConfigurationError(f"no dead letter {letter_id}")
+        if by_id[letter_id] not in chosen:
+            chosen.append(by_id[letter_id])
+    return chosen
 
 
 def original_value(settings: Settings, origin: dict[str, Any], timeout_s: float = 30.0) -> bytes | None:
@@ -149,7 +221,9 @@ def redrive(settings: Settings, chosen: list[DeadLetter], value_override: bytes 
                 projector.process([record])
                 again = projector.stats.dead_letters > before
                 outcome[letter.id] = "dead-lettered again" if again else "applied"
-                marks.produce(redriven_topic(settings, name), key=letter.id.encode(), value=outcome[letter.id].encode())
+                for letter_id in letter.ids or [letter.id]:  # every letter of this origin
+                    marks.produce(redriven_topic(settings, name), key=letter_id.encode(),
+                                  value=outcome[letter.id].encode())
         finally:
             projector.close()
             store.close()

@@ -19,7 +19,7 @@ from projectors.settings import Settings
 
 
 def _admin(settings: Settings) -> AdminClient:
-    config: dict[str, str | int | float | bool] = dict(settings.kafka.client_config())
+    config = settings.kafka.client_config()
     config["log_level"] = 5  # not librdkafka's info line on every close ("Purging ... background queue")
     return AdminClient(config)
 

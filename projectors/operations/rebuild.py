@@ -1,11 +1,16 @@
 """`projectors rebuild <projection>`: a fresh store next to the live one, then an atomic swap.
 
 1. **Build.** A new generation of the store (``stores/generations.py``: ``userFeed-g2``, graph
-   ``social-g2``, ``search-g2.sqlite3``, Meilisearch ``g1-posts``) is created empty and filled from the
-   beginning of the projection's topics by an in-process consumer (its own assignment, no consumer
-   group) driving the same :class:`BatchProjector` as the workers. The live workers keep the live
-   store current meanwhile; read services keep reading it.
-2. **Catch up** until the consumer is idle or has passed the live group's committed offsets.
+   ``social-g2``, ``search-g2.sqlite3``, Meilisearch ``g1-posts``) is created empty and filled from
+   the state of the source (``operations/load.py``: the projection's spec read in one PostgreSQL
+   snapshot, written with the store's bulk path), after taking the topics' end offsets. With
+   ``--from-topics`` it is filled from the beginning of the topics instead (the cost of the history,
+   not of the state). The live workers keep the live store current meanwhile; read services keep
+   reading it.
+2. **Catch up**: an in-process consumer (its own assignment, no consumer group) drives the same
+   :class:`BatchProjector` as the workers from the offsets taken before the snapshot (or the
+   beginning) until it is idle or has passed the live group's committed offsets. Events older than
+   the snapshot are replayed harmlessly: each re-reads the source with a newer ticket.
 3. **Verify** the new generation against the spec computed from PostgreSQL, catching up between
    attempts, until it is clean. One that stays unclean is abandoned: the live store is untouched.
 4. **Swap.** The projection's workers are paused for a few seconds (nothing may write the old
@@ -23,7 +28,6 @@ behind the new store, which only replays events into it (safe); the reverse woul
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,15 +38,18 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from projectors.errors import ConfigurationError, RebuildAbandoned
 from projectors.operations import offsets
-from projectors.operations.replay import Progress, local_workers, topics_of
+from projectors.operations.deployment import Deployment, Elsewhere
+from projectors.operations.dlq import dead_lettered
+from projectors.operations.load import LoadReport, load_from_state
+from projectors.operations.replay import topics_of
+from projectors.operations.report import Progress, Reporter, Silent
 from projectors.operations.verify import Drift, verify_projection
-from projectors.projections import PROJECTIONS
+from projectors.projections import descriptor
 from projectors.projections import projection as get_projection
 from projectors.projections.model import ItemKey, ProjectionStore
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
-from projectors.runtime.stores import generations, open_store
-from projectors.runtime.worker import group_id
+from projectors.runtime.store_factory import generations, open_store
 from projectors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,7 @@ class RebuildReport:
     new_generation: int
     events: int
     build_s: float
+    loaded: LoadReport | None
     swap_pause_s: float
     verified: Drift
     still_wrong: int
@@ -70,6 +78,7 @@ class RebuildReport:
             "newGeneration": self.new_generation,
             "events": self.events,
             "buildSeconds": round(self.build_s, 2),
+            "loadedFromState": None if self.loaded is None else self.loaded.as_dict(),
             "swapPauseSeconds": round(self.swap_pause_s, 2),
             "verified": self.verified.as_dict(),
             "stillWrong": self.still_wrong,
@@ -78,12 +87,21 @@ class RebuildReport:
 
 
 class Catchup:
-    """The projection's topics, from the beginning, into ``store``."""
+    """The projection's topics, from ``start`` (default: the beginning), into ``store``."""
 
-    def __init__(self, settings: Settings, name: str, store: ProjectionStore, generation: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        store: ProjectionStore,
+        generation: int,
+        start: list[TopicPartition] | None = None,
+    ) -> None:
         self.settings = settings
         letters = DeadLetterWriter(settings, name)
         letters.note = {"rebuildGeneration": generation}
+        # an event a worker already dead-lettered fails here again: its letter is there already
+        letters.known = dead_lettered(settings, name)
         self.projector = BatchProjector(
             get_projection(name, settings),
             store,
@@ -95,12 +113,13 @@ class Catchup:
         self.consumer = Consumer(
             {
                 **settings.kafka.client_config(),
-                "group.id": f"{group_id(name)}-rebuild",  # never joined nor committed: assignment only
+                "group.id": f"{descriptor(name).group}-rebuild",  # never joined nor committed: assignment only
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
             }
         )
-        start = offsets.earliest(settings, topics_of(settings, name))
+        if start is None:
+            start = offsets.earliest(settings, topics_of(settings, name))
         self.positions: dict[Position, int] = {(tp.topic, tp.partition): tp.offset for tp in start}
         self.consumer.assign(start)
         self.events = 0
@@ -158,7 +177,7 @@ class Catchup:
 
 
 def live_offsets(settings: Settings, name: str) -> dict[Position, int]:
-    return offsets.committed(settings, group_id(name))
+    return offsets.committed(settings, descriptor(name).group)
 
 
 def rebuild(
@@ -168,11 +187,15 @@ def rebuild(
     verify_wait_s: float = 120.0,
     timeout_s: float = 3600.0,
     drop_grace_s: float = DROP_GRACE_S,
-    out: Callable[[str], None] = print,
+    report: Reporter | None = None,
+    from_topics: bool = False,
+    deployment: Deployment | None = None,
 ) -> RebuildReport:
-    if name not in PROJECTIONS:
-        raise ConfigurationError(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
-    running = [w for w in local_workers(settings, name) if w.pid() is not None]
+    descriptor(name)  # an unknown name stops here
+    deployment = deployment or Elsewhere()
+    report = report or Silent()
+    out = report.say
+    running = deployment.running(name)
     if running and not force:
         raise ConfigurationError(
             f"{len(running)} worker(s) of {name} are running ({', '.join(w.name for w in running)}): the swap "
@@ -184,32 +207,45 @@ def rebuild(
     target = open_store(settings, name, new)
     target.drop()  # what an abandoned rebuild may have left
     target.ensure_schema()
-    out(f"rebuilding {name}: live generation {old}, building generation {new} from the beginning of the topics")
-    catchup = Catchup(settings, name, target, new)
     started = time.monotonic()
+    loaded: LoadReport | None = None
+    if from_topics:
+        out(f"rebuilding {name}: live generation {old}, building generation {new} from the beginning of the topics")
+        catchup = Catchup(settings, name, target, new)
+    else:
+        out(f"rebuilding {name}: live generation {old}, building generation {new} from the state of the source")
+        start = offsets.ends(settings, topics_of(settings, name))  # before the snapshot
+        try:
+            loaded = load_from_state(
+                get_projection(name, settings),
+                target,
+                lambda: psycopg.connect(settings.pg.conninfo(), autocommit=True),
+            )
+        except BaseException:
+            target.close()
+            pointer.close()
+            raise
+        out(f"loaded generation {new} from the source: {loaded.items} items in {loaded.seconds:.1f}s "
+            f"({loaded.items_per_s:.0f} items/s); catching up from the topics' offsets taken before the snapshot")
+        if loaded.failures:
+            out(f"the store refused {len(loaded.failures)} items (e.g. {loaded.failures[0].op.key}: "
+                f"{loaded.failures[0].error}); verify will name what is missing")
+        catchup = Catchup(settings, name, target, new, [TopicPartition(t, p, o) for (t, p), o in sorted(start.items())])
     try:
         # 1-2. build and catch up while the live workers run
         begin = dict(catchup.positions)
         ends = offsets.ends(settings, topics_of(settings, name))
         total = sum(max(0, ends[k] - begin.get(k, 0)) for k in ends)
-        shown = [0.0]
 
         def tick() -> None:
-            if time.monotonic() - shown[0] >= (1.0 if sys.stdout.isatty() else 5.0):
-                shown[0] = time.monotonic()
-                elapsed = max(0.001, shown[0] - started)
-                bar = Progress(catchup.events, max(total, catchup.events), catchup.events / elapsed).bar()
-                if sys.stdout.isatty():
-                    sys.stdout.write("\r" + bar)
-                    sys.stdout.flush()
-                else:
-                    out(bar)
+            elapsed = max(0.001, time.monotonic() - started)
+            report.progress(Progress(catchup.events, max(total, catchup.events), catchup.events / elapsed))
 
         catchup.run(lambda: live_offsets(settings, name), idle_s=2.0, deadline=deadline, tick=tick)
-        if sys.stdout.isatty():
-            sys.stdout.write("\n")
+        elapsed = max(0.001, time.monotonic() - started)
+        report.progress(Progress(catchup.events, max(total, catchup.events), catchup.events / elapsed), final=True)
         build_s = time.monotonic() - started
-        out(f"built generation {new}: {catchup.events} events in {build_s:.1f}s "
+        out(f"built generation {new}: {catchup.events} events replayed, {build_s:.1f}s in all "
             f"({catchup.events / max(build_s, 0.001):.0f} events/s)")
 
         # 3. verify, catching up between attempts. While the source is written, the new generation is
@@ -244,11 +280,13 @@ def rebuild(
             dropped = pointer.swap_in(new)
             out(f"swapped: generation {new} of {name} is live")
             offsets.commit(
-                settings, group_id(name), [TopicPartition(t, p, o) for (t, p), o in sorted(catchup.positions.items())]
+                settings,
+                descriptor(name).group,
+                [TopicPartition(t, p, o) for (t, p), o in sorted(catchup.positions.items())],
             )
         finally:
             for worker in running:
-                worker.start(settings.stack.start_timeout_s)
+                worker.start(deployment.start_timeout_s)
                 out(f"restarted {worker.name}")
         pause_s = time.monotonic() - paused
     finally:
@@ -264,4 +302,4 @@ def rebuild(
     finally:
         old_store.close()
     out(f"dropped the old data of {name} (generation {dropped})")
-    return RebuildReport(name, old, new, catchup.events, build_s, pause_s, drift, len(suspects), dropped)
+    return RebuildReport(name, old, new, catchup.events, build_s, loaded, pause_s, drift, len(suspects), dropped)

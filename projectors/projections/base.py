@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from projectors.events.models import ChangeEvent
 from projectors.projections.model import Document, ItemKey, Operation, ProjectionStore, Put, Remove
-from projectors.runtime.source import PostgresSource
+from projectors.source import PostgresSource
 
 Touch = Hashable
 
@@ -65,9 +65,6 @@ class ItemKind:
     suffix: str = ""  # when several kinds share a collection: the id suffix that tells them apart
     uuid_parts: int = 1  # leading ':'-separated parts of the id that are UUIDs (others are not items)
     all_sql: str | None = None  # every item, when ``sql`` cannot say it with ``where = TRUE``
-
-    def owns(self, key: ItemKey) -> bool:
-        return key.collection == self.collection and key.id.endswith(self.suffix)
 
     def for_keys(self, source: PostgresSource, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
         if self.uuid_parts:
@@ -124,7 +121,7 @@ class Projection(ABC):
         """What ``event`` may have changed (pure)."""
 
     def expand(
-        self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore
+        self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore
     ) -> set[ItemKey]:
         """Touches -> item keys. By default touches are item keys already."""
         return {t for t in touches if isinstance(t, ItemKey)}
@@ -138,13 +135,18 @@ class Projection(ABC):
         """Every item the projection must hold, streamed."""
 
     def targets(
-        self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore
+        self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore
     ) -> tuple[set[ItemKey], Collection[ItemKey] | None]:
         """:meth:`expand`, and the keys likely new where the projection can tell (None: it cannot);
         a store that writes without reading first tries the likelier write first."""
         return self.expand(touches, source, held), None
 
-    def plan(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
+    def judged(self, doc: Document, at: datetime) -> Document | None:
+        """``doc`` as ``verify`` judges it at ``at`` (held and intended alike): None when it is not
+        judged at all (an item within a margin of its expiry). Default: as it is."""
+        return doc
+
+    def plan(self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
         """Read the intended state of everything ``touches`` names (one ticket, one snapshot)."""
         with source.read() as ticket:
             keys, fresh = self.targets(touches, source, held)

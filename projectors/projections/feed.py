@@ -28,7 +28,7 @@ follower's partition is read once for the items of posts deleted meanwhile).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -36,7 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
 from projectors.projections.base import Projection, Touch, is_uuid, iso
 from projectors.projections.model import Document, ItemKey, ProjectionStore
-from projectors.runtime.source import PostgresSource
+from projectors.source import PostgresSource
 
 COLLECTION = "userFeed"
 POSTS_COLLECTION = "feedPosts"
@@ -52,13 +52,18 @@ PREVIEW_CHARS = 140
 DEFAULT_CELEBRITY_FOLLOWERS = 1_000
 
 
+def pair_unhidden(recipient: str, author: str) -> str:
+    """No block either way and no mute by the recipient, in SQL (the notifications use it too)."""
+    return f"""(NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {recipient} AND b.blocked_id = {author})
+        AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {author} AND b.blocked_id = {recipient})
+        AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = {recipient} AND m.muted_id = {author}))"""
+
+
 def pair_visible(recipient: str, author: str) -> str:
     """The rule between a recipient and an author, in SQL: follows, no block either way, no mute.
     Written once: the projector, ``verify`` and the celebrity subscriptions all use it."""
     return f"""(EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = {recipient} AND f.followee_id = {author})
-        AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {recipient} AND b.blocked_id = {author})
-        AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {author} AND b.blocked_id = {recipient})
-        AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = {recipient} AND m.muted_id = {author}))"""
+        AND {pair_unhidden(recipient, author)})"""
 
 
 def visible_to(recipient: str) -> str:
@@ -215,11 +220,11 @@ class FeedProjection(Projection):
             return set()
         return {a for a, n in source.rows(FOLLOWER_COUNTS, [wanted]) if n >= self.celebrity_followers}
 
-    def expand(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> set[ItemKey]:
+    def expand(self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore) -> set[ItemKey]:
         return self.targets(touches, source, held)[0]
 
     def targets(
-        self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore
+        self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore
     ) -> tuple[set[ItemKey], set[ItemKey]]:
         """The keys, and those likely new: a new post's items, a follow's or unmute's items."""
         fresh: set[ItemKey] = set()

@@ -3,9 +3,10 @@
 A projection never writes: it names the items a change may have touched (:class:`ItemKey`) and turns
 source rows into item documents. The runtime reads the intended state of those items from the
 source of truth, and hands the store :class:`Put` and :class:`Remove` operations, each carrying the
-source version (the LSN of the newest change that triggered it). A store applies an operation only
-when its version is newer than what it holds for that item (tombstones included), so replays,
-duplicates and reorderings change nothing.
+source version: the *read ticket* of the PostgreSQL read that computed it (``source.py``: a
+sequence value taken before a REPEATABLE READ snapshot, so a later ticket always saw at least as
+much of the source). A store applies an operation only when its version is newer than what it holds
+for that item (tombstones included), so replays, duplicates and reorderings change nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from projectors.errors import Severity
 
 Document = Mapping[str, Any]
 
@@ -69,9 +72,16 @@ class ApplyResult:
 
 @dataclass(frozen=True, slots=True)
 class ItemFailure:
+    """One operation a store did not apply, with the error and its severity (retriable: sent
+    again; refused: dead-lettered; configuration: the worker stops)."""
+
     op: Operation
     error: Exception
-    retriable: bool
+    severity: Severity
+
+    @property
+    def retriable(self) -> bool:
+        return self.severity is Severity.RETRIABLE
 
 
 @runtime_checkable
@@ -86,6 +96,10 @@ class ProjectionStore(Protocol):
 
     def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
         """Every live item of a collection (tombstones excluded), streamed, for ``verify``."""
+
+    def read_items(self, keys: Sequence[ItemKey]) -> Mapping[ItemKey, Document]:
+        """The live documents of ``keys`` (absent: no item or a tombstone), by point reads: what
+        ``verify`` re-checks and samples with. A document is what :meth:`live_items` gives."""
 
     def find_keys(
         self, collection: str, equals: Mapping[str, str], partition: str | None = None

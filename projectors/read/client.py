@@ -1,7 +1,22 @@
-"""The client read services use: a feed page, counters, friend-of-friend suggestions, search.
+"""The client read services use: a feed page, counters, friend-of-friend suggestions, search,
+notifications and the unread count.
 
 Queries follow the documented item shapes (docs/projections.md, schemas/projections/); tombstones
 (``deleted = true``) are never returned.
+
+Read services hold read-only credentials only: the Cosmos read key, a graph session that cannot
+write (FalkorDB ``GRAPH.RO_QUERY``; Neo4j ``READ_ACCESS`` sessions as the reader user) and
+Meilisearch's search key. The client runs its own queries; it has no method for arbitrary ones.
+
+When a store does not answer within ``PROJECTORS_READ_STORE_TIMEOUT_S`` (or fails), the call is
+answered from PostgreSQL instead (``read/fallback.py``: the projection's own spec, the same shape),
+marked ``source == "postgres"`` on the answer and counted in ``fallbacks`` and the
+``projectors_read_fallbacks_total`` metric; a read service gets a slower answer, not an exception.
+Only when PostgreSQL does not answer either does the call raise :class:`ReadUnavailable`, naming
+both. Stores are connected on first use, so one store being down never stops the others' reads. A
+store that is not there at all (the embedded search database missing at its configured path) raises
+:class:`ConfigurationError` naming the path and the setting: the client never creates a store, and
+no fallback hides a wrong setting.
 
 Each read goes to the live generation of its store (``stores/generations.py``): the client re-reads
 the generation pointer at most once a second, and at once when a read fails (the generation it knew
@@ -10,18 +25,69 @@ may just have been dropped by ``projectors rebuild``, which waits longer than th
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from azure.cosmos import CosmosClient
+from prometheus_client import Counter as MetricCounter
 
-from projectors.runtime.stores import generations, open_raw_store
+from projectors.errors import ConfigurationError, ProjectorsError
+from projectors.projections import descriptor
+from projectors.projections.base import is_uuid, iso
+from projectors.projections.counters import CountersProjection, counter_key
+from projectors.projections.notifications import unread_at, unread_key
+from projectors.read.fallback import PostgresReads
+from projectors.runtime.store_factory import generations, open_raw_store
 from projectors.settings import Settings
-from projectors.stores.generations import CosmosPointer, Generations, suffix
+from projectors.stores.generations import CosmosPointer, Generations, Neo4jPointer, suffix
+from projectors.stores.graph_transports import graph_reader
 
 R = TypeVar("R")
 POINTER_TTL_S = 1.0
+log = logging.getLogger(__name__)
+FALLBACKS = MetricCounter(
+    "projectors_read_fallbacks", "Read calls answered from PostgreSQL because the store did not answer", ["projection"]
+)
+
+
+class ReadUnavailable(ProjectorsError):
+    """Neither the projection's store nor PostgreSQL answered."""
+
+
+class Page(list[dict[str, Any]]):
+    """A list of items, with where it came from: ``"store"`` or ``"postgres"`` (the fallback), and,
+    for a read given a writer's token, whether the projection had applied the write (``caught_up``)."""
+
+    source: str = "store"
+    caught_up: bool | None = None
+
+
+class Counts(dict[str, dict[str, int]]):
+    """Counters by subject, with ``source`` and ``caught_up`` as :class:`Page`."""
+
+    source: str = "store"
+    caught_up: bool | None = None
+
+
+def marked(answer: Any, source: str) -> Any:
+    out = Counts(answer) if isinstance(answer, dict) else Page(answer)
+    out.source = source
+    return out
+
+
+def commit_token(conn: Any) -> int:
+    """Read-your-writes: call right after a write's COMMIT, on any connection to the source; pass the
+    token as ``after=`` to a read. It is the WAL position then (at or past the commit)."""
+    from projectors.capture.preflight import parse_lsn
+
+    row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    return parse_lsn(str(row[0]))
 
 FEED_PAGE = (
     "SELECT TOP @limit c.id, c.recipientId, c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
@@ -43,7 +109,17 @@ CELEBRITY_TIES = (
     "SELECT c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
     "FROM c WHERE c.authorId = @author AND c.deleted = false AND c.createdAt = @at"
 )
-COUNTERS = "SELECT c.id, c.subjectId, c.kind, c.count FROM c WHERE c.subjectId = @subject AND c.deleted = false"
+# a recipient's newest notifications (the unread counter, a point read, is not one of them), and the
+# items of the same time as a page's last one (a page cut among them is completed, ordered by id)
+NOTIFICATION_FIELDS = "c.id, c.recipientId, c.kind, c.postId, c.actorIds, c.count, c.latestAt, c.expiresAt, c.read"
+NOTIFICATIONS_WHERE = (
+    "c.recipientId = @recipient AND c.deleted = false AND c.kind != 'unreadNotifications' AND c.expiresAt > @now"
+)
+NOTIFICATIONS_PAGE = f"SELECT TOP @limit {NOTIFICATION_FIELDS} FROM c WHERE {NOTIFICATIONS_WHERE}{{unread}} " \
+    "ORDER BY c.latestAt DESC"
+NOTIFICATION_TIES = f"SELECT {NOTIFICATION_FIELDS} FROM c WHERE {NOTIFICATIONS_WHERE}{{unread}} AND c.latestAt = @at"
+# a counter's id is deterministic (``<subjectId>:<kind>``): counters are point-read, never queried
+COUNTER_KINDS = tuple(kind.suffix.lstrip(":") for kind in CountersProjection.kinds)
 
 # Friends of friends the user does not follow yet, has not blocked and is not blocked by, ranked by
 # how many of the user's followees follow them. One query, both graph backends (FalkorDB counts an
@@ -58,21 +134,78 @@ SUGGESTIONS = (
 class ReadClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        c = settings.cosmos
-        self._cosmos = CosmosClient(
-            c.endpoint, credential=c.key.get_secret_value(), connection_verify=c.verify_tls,
-            enable_endpoint_discovery=False,
-        )
-        self._db = self._cosmos.get_database_client(c.database)
+        self._cosmos: dict[str, CosmosClient] = {}  # per Cosmos projection (each may be its own account)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="read")
+        self._postgres = PostgresReads(settings)
+        self.fallbacks: Counter[str] = Counter()  # calls answered from PostgreSQL, by projection
         self._pointers: dict[str, Generations] = {}
         self._known: dict[str, tuple[int, float]] = {}  # projection -> (generation, read at)
         self._stores: dict[tuple[str, int], Any] = {}
 
+    def _db(self, projection: str) -> Any:
+        """The Cosmos database of ``projection``'s account, connected on first use (the client reads
+        the account at creation)."""
+        if projection not in self._cosmos:
+            c = self.settings.cosmos.of(projection)
+            self._cosmos[projection] = CosmosClient(
+                c.endpoint, credential=c.reader_key(), connection_verify=c.verify_tls,
+                enable_endpoint_discovery=False, connection_timeout=max(1, int(self.settings.read.store_timeout_s)),
+            )
+        return self._cosmos[projection].get_database_client(self.settings.cosmos.database)
+
+    def _answer(
+        self, projection: str, read: Callable[[int], R], fallback: Callable[[], R], after: int | None = None
+    ) -> Any:
+        """``read`` from the store within the bound, else ``fallback`` from PostgreSQL; with a
+        writer's token (``after``), first wait up to ``PROJECTORS_READ_WAIT_S`` for the projection
+        to apply it."""
+        caught_up = None if after is None else self.wait_for(projection, after)
+        answer = self._answer_now(projection, read, fallback)
+        answer.caught_up = caught_up
+        return answer
+
+    def wait_for(self, projection: str, token: int) -> bool:
+        """Wait until capture published everything up to ``token`` and ``projection``'s consumer
+        group committed past it (no store read); False when the bound ran out first."""
+        from projectors.operations.caught_up import wait_for_pipeline
+
+        deadline = time.monotonic() + self.settings.read.wait_s
+        done = wait_for_pipeline(self.settings, [projection], deadline, sleep=lambda s: time.sleep(min(s, 0.2)),
+                                 start_lsn=token)
+        return done[projection].caught_up
+
+    def _answer_now(self, projection: str, read: Callable[[int], R], fallback: Callable[[], R]) -> Any:
+        future = self._pool.submit(self._read, projection, read)
+        try:
+            return marked(future.result(timeout=self.settings.read.store_timeout_s), "store")
+        except ConfigurationError:
+            raise  # a wrong setting (a search database that does not exist): a fallback would hide it
+        except Exception as exc:
+            why = "did not answer in time" if isinstance(exc, FutureTimeout) else f"failed: {type(exc).__name__}: {exc}"
+            if not self.settings.read.fallback:
+                raise ReadUnavailable(f"the {projection} store {why}") from exc
+            log.warning("the %s store %s; answering from PostgreSQL", projection, why)
+        self.fallbacks[projection] += 1
+        FALLBACKS.labels(projection).inc()
+        try:
+            return marked(fallback(), "postgres")
+        except Exception as exc:
+            self._postgres.close()
+            raise ReadUnavailable(
+                f"the {projection} store {why}, and PostgreSQL did not answer either ({type(exc).__name__}: {exc})"
+            ) from exc
+
     # -- following the live generation --------------------------------------------------------------
     def _pointer(self, projection: str) -> Generations:
         if projection not in self._pointers:
-            if projection in ("feed", "counters"):
-                self._pointers[projection] = CosmosPointer(self._db, projection)
+            if descriptor(projection).store == "cosmos":
+                self._pointers[projection] = CosmosPointer(self._db(projection), projection)
+            elif projection == "graph" and self.settings.graph.backend == "neo4j":
+                import neo4j
+
+                g = self.settings.graph
+                driver = neo4j.GraphDatabase.driver(g.neo4j_uri, auth=g.reader_auth())
+                self._pointers[projection] = Neo4jPointer(driver, g.neo4j_database, projection)
             else:
                 self._pointers[projection] = generations(self.settings, projection)
         return self._pointers[projection]
@@ -101,18 +234,21 @@ class ReadClient:
         if key not in self._stores:
             for old in [k for k in self._stores if k[0] == projection]:
                 self._stores.pop(old).close()
-            if projection == "search" and self.settings.search.backend == "meilisearch":
+            if projection == "graph":
+                self._stores[key] = graph_reader(self.settings, suffix(generation))
+            elif projection == "search" and self.settings.search.backend == "meilisearch":
                 from projectors.stores.search_meili import MeilisearchStore
 
                 # read services hold the search-only key; the master key stays with the writers
                 search = self.settings.search
                 self._stores[key] = MeilisearchStore(search.meili_url, search.meili_search_key.get_secret_value())
             else:
-                self._stores[key] = open_raw_store(self.settings, projection, generation)
+                # a reader never creates a store: a missing search database is a wrong setting
+                self._stores[key] = open_raw_store(self.settings, projection, generation, create=False)
         return self._stores[key]
 
     # -- the reads ----------------------------------------------------------------------------------
-    def feed_page(self, recipient_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    def feed_page(self, recipient_id: str, limit: int = 50, after: int | None = None) -> Page:
         """The recipient's latest ``limit`` feed items, newest first: their ``userFeed`` partition
         (posts fanned out on write) merged with the newest posts of the celebrities they follow
         (``feedFollows``, ``feedPosts``: fanned out on read), ordered by time then post id. Partition
@@ -121,7 +257,7 @@ class ReadClient:
 
         def read(generation: int) -> list[dict[str, Any]]:
             def container(name: str) -> Any:
-                return self._db.get_container_client(name + suffix(generation))
+                return self._db("feed").get_container_client(name + suffix(generation))
 
             def query(name: str, sql: str, partition: str, **params: Any) -> list[dict[str, Any]]:
                 parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
@@ -143,43 +279,119 @@ class ReadClient:
             page.sort(key=lambda item: (item["createdAt"], item["postId"]), reverse=True)
             return page[:limit]
 
-        return self._read("feed", read)
+        return self._answer(  # type: ignore[no-any-return]
+            "feed", read, lambda: self._postgres.feed_page(recipient_id, limit), after
+        )
 
-    def counters(self, subject_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-        """``{subjectId: {kind: count}}`` for posts (likes, replies) and users (followers, following, posts)."""
+    def counters(self, subject_ids: Iterable[str], after: int | None = None) -> Counts:
+        """``{subjectId: {kind: count}}`` for posts (likes, replies) and users (followers, following, posts);
+        a subject without counters (unknown, removed, not a uuid) gets ``{}``. One point read per subject and
+        kind (``<subjectId>:<kind>``), run together in the store's pool; no query (one read of the
+        container's properties when an item is missing)."""
         subjects = list(subject_ids)
 
         def read(generation: int) -> dict[str, dict[str, int]]:
-            container = self._db.get_container_client("counters" + suffix(generation))
-            out: dict[str, dict[str, int]] = {}
-            for subject in subjects:
-                items = container.query_items(
-                    COUNTERS, parameters=[{"name": "@subject", "value": subject}], partition_key=subject
-                )
-                out[subject] = {item["kind"]: int(item["count"]) for item in items}
+            # a subject id that is not a PostgreSQL uuid has no counters (and may not be a valid item id)
+            wanted = [subject for subject in dict.fromkeys(subjects) if is_uuid(subject)]
+            keys = [counter_key(subject, kind) for subject in wanted for kind in COUNTER_KINDS]
+            found = self._store("counters", generation).read_items(keys)
+            if len(found) < len(keys):
+                # a missing item and a container dropped by a rebuild meanwhile both answer 404: the
+                # container still there after the reads means the items were missing
+                self._db("counters").get_container_client("counters" + suffix(generation)).read()
+            out: dict[str, dict[str, int]] = {subject: {} for subject in subjects}
+            for key, doc in found.items():
+                out[key.partition][str(doc["kind"])] = int(doc["count"])
             return out
 
-        return self._read("counters", read)
+        return self._answer(  # type: ignore[no-any-return]
+            "counters", read, lambda: self._postgres.counters(subjects, COUNTER_KINDS), after
+        )
 
-    def suggestions(self, user_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    def notifications(
+        self, user_id: str, limit: int = 50, unread_only: bool = False, after: int | None = None
+    ) -> Page:
+        """The user's newest ``limit`` notifications (``schemas/projections/notifications``), newest
+        first (by ``latestAt``, then id); only unread ones with ``unread_only``. Queries of the user's
+        partition only: one for the page, one more when the page is full (the items tied with its
+        last one). Items past their ``expiresAt`` are never returned.
+
+        Marking read is the app's write to PostgreSQL, not to the store:
+        ``projectors.projections.notifications.mark_read(conn, user_id, up_to)`` (every item whose
+        ``latestAt`` is at or before ``up_to``: pass the newest ``latestAt`` shown); the projection
+        follows it through capture like any other change."""
+
         def read(generation: int) -> list[dict[str, Any]]:
-            rows: list[dict[str, Any]] = self._store("graph", generation).query(
+            if not is_uuid(user_id):
+                return []
+            container = self._db("notifications").get_container_client("notifications" + suffix(generation))
+            unread = " AND c.read = false" if unread_only else ""
+
+            def query(sql: str, **params: Any) -> list[dict[str, Any]]:
+                parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
+                return list(container.query_items(sql.format(unread=unread), parameters=parameters,
+                                                  partition_key=user_id))
+
+            now = iso(datetime.now(UTC))
+            items = query(NOTIFICATIONS_PAGE, recipient=user_id, now=now, limit=limit)
+            if len(items) == limit and items:
+                known = {i["id"] for i in items}
+                more = query(NOTIFICATION_TIES, recipient=user_id, now=now, at=items[-1]["latestAt"])
+                items += [i for i in more if i["id"] not in known]
+            items.sort(key=lambda item: (item["latestAt"], item["id"]), reverse=True)
+            return items[:limit]
+
+        return self._answer(  # type: ignore[no-any-return]
+            "notifications", read, lambda: self._postgres.notifications(user_id, limit, unread_only), after
+        )
+
+    def unread_count(self, user_id: str, after: int | None = None) -> int:
+        """How many of the user's notifications are unread: one point read of
+        ``<userId>:unreadNotifications`` (absent: none), counting its unread items not yet expired."""
+
+        def read(generation: int) -> dict[str, dict[str, int]]:
+            if not is_uuid(user_id):
+                return {user_id: {"unread": 0}}
+            key = unread_key(user_id)
+            found = self._store("notifications", generation).read_items([key])
+            if not found:  # a missing item, or a container dropped by a rebuild meanwhile (404 both)
+                self._db("notifications").get_container_client("notifications" + suffix(generation)).read()
+            doc = found.get(key)
+            return {user_id: {"unread": unread_at(doc, datetime.now(UTC)) if doc else 0}}
+
+        def fallback() -> dict[str, dict[str, int]]:
+            return {user_id: {"unread": self._postgres.unread_count(user_id)}}
+
+        answer: Counts = self._answer("notifications", read, fallback, after)
+        return answer[user_id]["unread"]
+
+    def suggestions(self, user_id: str, limit: int = 10, after: int | None = None) -> Page:
+        def read(generation: int) -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = self._store("graph", generation).run(
                 SUGGESTIONS, {"id": user_id, "limit": limit}
             )
             return rows
 
-        return self._read("graph", read)
+        return self._answer(  # type: ignore[no-any-return]
+            "graph", read, lambda: self._postgres.suggestions(user_id, limit), after
+        )
 
-    def search(self, index: str, query: str, filters: dict[str, Any] | None = None, limit: int = 20) -> list[Any]:
+    def search(
+        self, index: str, query: str, filters: dict[str, Any] | None = None, limit: int = 20, after: int | None = None
+    ) -> Page:
         """Full-text search in ``posts`` (filters: authorId, topics, createdAfter/createdBefore) or ``users``."""
 
         def read(generation: int) -> list[Any]:
             result: list[Any] = self._store("search", generation).search(index, query, filters or {}, limit)
             return result
 
-        return self._read("search", read)
+        return self._answer(  # type: ignore[no-any-return]
+            "search", read, lambda: self._postgres.search(index, query, filters or {}, limit), after
+        )
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._postgres.close()
         for store in self._stores.values():
             store.close()
         for pointer in self._pointers.values():

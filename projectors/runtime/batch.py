@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,19 +16,19 @@ from typing import Any
 
 import psycopg
 
-from projectors.errors import PoisonEventError, RetriableError
+from projectors.errors import DeadLetterFailed, PoisonEventError, RetriableError, Severity, severity
 from projectors.events.decode import decode
 from projectors.events.models import ChangeEvent
-from projectors.projections.base import Projection
+from projectors.projections.base import Projection, Touch
 from projectors.projections.model import ProjectionStore
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
-from projectors.runtime.retry import RetryPolicy
-from projectors.runtime.source import PostgresSource
+from projectors.runtime.retry import Retry, RetryPolicy
+from projectors.source import PostgresSource, SourceCounts
 
 log = logging.getLogger(__name__)
 
-# what a retry can fix (the source or a store down, a timeout): retried, never dead-lettered
-TRANSIENT = (RetriableError, psycopg.OperationalError, psycopg.InterfaceError)
+# a dead letter not acknowledged after this many flushes (each waits up to 30 s) stops the worker
+DEAD_LETTER_ATTEMPTS = 8
 
 # the stages a batch is timed in, in order (stats, metrics and the bench name them so)
 STAGES = ("decode+validate", "touched", "plan (source reads)", "store apply", "dead-letter flush")
@@ -77,17 +76,24 @@ class BatchProjector:
         self._connect_source = connect_source
         self._conn: psycopg.Connection | None = None
         self.dead_letters = dead_letters
-        self.retry_initial_s = retry_initial_s
-        self.retry_max_s = retry_max_s
+        # source reads and store calls: until they work (the batch waits, unacknowledged)
+        self.retry = Retry(RetryPolicy(initial_s=retry_initial_s, max_s=retry_max_s))
+        # dead letters: a bounded number of flushes, then the worker stops
+        self.letters_retry = Retry(
+            RetryPolicy(initial_s=retry_initial_s, max_s=retry_max_s, max_attempts=DEAD_LETTER_ATTEMPTS),
+            stopping=self.retry.stopping,
+        )
         self.stats = BatchStats()
-        self.stopping = False
-        self._stop_wait = threading.Event()
+        self.source_counts = SourceCounts()  # statements and rows read from PostgreSQL so far
+
+    @property
+    def stopping(self) -> bool:
+        return self.retry.stopping.is_set()
 
     def stop(self) -> None:
         """The process is stopping (SIGTERM): retries end at once and the batch in flight raises,
         unacknowledged, so the next worker of the group gets it again."""
-        self.stopping = True
-        self._stop_wait.set()
+        self.retry.stop()  # and the dead letters' loop: they share the event
         stop = getattr(self.store, "stop", None)
         if callable(stop):
             stop()
@@ -95,7 +101,7 @@ class BatchProjector:
     def _source(self) -> PostgresSource:
         if self._conn is None or self._conn.closed:
             self._conn = self._connect_source()
-        return PostgresSource(self._conn)
+        return PostgresSource(self._conn, self.source_counts)
 
     def process(self, records: Sequence[RawRecord]) -> None:
         """Project ``records``; returns only when each was applied or dead-lettered, and the dead
@@ -118,7 +124,7 @@ class BatchProjector:
         stats.timed("decode+validate", started)
         self._project(events)
         started = time.perf_counter()
-        self._with_retry("dead letters", self.dead_letters.flush)
+        self._flush_dead_letters()
         stats.timed("dead-letter flush", started)
         stats.events += len(records)
         stats.batches += 1
@@ -128,9 +134,13 @@ class BatchProjector:
     def _project(self, events: Sequence[tuple[ChangeEvent, RawRecord]]) -> None:
         try:
             self._project_once(events)
-        except TRANSIENT:
-            raise  # only while stopping: the batch stays unacknowledged
+        except DeadLetterFailed:
+            raise
         except Exception as exc:
+            # retriable: only while stopping; configuration: the worker stops. The batch stays
+            # unacknowledged either way. Refused: the event that causes it is isolated.
+            if severity(exc) is not Severity.REFUSED:
+                raise
             if len(events) == 1:
                 event, record = events[0]
                 log.exception("dead-lettering %s: projecting it failed", event.origin)
@@ -145,11 +155,9 @@ class BatchProjector:
     def _project_once(self, events: Sequence[tuple[ChangeEvent, RawRecord]]) -> None:
         stats = self.stats
         started = time.perf_counter()
-        touches: dict[Any, int] = {}
+        touches: set[Touch] = set()
         for event, _record in events:
-            for touch in self.projection.touched(event):
-                if touches.get(touch, -1) < event.lsn:
-                    touches[touch] = event.lsn
+            touches.update(self.projection.touched(event))
         stats.timed("touched", started)
         if not touches:
             return
@@ -173,22 +181,24 @@ class BatchProjector:
         self.stats.dead_letters += 1
         log.warning("dead-lettered %s:%s:%s: %s", record.topic, record.partition, record.offset, reason)
 
+    def _flush_dead_letters(self) -> None:
+        """Wait until the broker holds every dead letter of the batch; after
+        ``DEAD_LETTER_ATTEMPTS`` failed flushes, raise :class:`DeadLetterFailed`: the worker exits
+        non-zero with the reason, and the batch (not acknowledged) is redelivered."""
+        try:
+            self.letters_retry.call("dead letters", self.dead_letters.flush, on_retry=self._retried)
+        except RetriableError as exc:
+            raise DeadLetterFailed(f"dead letters could not be written: {exc}") from exc
+
     def _with_retry(self, what: str, call: Callable[[], Any]) -> Any:
         """Retry transient failures (source or broker down) with backoff, as long as it takes:
         the batch is not acknowledged meanwhile, so nothing is lost and nothing is skipped."""
-        delays = RetryPolicy(initial_s=self.retry_initial_s, max_s=self.retry_max_s).delays()
-        while True:
-            try:
-                return call()
-            except TRANSIENT as exc:
-                if self.stopping:
-                    raise
-                delay = next(delays)
-                self.stats.retries += 1
-                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-                if isinstance(exc, psycopg.Error) and self._conn is not None:
-                    self._conn.close()
-                self._stop_wait.wait(delay)
+        return self.retry.call(what, call, on_retry=self._retried)
+
+    def _retried(self, exc: BaseException) -> None:
+        self.stats.retries += 1
+        if isinstance(exc, psycopg.Error) and self._conn is not None:
+            self._conn.close()  # a new connection for the next attempt
 
     def close(self) -> None:
         if self._conn is not None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaException, Message, Producer
 
-from projectors.errors import RetriableError
+from projectors.errors import DeadLetterFailed, RetriableError
 from projectors.settings import Settings
 
 
@@ -35,6 +35,7 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_s: float | None = None  # when the record was published (the broker's timestamp)
 
 
 # A letter stays far below the broker's message limit (1 MB by default) whatever the event's size:
@@ -80,23 +81,38 @@ class DeadLetterWriter:
             }
         )
         self.sent = 0
+        self.flush_timeout_s = 30.0
         self.redrive_of: str | None = None  # set by `projectors dlq redrive`: recorded in new letters
         self.note: dict[str, Any] = {}  # more fields for every letter (a rebuild names its generation)
+        # origins (topic, partition, offset) already dead-lettered: not written again (a rebuild's
+        # catch-up replays events a worker dead-lettered), counted in ``skipped``
+        self.known: set[tuple[str, int, int]] = set()
+        self.skipped = 0
         self._errors: list[str] = []
         self._undelivered: list[Message] = []
 
     def send(self, record: RawRecord, reason: str) -> None:
+        if (record.topic, record.partition, record.offset) in self.known:
+            self.skipped += 1
+            return
         value = dead_letter_value(self.projection, record, reason)
         if self.redrive_of:
             value["redriveOf"] = self.redrive_of
         value.update(self.note)
-        self.producer.produce(
-            self.topic,
-            key=None if record.key is None else record.key[:KEY_LIMIT],
-            value=json.dumps(value).encode(),
-            headers={"reason": reason[:500], "origin": f"{record.topic}:{record.partition}:{record.offset}"},
-            on_delivery=self._delivered,
-        )
+        payload = json.dumps(value).encode()
+        origin = f"{record.topic}:{record.partition}:{record.offset}"
+        headers: dict[str, str | bytes | None] = {"reason": reason[:500], "origin": origin}
+        key = None if record.key is None else record.key[:KEY_LIMIT]
+        for _ in range(100):
+            try:
+                self.producer.produce(self.topic, key=key, value=payload, headers=headers, on_delivery=self._delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it, then produce
+                self.producer.poll(0.1)
+            except KafkaException as exc:  # refused before sending (e.g. the letter is too large)
+                raise DeadLetterFailed(f"dead letter for {origin} refused by the producer: {exc}") from exc
+        else:
+            raise DeadLetterFailed(f"dead letter for {origin}: the producer queue stayed full")
         self.sent += 1
 
     def _delivered(self, err: Any, msg: Message) -> None:
@@ -104,10 +120,10 @@ class DeadLetterWriter:
             self._errors.append(str(err))
             self._undelivered.append(msg)
 
-    def flush(self, timeout_s: float = 30.0) -> None:
+    def flush(self, timeout_s: float | None = None) -> None:
         """Wait until the broker has every dead letter; raise (retriable) if it has not. Letters
         that failed are produced again first, for the next flush."""
-        remaining = self.producer.flush(timeout_s)
+        remaining = self.producer.flush(self.flush_timeout_s if timeout_s is None else timeout_s)
         if remaining or self._errors:
             errors, self._errors = self._errors, []
             failed, self._undelivered = self._undelivered, []

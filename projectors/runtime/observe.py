@@ -7,10 +7,13 @@ body; ``/health/ready`` answers 503 while the store is down or the worker has no
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -46,6 +49,11 @@ class Metrics:
             "projectors_last_applied_timestamp_seconds", "When the last batch was applied", by, registry=reg
         )
         self.lag = Gauge("projectors_lag_events", "Events behind the end of the topics", by, registry=reg)
+        self.behind = Gauge(
+            "projectors_behind_seconds",
+            "Seconds since the newest record applied was published, while records still wait (0: caught up)",
+            by, registry=reg,
+        )
         # what the store was asked for (Cosmos: point read, point write, patch, batch, query,
         # cross-partition query) and what it charged (request units, where the server says)
         self.store_requests = Counter(
@@ -56,7 +64,7 @@ class Metrics:
         )
         # every series exists from the start (at 0), so dashboards and alerts see a new worker at once
         for metric in (self.events, self.batches, self.batch_size, self.dead_letters, self.retries, self.store_up,
-                       self.last_lsn, self.last_applied, self.lag):
+                       self.last_lsn, self.last_applied, self.lag, self.behind):
             metric.labels(projection)
         for outcome in ("changed", "stale", "written"):
             self.operations.labels(projection, outcome)
@@ -105,3 +113,19 @@ class HealthServer:
 
     def stop(self) -> None:
         self.httpd.shutdown()
+
+
+def pid_alive(pid: int) -> bool:
+    """The process runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True

@@ -1,4 +1,5 @@
-"""Retry as a wrapper with the store's own interface: retry is a wrapper, not sprinkled.
+"""Retry as a wrapper: one loop (:class:`Retry`) for every call that may be retried, and the
+retrying store with the store's own interface.
 
 ``RetryingStore.apply`` hands the store at most ``max_ops_per_call`` operations at a time, and
 re-applies only the operations a store reported as failed *and retriable* (the store is down, a
@@ -14,12 +15,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from projectors.errors import ConfigurationError, RetriableError, response_headers
+from projectors.errors import ConfigurationError, RetriableError, Severity, response_headers, severity
 from projectors.projections.model import (
     ApplyResult,
     Document,
@@ -47,24 +47,8 @@ class RetryPolicy:
             delay = min(delay * self.multiplier, self.max_s)
             attempt += 1
 
-    def call(self, what: str, call: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
-        """``call()``, retried on any error but a configuration error until the attempts run out
-        (for calls made before there is a store to wrap, e.g. reading the live generation)."""
-        delays = self.delays()
-        while True:
-            try:
-                return call()
-            except ConfigurationError:
-                raise
-            except Exception as exc:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-                sleep(delay)
 
-
-def retry_after_s(error: Exception) -> float:
+def retry_after_s(error: BaseException) -> float:
     """The wait a throttling server asked for (``x-ms-retry-after-ms``, ``Retry-After``), else 0."""
     headers = response_headers(error)
     try:
@@ -81,6 +65,59 @@ class Stopped(RetriableError):
     """The process is stopping: the batch is left unacknowledged, for the next worker."""
 
 
+class Retry:
+    """The one retry loop: store writes, store reads, source reads, dead-letter flushes and the
+    generation read at start all wait here. Only what :func:`~projectors.errors.severity` (or the
+    store's own classification) calls ``RETRIABLE`` is tried again, with exponential backoff and
+    jitter, never sooner than a throttling server asked, until the policy's attempts run out (then
+    the last error is raised). Anything else is raised at once. ``stop()`` ends every wait at once
+    with :class:`Stopped`."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        sleep: Callable[[float], Any] | None = None,
+        classify: Callable[[BaseException], Severity] = severity,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.policy = policy
+        self.stopping = stopping or threading.Event()  # shared by the loops one stop ends
+        self.sleep = sleep or self.stopping.wait
+        self.classify = classify
+        self.retries = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def call(self, what: str, call: Callable[[], T], on_retry: Callable[[BaseException], None] | None = None) -> T:
+        delays = self.policy.delays()
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if self.classify(exc) is not Severity.RETRIABLE or not self.wait(what, [exc], delays):
+                    raise
+                if on_retry is not None:
+                    on_retry(exc)
+
+    def wait(self, what: str, errors: Sequence[BaseException], delays: Iterator[float]) -> bool:
+        """Sleep before the next attempt after ``errors``; False when the attempts ran out."""
+        self._check_stop(errors[0])
+        delay = next(delays, None)
+        if delay is None:
+            return False
+        delay = max(delay, *(retry_after_s(e) for e in errors))
+        self.retries += 1
+        log.warning("%s: %d failure(s) (%s); retrying in %.1fs", what, len(errors), errors[0], delay)
+        self.sleep(delay)
+        self._check_stop(errors[0])
+        return True
+
+    def _check_stop(self, cause: BaseException) -> None:
+        if self.stopping.is_set():
+            raise Stopped("stopping: the batch is left for the next worker") from cause
+
+
 MAX_OPS_PER_CALL = 2_000
 
 
@@ -89,94 +126,89 @@ class RetryingStore:
         self,
         store: ProjectionStore,
         policy: RetryPolicy,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], Any] | None = None,
         max_ops_per_call: int = MAX_OPS_PER_CALL,
     ) -> None:
         self.store = store
-        self.policy = policy
-        self._stopping = threading.Event()
-        self.sleep = sleep or self._stopping.wait
+        self.retry = Retry(policy, sleep)
         self.max_ops_per_call = max_ops_per_call
-        self.retries = 0
         self.healthy = True
+
+    @property
+    def retries(self) -> int:
+        return self.retry.retries
 
     def stop(self) -> None:
         """No more waiting: a retry loop in progress gives up (raises :class:`Stopped`)."""
-        self._stopping.set()
-
-    def _check_stop(self) -> None:
-        if self._stopping.is_set():
-            raise Stopped("stopping: the batch is left for the next worker")
+        self.retry.stop()
 
     def apply(self, ops: Sequence[Operation]) -> ApplyResult:
+        return self._apply(ops, self.store.apply)
+
+    def load(self, ops: Sequence[Operation]) -> ApplyResult:
+        """New items into an empty store (a rebuild's first fill): the store's bulk path where it
+        has one (``load``), else ``apply``; retried the same way."""
+        return self._apply(ops, getattr(self.store, "load", self.store.apply))
+
+    def _apply(self, ops: Sequence[Operation], write: Callable[[Sequence[Operation]], ApplyResult]) -> ApplyResult:
         changed = stale = unchanged = 0
         permanent: list[ItemFailure] = []
         step = self.max_ops_per_call
         for start in range(0, len(ops), step):
-            result = self._apply_chunk(ops[start : start + step])
+            result = self._apply_chunk(ops[start : start + step], write)
             changed += result.changed
             stale += result.skipped_stale
             unchanged += result.unchanged
             permanent += result.failures
         return ApplyResult(changed, stale, unchanged, permanent)
 
-    def _apply_chunk(self, ops: Sequence[Operation]) -> ApplyResult:
+    def _apply_chunk(
+        self, ops: Sequence[Operation], write: Callable[[Sequence[Operation]], ApplyResult]
+    ) -> ApplyResult:
+        """Only the items that failed retriably are sent again; a configuration failure stops the
+        batch (:class:`ConfigurationError`); refused items are returned. A write that raises rather
+        than report per item is retried as a whole when retriable, else raised: the batch isolates
+        the event that caused it."""
         changed = stale = unchanged = 0
         permanent: list[ItemFailure] = []
         pending: Sequence[Operation] = ops
-        delays = self.policy.delays()
+        delays = self.retry.policy.delays()
         while True:
             try:
-                result = self.store.apply(pending)
+                result = write(pending)
             except Exception as exc:
-                result = ApplyResult(failures=[ItemFailure(op, exc, True) for op in pending])
+                if severity(exc) is not Severity.RETRIABLE:
+                    raise
+                result = ApplyResult(failures=[ItemFailure(op, exc, Severity.RETRIABLE) for op in pending])
             changed += result.changed
             stale += result.skipped_stale
             unchanged += result.unchanged
+            for failure in result.failures:
+                if failure.severity is Severity.CONFIGURATION:
+                    raise ConfigurationError(f"the store refused {failure.op.key}: {failure.error}") from failure.error
             retriable = [f for f in result.failures if f.retriable]
             permanent += [f for f in result.failures if not f.retriable]
             if not retriable:
                 self.healthy = True
                 return ApplyResult(changed, stale, unchanged, permanent)
             self.healthy = False
-            self._check_stop()
-            delay = next(delays, None)
-            if delay is None:
+            if not self.retry.wait("store", [f.error for f in retriable], delays):
                 return ApplyResult(changed, stale, unchanged, permanent + retriable)
-            delay = max(delay, max(retry_after_s(f.error) for f in retriable))
-            self.retries += 1
-            log.warning(
-                "store: %d operation(s) failed (%s); retrying in %.1fs",
-                len(retriable),
-                retriable[0].error,
-                delay,
-            )
-            self.sleep(delay)
             pending = [f.op for f in retriable]
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
-        delays = self.policy.delays()
-        while True:
-            try:
-                result = call()
-                self.healthy = True
-                return result
-            except (RetriableError, ConnectionError, TimeoutError, OSError) as exc:
-                self.healthy = False
-                self._check_stop()
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                self.retries += 1
-                log.warning("store %s failed (%s); retrying in %.1fs", what, exc, delay)
-                self.sleep(delay)
+        def unhealthy(_exc: BaseException) -> None:
+            self.healthy = False
+
+        result = self.retry.call(f"store {what}", call, on_retry=unhealthy)
+        self.healthy = True
+        return result
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         return self._call("lookup", lambda: self.store.find_keys(collection, equals, partition))
 
-    def read_items(self, keys: list[ItemKey]) -> dict[ItemKey, Document]:
-        read: Callable[[list[ItemKey]], dict[ItemKey, Document]] = self.store.read_items  # type: ignore[attr-defined]
-        return self._call("point reads", lambda: read(keys))
+    def read_items(self, keys: Sequence[ItemKey]) -> Mapping[ItemKey, Document]:
+        return self._call("point reads", lambda: self.store.read_items(keys))
 
     def ensure_schema(self) -> None:
         self._call("schema", self.store.ensure_schema)

@@ -18,47 +18,37 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from projectors.capture.connector import table_topic
 from projectors.capture.preflight import ensure_topics
-from projectors.errors import ConfigurationError
-from projectors.projections import PROJECTIONS
-from projectors.projections import projection as get_projection
-from projectors.projections.base import Projection
+from projectors.errors import Severity, severity
+from projectors.projections import descriptor
 from projectors.projections.model import ProjectionStore
 from projectors.runtime.batch import BatchProjector, BatchStats
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
-from projectors.runtime.stores import open_store
+from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
+from projectors.runtime.store_factory import open_store
 from projectors.settings import KafkaSettings, Settings
-from projectors.stack.processes import pid_alive
 
 log = logging.getLogger(__name__)
-EXIT_ABANDONED = 75
-
-
-def projection_topics(settings: Settings, projection: Projection) -> list[str]:
-    return [table_topic(settings.capture.topic_prefix, t) for t in projection.tables]
+EXIT_ABANDONED = 75  # sysexits EX_TEMPFAIL: the batch in flight is redelivered
+EXIT_CONFIGURATION = 78  # sysexits EX_CONFIG: a setting, credential or privilege is wrong
 
 
 def group_id(projection: str) -> str:
-    return f"projectors-{projection}"
+    return descriptor(projection).group
 
 
 def build_projector(settings: Settings, name: str, store: ProjectionStore | None = None) -> BatchProjector:
-    if name not in PROJECTIONS:
-        raise ConfigurationError(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
-    projection = get_projection(name, settings)
+    projection = descriptor(name).build(settings)
     store = store or open_store(settings, name)
     store.ensure_schema()
 
@@ -99,7 +89,7 @@ def build_app(
 ) -> Any:
     from projectors.runtime.faust_app import app_class
 
-    topics = projection_topics(settings, projector.projection)
+    topics = descriptor(name).topics(settings)
     ensure_topics(
         settings,
         {
@@ -130,6 +120,8 @@ def build_app(
     stats_file.parent.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
     metrics = Metrics(name)
+    recent: list[tuple[float, int]] = []  # (time, events so far): the recent rate (add_rate_sample)
+    add_rate_sample(recent, started_at, 0)
 
     positions: dict[tuple[str, int], int] = {}
 
@@ -140,9 +132,13 @@ def build_app(
         record_metrics(metrics, before, projector)
         for r in records:
             positions[(r.topic, r.partition)] = r.offset + 1
-        metrics.lag.labels(name).set(lag_of(app, positions))
+        lag = lag_of(app, positions)
+        metrics.lag.labels(name).set(lag)
+        stamps = [r.timestamp_s for r in records if r.timestamp_s]
+        metrics.behind.labels(name).set(max(0.0, time.time() - max(stamps)) if lag and stamps else 0.0)
         projector.stats.cpu_seconds += time.thread_time() - cpu
-        write_stats(stats_file, projector, started_at)
+        add_rate_sample(recent, time.time(), projector.stats.events)
+        write_stats(stats_file, projector, started_at, recent)
 
     def readiness() -> dict[str, bool]:
         store_up = bool(getattr(projector.store, "healthy", True)) and projector.store.ping()
@@ -151,14 +147,15 @@ def build_app(
 
     if settings.worker.web_port > 0:
         HealthServer(settings.worker.web_port, metrics, readiness).start()
-    write_stats(stats_file, projector, started_at)
+    write_stats(stats_file, projector, started_at, recent)
 
     @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
     async def project(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(batch_size, within=within):
             records = [
-                RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
+                          e.message.timestamp)
                 for e in events
             ]
             work = loop.run_in_executor(None, process_and_report, records)
@@ -174,6 +171,8 @@ def build_app(
             except Exception as exc:
                 # never acknowledge a batch that was not written: exit, and the next worker of the
                 # group (or this one, restarted) gets it again
+                if severity(exc) is Severity.CONFIGURATION:
+                    abandon(f"stopping on a configuration error ({type(exc).__name__}: {exc})", EXIT_CONFIGURATION)
                 log.exception("batch failed")
                 why = "stopped mid-batch" if projector.stopping else f"batch failed ({type(exc).__name__}: {exc})"
                 abandon(why)
@@ -181,12 +180,12 @@ def build_app(
     return app
 
 
-def abandon(why: str) -> None:
+def abandon(why: str, code: int = EXIT_ABANDONED) -> None:
     """Exit at once, committing nothing more: what was acknowledged was written; the rest is
     redelivered to the next worker of the group."""
     log.error("%s: exiting without committing the batch in flight (it will be redelivered)", why)
     logging.shutdown()
-    os._exit(EXIT_ABANDONED)
+    os._exit(code)
 
 
 def shutdown_watchdog(grace_s: float) -> threading.Timer:
@@ -198,11 +197,6 @@ def shutdown_watchdog(grace_s: float) -> threading.Timer:
     )
     timer.daemon = True
     return timer
-
-
-def stats_path(settings: Settings, name: str) -> Path:
-    """Each worker process publishes its running totals here (status, tests, benchmarks)."""
-    return settings.stack.dir.absolute() / "run" / "stats" / f"{name}-{os.getpid()}.json"
 
 
 def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
@@ -251,52 +245,6 @@ def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProje
     s.store_requests = now
 
 
-def store_requests(projector: BatchProjector) -> dict[str, float]:
-    """The store's requests by kind so far (stores that count them: Cosmos), else nothing."""
-    counter = getattr(projector.store, "requests", None)
-    snapshot = getattr(counter, "snapshot", None)
-    return dict(snapshot()) if callable(snapshot) else {}
-
-
-def write_stats(path: Path, projector: BatchProjector, started_at: float = 0.0) -> None:
-    s = projector.stats
-    data = {
-        "projection": projector.projection.name,
-        "pid": os.getpid(),
-        "startedAt": started_at,
-        "events": s.events,
-        "batches": s.batches,
-        "operations": s.operations,
-        "changed": s.changed,
-        "skippedStale": s.skipped_stale,
-        "deadLetters": s.dead_letters,
-        "retries": s.retries,
-        "lastLsn": s.last_lsn,
-        "lastAppliedAt": s.last_applied_at,
-        "stageSeconds": s.stage_seconds,
-        "cpuSeconds": s.cpu_seconds,
-        "storeRequests": store_requests(projector),
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def read_stats(settings: Settings, name: str) -> list[dict[str, Any]]:
-    """Every worker's published totals (``alive``: the process still runs)."""
-    folder = settings.stack.dir.absolute() / "run" / "stats"
-    out = []
-    for path in sorted(folder.glob(f"{name}-*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        data["alive"] = pid_alive(int(data["pid"]))
-        out.append(data)
-    return out
-
-
-
 GC_THRESHOLDS = (100_000, 50, 100)
 
 
@@ -327,7 +275,7 @@ def run_worker(
         "worker for projection %s: group %s, topics %s",
         name,
         group or group_id(name),
-        ", ".join(projection_topics(settings, projector.projection)),
+        ", ".join(descriptor(name).topics(settings)),
     )
     watchdog = shutdown_watchdog(settings.worker.shutdown_grace_s)
 

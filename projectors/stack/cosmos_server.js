@@ -18,8 +18,14 @@
 // It also counts the requests it serves, by container and kind (GET /_projectors/requests), so a
 // benchmark can compare clients that do not count their own.
 //
-// Usage: node cosmos_server.js HOST PORT   (NODE_PATH: the node_modules folder holding the package)
+// The package keeps everything in memory. With a STATE file, the server writes its databases,
+// containers and items there when it is stopped (SIGTERM, SIGINT) and reads them back at start; the
+// file is removed once read, so a server that is killed instead leaves no state behind (an empty
+// server, which the stack detects), never an old one that would pass for current.
+//
+// Usage: node cosmos_server.js HOST PORT [STATE]   (NODE_PATH: the node_modules folder holding the package)
 "use strict";
+const fs = require("fs");
 const { AsyncLocalStorage } = require("async_hooks");
 // (patched before the package's routes take the handler: a batch's operations are counted too)
 const batchHandler = require("@vercel/cosmosdb-server/lib/handler/batch-documents");
@@ -37,11 +43,22 @@ batchHandler.default = async (account, req, res, params) => {
 const { createHttpServer } = require("@vercel/cosmosdb-server"); // after the patch above
 const Items = require("@vercel/cosmosdb-server/lib/account/items").default;
 
-const [host, port] = process.argv.slice(2);
+const [host, port, stateFile] = process.argv.slice(2);
 if (!host || !port) {
-  console.error("usage: cosmos_server.js HOST PORT");
+  console.error("usage: cosmos_server.js HOST PORT [STATE]");
   process.exit(2);
 }
+
+// the account the server creates when it listens (kept here to save and restore its state)
+const accountModule = require("@vercel/cosmosdb-server/lib/account");
+const OriginalAccount = accountModule.default;
+let account = null;
+accountModule.default = class RecordedAccount extends OriginalAccount {
+  constructor(...args) {
+    super(...args);
+    account = this; // eslint-disable-line consistent-this
+  }
+};
 
 // -- the request's partition key, seen by the container code it calls --------------------------
 const request = new AsyncLocalStorage();
@@ -274,10 +291,63 @@ server.on("request", (req, res) => {
 // request rarely meets a connection the server is closing
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 125000;
+// -- state kept across restarts ------------------------------------------------------------------
+// Each level (databases, containers, items) is saved with its records as stored (resource ids,
+// etags, timestamps kept) and its resource-id counter; expired items are left out.
+function saveState(path) {
+  const at = now();
+  const databases = [...account.databases._data.values()].map(db => ({
+    database: db.read(),
+    collections: {
+      ridCount: db.collections._ridCount,
+      records: [...db.collections._data.values()].map(coll => ({
+        collection: coll.read(),
+        documents: {
+          ridCount: coll.documents._ridCount,
+          records: [...coll.documents._data.values()]
+            .map(item => item.read())
+            .filter(doc => !(withTtl.has(coll.documents) && expired(coll.documents, doc, at)))
+        }
+      }))
+    }
+  }));
+  const temporary = `${path}.tmp`;
+  fs.writeFileSync(temporary, JSON.stringify({ ridCount: account.databases._ridCount, databases }));
+  fs.renameSync(temporary, path);
+  let count = 0;
+  for (const db of databases) for (const coll of db.collections.records) count += coll.documents.records.length;
+  console.log(`saved ${databases.length} database(s), ${count} item(s) to ${path}`);
+}
+
+function loadState(path) {
+  if (!fs.existsSync(path)) return;
+  const state = JSON.parse(fs.readFileSync(path, "utf8"));
+  let count = 0;
+  for (const db of state.databases) {
+    account.databases._set(db.database);
+    const database = account.database(db.database._rid);
+    for (const coll of db.collections.records) {
+      database.collections._set(coll.collection);
+      const collection = database.collection(coll.collection._rid);
+      for (const doc of coll.documents.records) collection.documents._set(doc);
+      collection.documents._ridCount = coll.documents.ridCount;
+      count += coll.documents.records.length;
+    }
+    database.collections._ridCount = db.collections.ridCount;
+  }
+  account.databases._ridCount = state.ridCount;
+  fs.unlinkSync(path); // read once: a server killed from now on leaves no stale state
+  console.log(`loaded ${state.databases.length} database(s), ${count} item(s) from ${path}`);
+}
+
 server.listen(Number(port), host, () => {
   const address = server.address();
+  if (stateFile) loadState(stateFile); // before the first request is read
   console.log(`Ready to accept HTTP connections at ${address.address}:${address.port} (keep-alive)`);
 });
 for (const signal of ["SIGTERM", "SIGINT"]) {
-  process.on(signal, () => process.exit(0));
+  process.on(signal, () => {
+    if (stateFile && account) saveState(stateFile);
+    process.exit(0);
+  });
 }

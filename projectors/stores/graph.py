@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from projectors.errors import RetriableError
+from projectors.errors import Severity, translated
 from projectors.projections.model import (
     ApplyResult,
     Document,
@@ -39,6 +39,7 @@ EDGES: dict[str, tuple[str, str]] = {
     "BLOCKS": ("User", "User"),
 }
 CHUNK = 2000
+PAGE = 5000  # live items read per query
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -47,7 +48,7 @@ class Transport(Protocol):
 
     def run(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
-    def retriable(self, exc: Exception) -> bool: ...
+    def severity(self, exc: Exception) -> Severity: ...
 
     def ddl(self) -> list[str]: ...
 
@@ -115,6 +116,24 @@ def q_put_edges(rel: str) -> str:
     )
 
 
+def q_load_nodes(label: str) -> str:
+    """A rebuild's first fill of an empty graph: no tombstones to honour, no versions to compare
+    (still MERGE, so a chunk sent twice after a lost answer writes nothing twice)."""
+    return (
+        f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) SET n += row.props, n.v = row.v "
+        "RETURN count(n) AS applied, 0 AS unchanged"
+    )
+
+
+def q_load_edges(rel: str) -> str:
+    start, end = EDGES[rel]
+    return (
+        f"UNWIND $rows AS row MERGE (a:{start} {{id: row.from}}) MERGE (b:{end} {{id: row.to}}) "
+        f"MERGE (a)-[r:{rel} {{id: row.id}}]->(b) SET r += row.props, r.v = row.v "
+        "RETURN count(r) AS applied, 0 AS unchanged"
+    )
+
+
 def q_remove(collection: str) -> str:
     """A removal applies when it is newer than both the item's tombstone and the live item (stale
     otherwise: nothing written); it then records its tombstone and deletes the item if there is one.
@@ -137,15 +156,15 @@ def q_remove(collection: str) -> str:
 
 def q_live_nodes(label: str) -> str:
     return (
-        f"MATCH (n:{label}) WHERE n.id > $after "
-        "RETURN n.id AS id, properties(n) AS props ORDER BY n.id LIMIT $limit"
+        f"MATCH (n:{label}) WHERE id(n) > $after "
+        "RETURN id(n) AS at, n.id AS id, properties(n) AS props ORDER BY id(n) LIMIT $limit"
     )
 
 
 def q_live_edges(rel: str) -> str:
     return (
-        f"MATCH (a)-[r:{rel}]->(b) WHERE r.id > $after "
-        "RETURN r.id AS id, properties(r) AS props, a.id AS f, b.id AS t ORDER BY r.id LIMIT $limit"
+        f"MATCH (a)-[r:{rel}]->(b) WHERE id(r) > $after "
+        "RETURN id(r) AS at, r.id AS id, properties(r) AS props, a.id AS f, b.id AS t ORDER BY id(r) LIMIT $limit"
     )
 
 
@@ -162,8 +181,9 @@ def edge_doc(props: Mapping[str, Any], start: str, end: str) -> dict[str, Any]:
 class GraphStore:
     """The graph projection store over a :class:`Transport`."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, page: int = PAGE) -> None:
         self.transport = transport
+        self.page = page
 
     # -- schema and health --------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -179,7 +199,7 @@ class GraphStore:
                     raise self._translated(exc) from exc
 
     def _translated(self, exc: Exception) -> Exception:
-        return RetriableError(f"graph ({self.transport.backend}): {exc}") if self.transport.retriable(exc) else exc
+        return translated(f"graph ({self.transport.backend})", exc, self.transport.severity(exc))
 
     def ping(self) -> bool:
         own = getattr(self.transport, "ping", None)
@@ -201,12 +221,13 @@ class GraphStore:
         except Exception as exc:
             raise self._translated(exc) from exc
 
-    def query(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Read queries of read services (e.g. friend-of-friend suggestions)."""
-        return self.transport.run(cypher, params or {})
-
     # -- writes -------------------------------------------------------------------------------------
-    def apply(self, ops: Sequence[Operation]) -> ApplyResult:
+    def load(self, ops: Sequence[Operation]) -> ApplyResult:
+        """Puts into an empty graph (a rebuild's first fill), without the guard's reads: about a
+        quarter faster than :meth:`apply` on FalkorDB."""
+        return self.apply(ops, empty=True)
+
+    def apply(self, ops: Sequence[Operation], empty: bool = False) -> ApplyResult:
         newest, dropped = newest_per_key(ops)
         groups: dict[tuple[str, str], list[Operation]] = defaultdict(list)
         for op in newest:
@@ -221,16 +242,15 @@ class GraphStore:
             for start in range(0, len(group), CHUNK):
                 chunk = group[start : start + CHUNK]
                 try:
-                    done = self._apply_chunk(collection, kind, chunk)
+                    done = self._apply_chunk(collection, kind, chunk, empty)
                 except Exception as exc:
-                    retriable = self.transport.retriable(exc)
-                    failures += [ItemFailure(op, exc, retriable) for op in chunk]
+                    failures += [ItemFailure(op, exc, self.transport.severity(exc)) for op in chunk]
                     continue
                 counts = [a + b for a, b in zip(counts, done, strict=True)]
         changed, stale, unchanged = counts
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
-    def _apply_chunk(self, collection: str, kind: str, ops: list[Operation]) -> tuple[int, int, int]:
+    def _apply_chunk(self, collection: str, kind: str, ops: list[Operation], empty: bool) -> tuple[int, int, int]:
         """(changed, stale, unchanged) of one chunk, in one round trip: each query is guarded itself
         and counts what it did; what it did not write lost to a newer version or tombstone."""
         if kind == "remove":
@@ -240,13 +260,13 @@ class GraphStore:
             return removed, len(ops) - applied, applied - removed
         puts = [op for op in ops if isinstance(op, Put)]
         if collection in NODES:
-            query = q_put_nodes(collection)
+            query = (q_load_nodes if empty else q_put_nodes)(collection)
             rows = [
                 {"id": op.key.id, "v": op.version, "props": {k: v for k, v in op.doc.items() if k != "id"}}
                 for op in puts
             ]
         else:
-            query = q_put_edges(collection)
+            query = (q_load_edges if empty else q_put_edges)(collection)
             rows = [
                 {
                     "id": op.key.id,
@@ -263,19 +283,26 @@ class GraphStore:
         return applied - same, max(0, len(puts) - applied), same
 
     # -- reads --------------------------------------------------------------------------------------
-    def live_items(self, collection: str, page: int = 5000) -> Iterator[tuple[ItemKey, Document]]:
+    def live_items(self, collection: str, page: int | None = None) -> Iterator[tuple[ItemKey, Document]]:
+        """Every live element of ``collection``, ``page`` at a time, keyset-paged by the store's own
+        element id (an integer: its order and ``>`` agree in every store). Not by the ``id`` property:
+        FalkorDB's range index on a string scans ``n.id > $after`` in an order of its own (a page
+        after 'a' left out 'é', 'Ω' and '中'), and Neo4j documents the order of strings with
+        special characters as inconsistent. (Neo4j 5 deprecates ``id()``; its ``elementId()`` is a
+        string, not ordered by creation.) Verify keeps the items by key, in no order."""
         label = _label(collection)
-        after = ""
+        size = page or self.page
+        after = -1
         query = q_live_nodes(label) if label in NODES else q_live_edges(label)
         while True:
-            rows = self.transport.run(query, {"after": after, "limit": page})
+            rows = self.transport.run(query, {"after": after, "limit": size})
             for row in rows:
                 props = row["props"]
                 doc = node_doc(props) if label in NODES else edge_doc(props, str(row["f"]), str(row["t"]))
                 yield ItemKey(collection, str(row["id"])), doc
-            if len(rows) < page:
+            if len(rows) < size:
                 return
-            after = str(rows[-1]["id"])
+            after = int(rows[-1]["at"])
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         label = _label(collection)
@@ -293,3 +320,27 @@ class GraphStore:
         except Exception as exc:
             raise self._translated(exc) from exc
         return [ItemKey(collection, str(r["id"])) for r in rows]
+
+    def read_items(self, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
+        """The live elements of ``keys`` (absent: no element), by their id indexes, one query per
+        collection; the documents are those :meth:`live_items` gives."""
+        by_collection: dict[str, list[str]] = defaultdict(list)
+        for key in keys:
+            by_collection[_label(key.collection)].append(key.id)
+        out: dict[ItemKey, Document] = {}
+        for label, ids in by_collection.items():
+            query = (
+                f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) RETURN n.id AS id, properties(n) AS props"
+                if label in NODES
+                else f"UNWIND $ids AS id MATCH (a)-[n:{label} {{id: id}}]->(b) "
+                "RETURN n.id AS id, properties(n) AS props, a.id AS f, b.id AS t"
+            )
+            try:
+                rows = self.transport.run(query, {"ids": ids})
+            except Exception as exc:
+                raise self._translated(exc) from exc
+            for row in rows:
+                props = row["props"]
+                doc = node_doc(props) if label in NODES else edge_doc(props, str(row["f"]), str(row["t"]))
+                out[ItemKey(label, str(row["id"]))] = doc
+        return out

@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from projectors.settings import FalkorSettings
-from projectors.stores.graph import EDGES, NODES, GraphStore
+from projectors.errors import Severity
+from projectors.settings import FalkorSettings, Settings
+from projectors.stores.graph import EDGES, NODES, PAGE, GraphStore
 
 # FalkorDB's replies about its own state, not the query (its error_msgs.h): sending again later works
 FALKORDB_TRANSIENT = ("max pending queries exceeded", "query timed out")
 
 
 class FalkorTransport:
+    """``read_only``: every query is sent as ``GRAPH.RO_QUERY``, which the server refuses to run when
+    it would write (the read services' session)."""
+
     backend = "falkordb"
 
-    def __init__(self, host: str, port: int, graph: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, graph: str, timeout_s: float = 10.0, read_only: bool = False) -> None:
         self.host, self.port, self.graph_name, self.timeout_s = host, port, graph, timeout_s
+        self.read_only = read_only
         self._db: Any = None
         self._graph: Any = None
 
@@ -40,7 +45,8 @@ class FalkorTransport:
         return self._graph
 
     def run(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        result = self._connected().query(cypher, dict(params or {}))
+        graph = self._connected()
+        result = (graph.ro_query if self.read_only else graph.query)(cypher, dict(params or {}))
         names = [h[1] if isinstance(h, (list, tuple)) else h for h in (result.header or [])]
         return [{name: _plain(value) for name, value in zip(names, row, strict=False)} for row in result.result_set]
 
@@ -63,13 +69,18 @@ class FalkorTransport:
         except Exception:
             return False
 
-    def retriable(self, exc: Exception) -> bool:
+    def severity(self, exc: Exception) -> Severity:
         """Connection and timeout failures, and the server's answers about itself rather than about
         the query (busy, out of memory, read-only replica, a query timeout, too many queued
-        queries): a batch waits for those to pass instead of dead-lettering every operation."""
+        queries) are retriable: a batch waits for those to pass instead of dead-lettering every
+        operation. A refused password is the configuration; other answers refuse the query."""
         import redis
         from redis import exceptions as rx
 
+        if isinstance(exc, (rx.AuthenticationError, rx.AuthorizationError, rx.NoPermissionError)) or (
+            isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
+        ):
+            return Severity.CONFIGURATION
         if isinstance(
             exc,
             (
@@ -83,8 +94,10 @@ class FalkorTransport:
                 TimeoutError,
             ),
         ):
-            return True
-        return isinstance(exc, redis.ResponseError) and any(m in str(exc).lower() for m in FALKORDB_TRANSIENT)
+            return Severity.RETRIABLE
+        if isinstance(exc, redis.ResponseError) and any(m in str(exc).lower() for m in FALKORDB_TRANSIENT):
+            return Severity.RETRIABLE
+        return Severity.REFUSED
 
     def ddl(self) -> list[str]:
         nodes = [f"CREATE INDEX FOR (n:{label}) ON (n.id)" for label in NODES]
@@ -116,13 +129,19 @@ def _plain(value: Any) -> Any:
 
 
 class Neo4jTransport:
+    """``read_only``: queries run in sessions of ``READ_ACCESS`` mode, in which Neo4j refuses writes
+    (the read services' session, with a reader user)."""
+
     backend = "neo4j"
 
-    def __init__(self, uri: str, auth: tuple[str, str], database: str, own_database: bool = False) -> None:
+    def __init__(
+        self, uri: str, auth: tuple[str, str], database: str, own_database: bool = False, read_only: bool = False
+    ) -> None:
         import neo4j
 
         self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, connection_acquisition_timeout=10.0)
         self._database = database
+        self.read_only = read_only
         # a rebuild's generation is a database of its own (``neo4j-g2``), created and dropped here;
         # that needs Neo4j Enterprise (or Aura): Community has one database and refuses CREATE DATABASE
         self._own_database = own_database
@@ -140,15 +159,27 @@ class Neo4jTransport:
             )
 
     def run(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.read_only:
+            import neo4j
+
+            def read(tx: Any) -> list[dict[str, Any]]:
+                return [record.data() for record in tx.run(cypher, dict(params or {}))]
+
+            with self._driver.session(database=self._database, default_access_mode=neo4j.READ_ACCESS) as session:
+                rows: list[dict[str, Any]] = session.execute_read(read)
+                return rows
         records, _summary, _keys = self._driver.execute_query(
             cypher, dict(params or {}), database_=self._database
         )
         return [record.data() for record in records]
 
-    def retriable(self, exc: Exception) -> bool:
-        from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
+    def severity(self, exc: Exception) -> Severity:
+        from neo4j.exceptions import AuthError, Forbidden, ServiceUnavailable, SessionExpired, TransientError
 
-        return isinstance(exc, (ServiceUnavailable, SessionExpired, TransientError, ConnectionError, TimeoutError))
+        if isinstance(exc, (AuthError, Forbidden)):
+            return Severity.CONFIGURATION
+        transient = (ServiceUnavailable, SessionExpired, TransientError, ConnectionError, TimeoutError)
+        return Severity.RETRIABLE if isinstance(exc, transient) else Severity.REFUSED
 
     def ddl(self) -> list[str]:
         nodes = [
@@ -165,9 +196,19 @@ class Neo4jTransport:
         self._driver.close()
 
 
-def falkordb_store(settings: FalkorSettings, graph: str | None = None) -> GraphStore:
-    return GraphStore(FalkorTransport(settings.host, settings.port, graph or settings.graph))
+def falkordb_store(settings: FalkorSettings, graph: str | None = None, page: int = PAGE) -> GraphStore:
+    return GraphStore(FalkorTransport(settings.host, settings.port, graph or settings.graph), page)
 
 
 def neo4j_store(uri: str, auth: tuple[str, str], database: str, own_database: bool = False) -> GraphStore:
     return GraphStore(Neo4jTransport(uri, auth, database, own_database))
+
+
+def graph_reader(settings: Settings, generation_suffix: str = "") -> FalkorTransport | Neo4jTransport:
+    """The read services' graph session: read-only (FalkorDB ``GRAPH.RO_QUERY``, Neo4j ``READ_ACCESS``
+    sessions with the reader user), on the graph of one generation."""
+    g = settings.graph
+    if g.backend == "neo4j":
+        return Neo4jTransport(g.neo4j_uri, g.reader_auth(), g.neo4j_database + generation_suffix, read_only=True)
+    f = settings.falkordb
+    return FalkorTransport(f.host, f.port, f.graph + generation_suffix, read_only=True)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from projectors.errors import Severity
 from projectors.projections.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
 from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
 from projectors.stores.search_common import INDEXES, check, topics_of, words
@@ -49,14 +50,22 @@ def text_of(index: str, doc: Document) -> str:
 
 
 class SqliteSearchStore:
-    def __init__(self, path: Path) -> None:
+    """``create=False`` (readers): open an existing database only; a missing file raises
+    ``sqlite3.OperationalError`` instead of being created empty."""
+
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.path = path
+        self.create = create
         self._lock = threading.Lock()
         self._conn = self._connect()
         self._dropped = False
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
+        mode = "rwc" if self.create else "rw"
+        conn = sqlite3.connect(
+            f"{self.path.absolute().as_uri()}?mode={mode}", uri=True, timeout=30, check_same_thread=False,
+            isolation_level=None,
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(SCHEMA)
@@ -97,15 +106,17 @@ class SqliteSearchStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 for op in newest:
                     if op.key.collection not in INDEXES:
-                        failures.append(ItemFailure(op, ValueError(f"unknown index {op.key.collection!r}"), False))
+                        unknown = ValueError(f"unknown index {op.key.collection!r}")
+                        failures.append(ItemFailure(op, unknown, Severity.REFUSED))
                         continue
                     outcomes.append(self._apply_one(op))
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                retriable = isinstance(exc, sqlite3.OperationalError)  # locked, busy, disk I/O
-                return ApplyResult(failures=[ItemFailure(op, exc, retriable) for op in newest])
+                # locked, busy, disk I/O: may pass
+                level = Severity.RETRIABLE if isinstance(exc, sqlite3.OperationalError) else Severity.REFUSED
+                return ApplyResult(failures=[ItemFailure(op, exc, level) for op in newest])
         changed, stale, unchanged = tally(outcomes)
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
@@ -166,6 +177,22 @@ class SqliteSearchStore:
                 yield ItemKey(collection, item_id), json.loads(doc)
             if len(rows) < page:
                 return
+
+    def read_items(self, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
+        """The live documents of ``keys`` (absent: no document or a tombstone)."""
+        out: dict[ItemKey, Document] = {}
+        wanted = list(keys)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            pairs = ", ".join("(?, ?)" for _ in chunk)
+            params = [value for key in chunk for value in (key.collection, key.id)]
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT idx, id, doc FROM docs WHERE deleted = 0 AND (idx, id) IN (VALUES {pairs})", params
+                ).fetchall()
+            for index, item_id, doc in rows:
+                out[ItemKey(index, item_id)] = json.loads(doc)
+        return out
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         found = []

@@ -18,7 +18,7 @@ from typing import Any
 import meilisearch
 from meilisearch.errors import MeilisearchApiError, MeilisearchCommunicationError, MeilisearchTimeoutError
 
-from projectors.errors import RetriableError
+from projectors.errors import Severity, translated
 from projectors.projections.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
 from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
 from projectors.stores.search_common import INDEXES, check, topics_of, words
@@ -46,10 +46,15 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def retriable(exc: Exception) -> bool:
+def severity(exc: Exception) -> Severity:
+    """Timeouts, throttling and server errors may pass; a wrong key (401, 403) is the configuration;
+    other answers refuse the item."""
     if isinstance(exc, MeilisearchApiError):
-        return exc.status_code in (408, 429) or exc.status_code >= 500
-    return isinstance(exc, (MeilisearchCommunicationError, MeilisearchTimeoutError, ConnectionError, TimeoutError))
+        if exc.status_code in (408, 429) or exc.status_code >= 500:
+            return Severity.RETRIABLE
+        return Severity.CONFIGURATION if exc.status_code in (401, 403) else Severity.REFUSED
+    transient = (MeilisearchCommunicationError, MeilisearchTimeoutError, ConnectionError, TimeoutError)
+    return Severity.RETRIABLE if isinstance(exc, transient) else Severity.REFUSED
 
 
 class MeilisearchStore:
@@ -68,7 +73,7 @@ class MeilisearchStore:
                 task = self.client.index(self._uid(index)).update_settings(SETTINGS[index])
                 self._wait(task.task_uid)
         except Exception as exc:
-            raise (RetriableError(f"Meilisearch: {exc}") if retriable(exc) else exc) from exc
+            raise translated("Meilisearch", exc, severity(exc)) from exc
 
     def _wait(self, uid: int) -> None:
         task = self.client.wait_for_task(uid, timeout_in_ms=TASK_TIMEOUT_MS)
@@ -108,7 +113,7 @@ class MeilisearchStore:
         failures: list[ItemFailure] = []
         for index, group in by_index.items():
             if index not in INDEXES:
-                failures += [ItemFailure(op, ValueError(f"unknown index {index!r}"), False) for op in group]
+                failures += [ItemFailure(op, ValueError(f"unknown index {index!r}"), Severity.REFUSED) for op in group]
                 continue
             try:
                 held = self._held(index, [op.key.id for op in group])
@@ -119,7 +124,7 @@ class MeilisearchStore:
                     self._wait(task.task_uid)
                 outcomes += [o for _, o in decided]
             except Exception as exc:
-                failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
+                failures += [ItemFailure(op, exc, severity(exc)) for op in group]
         changed, stale, unchanged = tally(outcomes)
         return ApplyResult(changed, stale + dropped, unchanged, failures)
 
@@ -164,6 +169,18 @@ class MeilisearchStore:
             offset += len(result.results)
             if len(result.results) < page:
                 return
+
+    def read_items(self, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
+        """The live documents of ``keys`` (absent: no document or a tombstone)."""
+        by_index: dict[str, list[str]] = {}
+        for key in keys:
+            by_index.setdefault(key.collection, []).append(key.id)
+        out: dict[ItemKey, Document] = {}
+        for index, ids in by_index.items():
+            for item_id, held in self._held(index, ids).items():
+                if held.doc is not None:
+                    out[ItemKey(index, item_id)] = held.doc
+        return out
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         return [key for key, doc in self.live_items(collection) if all(doc.get(k) == v for k, v in equals.items())]

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from projectors.bench.harness import Results, markdown, worker_rate
+from projectors.bench.config import BenchConfig
+from projectors.bench.render import markdown
+from projectors.bench.report import BuildFigures, RebuildRun, Results
+from projectors.bench.worker_runs import worker_rate
 from tests.conftest import cli
 
 
 def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
-    done = cli("bench", "--tiny", "--out", str(tmp_path), timeout=900)
+    done = cli("bench", "--tiny", "--out", str(tmp_path), timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["throughput"]) == {"feed", "counters", "graph", "search"}
@@ -21,8 +24,12 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
         assert t["null_store"]["events"] > 0 and t["real_store"]["events"] > 0, (name, t)
         # every event counted by the bare faust agent (too few to time on a tiny input: its rate may be 0)
         assert t["bare_faust_events"] == t["topic_events"] and t["raw_store"]["operations"] > 0, (name, t)
+        assert t["real_store"]["source_queries_per_event"] > 0 and t["real_store"]["source_rows_per_event"] > 0
         assert t["real_store"]["peak_rss_mb"] > 0 and "store apply" in t["real_store"]["stages_s"], (name, t)
-    assert {r["events"] > 0 for r in results["rebuild"].values()} == {True}
+    assert set(results["rebuild"]) == {"feed", "counters", "graph", "search"}
+    for name, r in results["rebuild"].items():  # from state: every item of the spec, as many as the bulk load
+        assert r["items"] > 0 and r["from_state"]["items"] == r["bulk_load"]["items"] == r["items"], (name, r)
+        assert r["from_state"]["refused"] == 0 and (name not in ("graph", "search") or r["from_topics"]["events"] > 0)
     for store in ("graph", "search"):
         assert results["lag"]["50"][store]["n"] > 0, results["lag"]
         batches = results["lag_batches"]["50"][store]
@@ -31,8 +38,17 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     drills = results["drills"]
     assert len(drills) == 4 and all(set(d["drift_after"].values()) == {0} for d in drills), drills
     assert drills[-1]["dead_letters"] == drills[-1]["expected_dead_letters"], drills[-1]
+    verify = results["verify"]  # a full and an incremental verify at two store sizes, and a worker beside one
+    assert len(verify["sizes"]) == 2 and verify["sizes"][1]["items"] >= verify["sizes"][0]["items"] > 0, verify
+    for size in verify["sizes"]:
+        full, incremental = size["full"], size["incremental"]
+        assert full["items_read"] == size["items"] and full["requests"] > 0 and full["drift"] == 0, size
+        assert incremental["events_read"] > 0 and incremental["keys_checked"] > 0 and incremental["drift"] == 0, size
+        assert 0 < incremental["items_read"] < full["items_read"], size
+    assert verify["worker_alone"]["events"] > 0 and verify["worker_beside_verify"]["events"] > 0, verify
     report = (tmp_path / "results.md").read_text()
-    for heading in ("Throughput", "Where a worker's time goes", "Rebuild", "Lag", "Fan-out", "Fault drills"):
+    for heading in ("Throughput", "Where a worker's time goes", "The load on the source", "Rebuild", "Lag",
+                    "Fan-out", "Verify: full and incremental", "Fault drills"):
         assert f"## {heading}" in report
     assert "Not run" not in report and "events per batch" in report
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -46,12 +62,14 @@ def test_an_unknown_phase_stops_the_bench_before_any_stack_starts(tmp_path: Path
 
 
 def test_a_phase_left_out_says_so_in_the_report() -> None:
-    results = Results(config={"phases": ("lag",)})
-    results.rebuild["graph"] = {"events": 10, "seconds": 1.0, "events_per_s": 10.0}  # only what lag left
+    results = Results(config=BenchConfig(phases=("lag",)))
+    build = BuildFigures(items=10, seconds=1.0, items_per_second=10, source_wait_seconds=0.1, store_seconds=0.9)
+    results.rebuild["graph"] = RebuildRun(items=10, bulk_load=build, bulk_load_runs_s=[1.0], from_state_runs_s=[1.0],
+                                          from_state=build, ratio_state_vs_bulk=1.0)
     report = markdown(results)
     sections = {part.split("\n", 1)[0]: part for part in report.split("\n## ")[1:]}
     assert sections["Rebuild (build phase)"].strip().endswith("Not run (`--phases`).")
-    assert "| graph | 10 |" not in report
+    assert "| graph | 10 |" not in report and "| graph |" not in report
     assert "Not run" not in sections["Lag: PostgreSQL COMMIT -> visible (ms)"]
     assert all("Not run" in body for title, body in sections.items() if not title.startswith("Lag"))
 
@@ -64,10 +82,10 @@ def test_a_worker_run_is_timed_by_its_own_batches() -> None:
     last = {"events": 21_000, "operations": 63_000, "cpuSeconds": 1.5, "lastAppliedAt": 104.0, "batches": 21,
             "stageSeconds": {"store apply": 2.5}}
     run = worker_rate(first, last, process_cpu_s=3.0, expected=21_000, rss_mb=100.0)
-    assert run["events_per_s"] == 5_000.0 and run["ops_per_s"] == 15_000.0 and run["seconds"] == 4.0
-    assert run["cpu_us_per_event"] == 150.0 and run["own_cpu_us_per_event"] == 50.0 and run["cpu_share"] == 0.75
-    assert run["complete"] and run["events"] == 21_000 and run["stages_s"] == {"store apply": 2.0}
+    assert run.events_per_s == 5_000.0 and run.ops_per_s == 15_000.0 and run.seconds == 4.0
+    assert run.cpu_us_per_event == 150.0 and run.own_cpu_us_per_event == 50.0 and run.cpu_share == 0.75
+    assert run.complete and run.events == 21_000 and run.stages_s == {"store apply": 2.0}
     # no batch finished in time, or only one: nothing to time, reported as 0 (partial), never a division error
-    assert worker_rate(None, {}, 1.0, 10, 0.0)["events_per_s"] == 0.0
-    assert worker_rate(first, first, 1.0, 10_000, 0.0)["events_per_s"] == 0.0
+    assert worker_rate(None, {}, 1.0, 10, 0.0).events_per_s == 0.0
+    assert worker_rate(first, first, 1.0, 10_000, 0.0).events_per_s == 0.0
 

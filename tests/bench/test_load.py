@@ -12,9 +12,9 @@ import psycopg
 from confluent_kafka import Producer
 
 from projectors.bench.baselines import Rate, bare_consume, bare_faust
-from projectors.bench.load import bulk as bulk_load
-from projectors.bench.load import celebrity_post, seed, steady
 from projectors.capture.preflight import ensure_topics
+from projectors.workload import bulk as bulk_load
+from projectors.workload import celebrity_post, seed, steady
 from tests.conftest import running
 
 TABLES = ("users", "posts", "replies", "follows", "reactions", "blocks", "mutes")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from projectors.capture.offsets import UnreadableOffsets, read_offsets, server_offset, snapshot_running
+from projectors.capture.debezium_offsets import UnreadableOffsets, read_offsets, server_offset, snapshot_running
 
 # A one-entry HashMap<byte[], byte[]>, as written by Debezium 3 (server "kill", a streamed INSERT).
 WRITTEN = bytes.fromhex(

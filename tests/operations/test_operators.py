@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import threading
@@ -21,16 +22,18 @@ import pytest
 from confluent_kafka import Producer
 
 from projectors.capture.connector import table_topic
+from projectors.cli import EXIT_BROKEN_PIPE
 from projectors.db.migrate import connect
 from projectors.operations.verify import verify_until_clean
 from projectors.projections import PROJECTIONS
-from projectors.runtime.stores import open_raw_store
-from projectors.runtime.worker import read_stats
+from projectors.runtime.observe import pid_alive
+from projectors.runtime.stats import read_stats
+from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import load_settings
 from projectors.stack import local
-from projectors.stack.processes import FalkorDB, Part, Worker, pid_alive
+from projectors.stack.processes import FalkorDB, Part
 from projectors.workload import SocialWorkload
-from tests.conftest import StackHandle, free_port, private_dir, stack_env
+from tests.conftest import StackHandle, free_port, private_dir, stack_env, worker_part
 
 NAMES = list(PROJECTIONS)
 GRACE_S = 5
@@ -61,8 +64,7 @@ def ops_stack() -> Iterator[StackHandle]:
 
 def worker(handle: StackHandle, projection: str) -> Part:
     settings = handle.with_env(PROJECTORS_WORKER_WEB_PORT=handle.extra.get(projection, "0"))
-    cls = type(f"W_{projection}", (Worker,), {"name": f"worker-{projection}", "projection": projection})
-    return cls(settings)
+    return worker_part(settings, projection)
 
 
 def assert_clean(handle: StackHandle, names: list[str], wait_s: float = 240) -> None:
@@ -88,7 +90,11 @@ def test_status_health_and_metrics(ops_stack: StackHandle) -> None:
         assert any(p["committed"] is not None for p in row["partitions"]), row  # empty partitions: none
         assert row["last_lsn"] > 0 and row["last_applied_age_s"] is not None
     human = ops_stack.cli("status", "feed")
-    assert "feed" in human.stdout and "lag" in human.stdout
+    assert "feed" in human.stdout and "lag" in human.stdout and "ev/s 60s" in human.stdout
+    assert all(row["rate_window_s"] == 60 for row in rows.values())
+    # `projectors status | head -3`: the reader goes away; no traceback
+    piped = ops_stack.cli_into_closed_pipe("status")
+    assert piped.returncode == EXIT_BROKEN_PIPE and "Traceback" not in piped.stderr, piped.stderr
     for name in NAMES:
         status, body = get(f"http://127.0.0.1:{ops_stack.extra[name]}/health/ready")
         assert status == 200 and json.loads(body)["ready"], body
@@ -99,7 +105,7 @@ def test_status_health_and_metrics(ops_stack: StackHandle) -> None:
 
 
 def test_verify_repair_rewrites_exactly_the_drifted_items(ops_stack: StackHandle) -> None:
-    from projectors.stores.documents import CosmosStore
+    from projectors.stores.cosmos import CosmosStore
 
     store = open_raw_store(ops_stack.settings, "counters")
     assert isinstance(store, CosmosStore)
@@ -113,15 +119,15 @@ def test_verify_repair_rewrites_exactly_the_drifted_items(ops_stack: StackHandle
     container.create_item({"id": "nobody:likes", "subjectId": "nobody", "kind": "likes", "count": 1,
                            "sourceVersion": 0, "deleted": False})
     store.close()
-    check = ops_stack.cli("verify", "counters", "--json")
+    check = ops_stack.cli("verify", "counters", "--full", "--json")
     assert check.returncode == 1
     drift = json.loads(check.stdout[: check.stdout.rindex("]") + 1])[0]
     assert (drift["missing"], drift["wrong"], drift["extra"]) == (1, 1, 1)
-    fixed = ops_stack.cli("verify", "counters", "--repair", "--json")
+    fixed = ops_stack.cli("verify", "counters", "--full", "--repair", "--json")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     report = json.loads(fixed.stdout[fixed.stdout.rindex("[\n  {") :])[0]
     assert report["drifted"] == 3 and report["driftAfter"] == 0 and report["changed"] == 3, report
-    assert ops_stack.cli("verify", "counters").returncode == 0
+    assert ops_stack.cli("verify", "counters", "--full").returncode == 0
 
 
 def test_a_dead_letter_is_listed_shown_and_redriven_after_a_fix(ops_stack: StackHandle, tmp_path: Path) -> None:
@@ -131,30 +137,57 @@ def test_a_dead_letter_is_listed_shown_and_redriven_after_a_fix(ops_stack: Stack
     # the search store lost this user (drift), and the event that would fix it arrives broken
     with sqlite3.connect(settings.search_sqlite_path) as db:
         db.execute("DELETE FROM docs WHERE idx = 'users' AND id = ?", (user,))
-    assert ops_stack.cli("verify", "search").returncode == 1
+    assert ops_stack.cli("verify", "search", "--full").returncode == 1
     topic = table_topic(settings.capture.topic_prefix, "users")
     broken = {"op": "u", "after": {"id": user, "handle": "x"}, "source": {"table": "users", "schema": "public"}}
     send(settings, topic, user, broken)
     letter_id = wait_for_letter(ops_stack, "search", topic, lambda _letter: True)
     shown = json.loads(ops_stack.cli("dlq", "show", letter_id).stdout)
     assert shown["origin"]["topic"] == topic and "source.lsn" in shown["reason"]
-    # redriven as it is, it fails again and comes back as a new letter (no loop)
+    # redriven as it is, it fails again and comes back as a new letter (no loop), listed with the
+    # first as one dead letter of that origin, waiting for a redrive
     again = ops_stack.cli("dlq", "redrive", letter_id)
     assert again.returncode == 1 and "dead-lettered again" in again.stdout
+    listed = [line for line in ops_stack.cli("dlq", "list", "--projection", "search").stdout.splitlines()
+              if topic in line]
+    assert len(listed) == 1 and "(dead-lettered 2 times)" in listed[0] and "(redriven)" not in listed[0], listed
+    assert json.loads(ops_stack.cli("dlq", "show", letter_id).stdout)["ids"][0] == letter_id
     # the fix: the operator supplies the corrected event
     fixed = dict(broken, source={"table": "users", "schema": "public", "lsn": 1})
     (tmp_path / "fixed.json").write_text(json.dumps(fixed))
     done = ops_stack.cli("dlq", "redrive", letter_id, "--value-file", str(tmp_path / "fixed.json"))
     assert done.returncode == 0 and "applied" in done.stdout, done.stdout + done.stderr
-    assert ops_stack.cli("verify", "search").returncode == 0  # the redriven event restored the user
+    assert ops_stack.cli("verify", "search", "--full").returncode == 0  # the redriven event restored the user
     listed = ops_stack.cli("dlq", "list", "--projection", "search").stdout
-    assert "redriveOf" not in listed and "(redriven)" in listed
+    assert "redriveOf" not in listed
     letters = [line for line in listed.splitlines() if topic in line]
-    assert len(letters) == 2  # the original and the one from the failed redrive; nothing more
-    # status counts the letters that are there (not the broker's watermark)
+    # one dead letter for the origin: the original and the one from the failed redrive; nothing more
+    assert len(letters) == 1 and "(dead-lettered 2 times)" in letters[0] and "(redriven)" in letters[0], listed
+    # status counts the letters that were written (not the broker's watermark)
+    written = re.search(r"; (\d+) written\)", listed)
+    assert written is not None, listed
     status = json.loads(ops_stack.cli("status", "--json").stdout)
     search = next(p for p in status if p["projection"] == "search")
-    assert search["dead_letters"] == len([line for line in listed.splitlines() if line.startswith("search:")])
+    assert search["dead_letters"] == int(written.group(1))
+
+
+def test_a_rebuild_does_not_dead_letter_an_origin_again(ops_stack: StackHandle) -> None:
+    """A rebuild from the topics replays events the worker dead-lettered: they fail again, and no
+    second letter is written for any of them."""
+    settings = ops_stack.settings
+    topic = table_topic(settings.capture.topic_prefix, "users")
+    user = str(uuid.uuid4())
+    broken = {"op": "u", "after": {"id": user, "handle": "y"}, "source": {"table": "users", "schema": "public"}}
+    send(settings, topic, user, broken)  # no source.lsn: a poison event
+    letter_id = wait_for_letter(ops_stack, "search", topic, lambda letter: letter["key"] == json.dumps({"id": user}))
+    before = ops_stack.cli("dlq", "list", "--projection", "search")
+    assert before.returncode == 0, before.stderr
+    rebuilt = ops_stack.cli("rebuild", "search", "--from-topics", "--force", "--json", timeout=600)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    after = ops_stack.cli("dlq", "list", "--projection", "search")
+    assert after.stdout == before.stdout  # the same dead letters, each written as often as before
+    shown = json.loads(ops_stack.cli("dlq", "show", letter_id).stdout)
+    assert (shown["times"], shown["ids"]) == (1, [letter_id])
 
 
 def test_a_large_dead_letter_keeps_its_size_and_is_redriven_from_its_origin(ops_stack: StackHandle) -> None:
@@ -228,6 +261,8 @@ def test_a_graph_store_outage_loses_nothing(ops_stack: StackHandle) -> None:
         assert not pid_alive(graph_pid), f"the graph worker still runs {took:.0f}s after SIGTERM"
         assert took < GRACE_S + 10, took
         assert "exiting without committing the batch in flight" in graph.log_file.read_text(errors="replace")
+        # freshness: the graph has changes waiting (read from the records, not the high watermark)
+        assert behind(ops_stack, "graph") > 0
         time.sleep(max(0.0, 20.0 - (time.monotonic() - stopped_at)))  # down for 20 s in all
         status, _ = get(f"http://127.0.0.1:{ops_stack.extra['feed']}/health/ready")
         assert status == 200  # the other projections go on
@@ -237,8 +272,19 @@ def test_a_graph_store_outage_loses_nothing(ops_stack: StackHandle) -> None:
     assert_clean(ops_stack, NAMES)
     after = {n: sum(s["deadLetters"] for s in read_stats(settings, n)) for n in NAMES}
     assert after == before
+    deadline = time.monotonic() + 90  # the group commits what it applied within its commit interval
+    while behind(ops_stack, "graph") > 0 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert behind(ops_stack, "graph") == 0
     retried: Any = [s["retries"] for s in read_stats(settings, "graph")]
     assert retried
+
+
+def behind(handle: StackHandle, projection: str) -> float:
+    done = handle.cli("status", projection, "--json", timeout=120)
+    assert done.returncode in (0, 1), done.stderr
+    (row,) = json.loads(done.stdout)
+    return float(row["behind_s"])
 
 
 def test_replay_during_writes_ends_with_zero_drift(ops_stack: StackHandle) -> None:

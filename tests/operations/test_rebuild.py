@@ -17,11 +17,9 @@ import pytest
 from projectors.db.migrate import connect
 from projectors.projections import PROJECTIONS
 from projectors.read.client import ReadClient
-from projectors.runtime.stores import current_generation
-from projectors.settings import load_settings
-from projectors.stack import local
+from projectors.runtime.store_factory import current_generation
 from projectors.workload import SocialWorkload
-from tests.conftest import StackHandle, private_dir, stack_env
+from tests.conftest import QUICK_BATCHES, StackHandle, local_stack
 from tests.operations.test_operators import assert_clean
 
 NAMES = list(PROJECTIONS)
@@ -29,20 +27,13 @@ NAMES = list(PROJECTIONS)
 
 @pytest.fixture(scope="module")
 def rebuild_stack() -> Iterator[StackHandle]:
-    env = stack_env(private_dir("projectors-rebuild-"))
-    env.update({"PROJECTORS_WORKER_BATCH_SIZE": "200", "PROJECTORS_WORKER_BATCH_WITHIN_S": "0.3"})
-    settings = load_settings(env)
-    handle = StackHandle(settings, env)
-    try:
-        local.up(settings, local.ORDER, say=lambda _l: None)
-        with connect(settings.pg) as conn:
+    with local_stack("projectors-rebuild-", **QUICK_BATCHES) as handle:
+        with connect(handle.settings.pg) as conn:
             load = SocialWorkload(conn, rng=random.Random(53))
             load.seed(users=25, posts=30, follows=80)
             load.run(150)
         assert_clean(handle, NAMES)
         yield handle
-    finally:
-        local.down(settings, local.ORDER, say=lambda _l: None)
 
 
 def snapshot(client: ReadClient, users: list[str], posts: list[str]) -> dict[str, Any]:
@@ -114,16 +105,20 @@ def test_rebuild_swaps_while_readers_read(rebuild_stack: StackHandle) -> None:
 
     for name, report in reports.items():
         assert report["oldGeneration"] == 0 and report["newGeneration"] == 1, report
-        assert report["events"] > 0 and report["verified"]["missing"] + report["verified"]["wrong"] == 0, report
+        assert report["verified"]["missing"] + report["verified"]["wrong"] == 0, report
+        # built from the source's state (no writes meanwhile: exactly the items the verify checked)
+        assert report["loadedFromState"]["items"] == report["verified"]["checked"], report
+        assert report["loadedFromState"]["refused"] == 0, report
         assert report["verified"]["checked"] > 0 and report["droppedGeneration"] == 0
         assert current_generation(settings, name) == 1
     # the old generation is gone: Cosmos containers, the FalkorDB graph, the SQLite file
     import redis
 
-    from projectors.stores.documents import CosmosStore
+    from projectors.stores.cosmos import CosmosStore
 
-    database = CosmosStore(settings.cosmos, {}).database
-    containers = {c["id"] for c in database.list_containers()}
+    containers = {
+        c["id"] for p in ("feed", "counters") for c in CosmosStore(settings.cosmos.of(p), {}).database.list_containers()
+    }
     assert {"userFeed-g1", "counters-g1"} <= containers and not {"userFeed", "counters"} & containers
     assert redis.Redis(port=settings.falkordb.port).exists(settings.falkordb.graph) == 0
     assert not settings.search_sqlite_path.exists()
@@ -139,28 +134,47 @@ def test_rebuild_swaps_while_readers_read(rebuild_stack: StackHandle) -> None:
     assert_clean(rebuild_stack, NAMES)
 
 
-def test_rebuild_during_writes_ends_with_zero_drift(rebuild_stack: StackHandle) -> None:
+@pytest.mark.parametrize("name, how", [("graph", "--from-state"), ("search", "--from-topics")])
+def test_rebuild_during_writes_ends_with_zero_drift(rebuild_stack: StackHandle, name: str, how: str) -> None:
+    """Writes go on through the whole rebuild: from the state (the snapshot, then the events from
+    offsets taken before it) or from the topics, the swapped-in store has no drift."""
     settings = rebuild_stack.settings
     stop = threading.Event()
+    written: list[int] = []
+    failed: list[BaseException] = []
 
     def write() -> None:
+        try:
+            write_until_stopped()
+        except BaseException as exc:
+            failed.append(exc)
+
+    def write_until_stopped() -> None:
         with connect(settings.pg) as conn:
-            load = SocialWorkload(conn, rng=random.Random(61))
+            load = SocialWorkload(conn, rng=random.Random(f"writes during the rebuild of {name}"))
             load.users = [uuid.UUID(r[0]) for r in conn.execute("SELECT id::text FROM users").fetchall()]
             load.posts = [uuid.UUID(r[0]) for r in conn.execute("SELECT id::text FROM posts").fetchall()]
             while not stop.is_set():
                 load.run(10)
+                written.append(10)
                 time.sleep(0.2)
 
-    before = current_generation(settings, "graph")
+    before = current_generation(settings, name)
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        done = rebuild_stack.cli("rebuild", "graph", "--force", timeout=600)
+        args = ["--from-topics"] if how == "--from-topics" else []
+        done = rebuild_stack.cli("rebuild", name, "--force", "--json", *args, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "swapped" in done.stdout and "dropped" in done.stdout
+        report = json.loads(done.stdout)
     finally:
         stop.set()
         writer.join()
-    assert current_generation(settings, "graph") == before + 1
-    assert_clean(rebuild_stack, ["graph"])
+    assert report["droppedGeneration"] == before
+    assert not failed and len(written) >= 5, failed
+    if how == "--from-state":
+        assert report["loadedFromState"]["items"] > 0 and report["events"] > 0, report  # writes came after the snapshot
+    else:
+        assert report["loadedFromState"] is None and report["events"] > 0, report
+    assert current_generation(settings, name) == before + 1
+    assert_clean(rebuild_stack, [name])

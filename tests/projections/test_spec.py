@@ -17,8 +17,8 @@ from projectors.db.migrate import migrate
 from projectors.projections import PROJECTIONS, Projection
 from projectors.projections.feed import FeedProjection
 from projectors.projections.model import ItemKey
-from projectors.runtime.source import PostgresSource
 from projectors.settings import PostgresSettings
+from projectors.source import PostgresSource
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle
 

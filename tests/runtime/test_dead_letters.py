@@ -59,3 +59,28 @@ def test_a_letter_is_bounded_whatever_the_events_size() -> None:
     small = b'{"op": "c"}'
     kept = dead_letter_value("graph", RawRecord("t", 0, 1, None, small), "bad")
     assert kept["value"] == small.decode() and kept["valueTruncated"] is False and len(small) < VALUE_LIMIT
+
+
+def test_a_dead_letter_that_cannot_be_written_stops_the_batch_unacknowledged() -> None:
+    """The broker never answers: after bounded flushes the batch raises DeadLetterFailed (the worker
+    exits non-zero with it and the batch is redelivered), it never returns as if it were done."""
+    from projectors.errors import DeadLetterFailed
+    from projectors.runtime.batch import DEAD_LETTER_ATTEMPTS, BatchProjector
+    from tests.runtime.test_isolation import Connection, Picky, Store, user
+
+    settings = load_settings(stack_env(private_dir("projectors-dlq-")))  # nothing listens on its ports
+    writer = DeadLetterWriter(settings, "picky", delivery_timeout_ms=60_000)
+    writer.flush_timeout_s = 0.2
+    store = Store()
+    projector = BatchProjector(Picky(), store, lambda: Connection(), writer,  # type: ignore[arg-type, return-value]
+                               retry_initial_s=0.01, retry_max_s=0.02)
+    poison = RawRecord("social.public.users", 0, 3, b"{}", b"{not json")
+    with pytest.raises(DeadLetterFailed, match="dead letters could not be written"):
+        projector.process([user(1, "u1"), poison, user(2, "u2")])
+    assert projector.stats.batches == 0  # not counted as done
+    assert projector.stats.retries == DEAD_LETTER_ATTEMPTS - 1
+    writer.producer.purge()
+    del projector, writer  # the producer (and its reconnect attempts to nothing) goes with them
+    import gc
+
+    gc.collect()

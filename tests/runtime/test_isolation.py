@@ -6,15 +6,18 @@ tests/pipeline)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
+
+import pytest
+from psycopg import errors as pg_errors
 
 from projectors.events.models import ChangeEvent
 from projectors.projections.base import Projection, Touch
 from projectors.projections.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore, Put
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import RawRecord
-from projectors.runtime.source import PostgresSource
+from projectors.source import PostgresSource
 
 
 class Picky(Projection):
@@ -27,7 +30,7 @@ class Picky(Projection):
     def touched(self, event: ChangeEvent) -> list[Touch]:
         return [ItemKey("U", row.handle) for row in event.rows()]  # type: ignore[attr-defined]
 
-    def plan(self, touches: Mapping[Touch, int], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
+    def plan(self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
         if any(isinstance(t, ItemKey) and t.id == "boom" for t in touches):
             raise ValueError("the spec read failed on 'boom'")
         return [Put(t, 1, {"id": t.id}) for t in touches if isinstance(t, ItemKey)]
@@ -91,7 +94,7 @@ def test_a_batch_without_a_failing_event_is_planned_once() -> None:
     picky = Picky()
     plan = picky.plan
 
-    def counted(touches: Mapping[Touch, int], source: Any, held: Any) -> list[Operation]:
+    def counted(touches: Collection[Touch], source: Any, held: Any) -> list[Operation]:
         calls.append(len(touches))
         return plan(touches, source, held)
 
@@ -100,3 +103,20 @@ def test_a_batch_without_a_failing_event_is_planned_once() -> None:
         [user(i, f"u{i}") for i in range(8)]
     )
     assert calls == [8] and not letters.sent and len(store.items) == 8
+
+
+def test_a_configuration_error_stops_the_batch_and_dead_letters_nothing() -> None:
+    """A source role without the privilege fails every event the same way: the batch raises (the
+    worker exits with EX_CONFIG, nothing acknowledged) instead of bisecting the whole stream into the
+    dead letters."""
+    store, letters = Store(), Letters()
+    picky = Picky()
+
+    def denied(touches: Collection[Touch], source: Any, held: Any) -> list[Operation]:
+        raise pg_errors.InsufficientPrivilege("permission denied for table users")
+
+    picky.plan = denied  # type: ignore[method-assign]
+    projector = BatchProjector(picky, store, lambda: Connection(), letters)  # type: ignore[arg-type, return-value]
+    with pytest.raises(pg_errors.InsufficientPrivilege):
+        projector.process([user(i, f"u{i}") for i in range(8)])
+    assert not letters.sent and not store.items and projector.stats.events == 0

@@ -1,22 +1,23 @@
-"""schemas/ is generated from the models: it must not drift, and what read services receive must
-validate against it (documents from the spec SQL on real PostgreSQL, events from real capture in
-tests/capture)."""
+"""schemas/ is generated from the models: it must not drift; the projections' documents (from the
+spec SQL on real PostgreSQL) validate against their models, and what the stores hold against
+schemas/ (tests/schemas/test_stored_items.py; events from real capture in tests/capture)."""
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from pathlib import Path
 
 import jsonschema
 import psycopg
+from pydantic import TypeAdapter
 
 from projectors import schemas
 from projectors.db.migrate import migrate
 from projectors.projections import PROJECTIONS, Projection
+from projectors.projections.documents import DOCUMENTS
 from projectors.projections.feed import FeedProjection
-from projectors.runtime.source import PostgresSource
+from projectors.source import PostgresSource
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle
 
@@ -33,7 +34,7 @@ def test_drift_is_detected(tmp_path: Path) -> None:
     assert schemas.drift(tmp_path) == ["events/extra.json", "events/posts.json"]
 
 
-def test_every_projected_document_validates_against_its_schema(stack: StackHandle) -> None:
+def test_every_projected_document_validates_against_its_model(stack: StackHandle) -> None:
     pg = stack.settings.pg.model_copy(update={"database": f"schema_{uuid.uuid4().hex[:10]}"})
     migrate(pg, "schema_pub", stack.settings.capture.table_list)
     with psycopg.connect(pg.conninfo()) as conn:
@@ -44,8 +45,8 @@ def test_every_projected_document_validates_against_its_schema(stack: StackHandl
         for projection in hybrid:
             name = projection.name
             for key, doc in projection.spec_all(PostgresSource(conn)):
-                path = schemas.SCHEMAS_DIR / "projections" / name / f"{key.collection}.json"
-                jsonschema.validate(doc, json.loads(path.read_text()))
+                model = DOCUMENTS[name][key.collection]
+                jsonschema.validate(doc, TypeAdapter(model).json_schema(by_alias=True))
                 seen.add(f"{name}/{key.collection}")
     assert len(seen) >= 15, seen
-    assert {"feed/feedPosts", "feed/feedFollows", "feed/feedAuthors"} <= seen
+    assert {"feed/feedPosts", "feed/feedFollows", "feed/feedAuthors", "notifications/notifications"} <= seen

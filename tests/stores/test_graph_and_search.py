@@ -6,10 +6,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
 
+from projectors.db.migrate import migrate
+from projectors.operations.verify import verify_projection
+from projectors.projections import projection
 from projectors.projections.model import ItemKey, Put, Remove
-from projectors.read.client import SUGGESTIONS
+from projectors.read.client import ReadClient
+from projectors.source import PostgresSource
 from projectors.stores.graph import GraphStore
 from projectors.stores.graph_transports import falkordb_store
 from projectors.stores.search_fts import SqliteSearchStore
@@ -67,14 +73,77 @@ def test_an_edge_write_reports_what_it_did(graph: GraphStore) -> None:
     assert dict(graph.live_items("REACTED"))[ItemKey("REACTED", "u:p")]["kind"] == "love"
 
 
-def test_friend_of_friend_suggestions(graph: GraphStore) -> None:
+def test_friend_of_friend_suggestions_through_the_read_only_session(store_servers: StackHandle) -> None:
+    """The read client's suggestions, on its graph session: ``GRAPH.RO_QUERY``, which refuses writes."""
+    settings = store_servers.with_env(PROJECTORS_FALKORDB_GRAPH=f"r{uuid.uuid4().hex[:8]}")
+    graph = falkordb_store(settings.falkordb)  # generation 0, the live one
     ops = [user(i) for i in "abcdexy"]
     ops += [follows("a", "b"), follows("a", "c"), follows("b", "x"), follows("c", "x"), follows("b", "y")]
     ops += [follows("c", "d"), follows("a", "d")]  # d is followed already: not suggested
     ops += [follows("b", "e"), Put(ItemKey("BLOCKS", "e:a"), 1, {"id": "e:a", "from": "e", "to": "a"})]
     graph.apply(ops)
-    rows = graph.query(SUGGESTIONS, {"id": "a", "limit": 10})
-    assert [(r["id"], r["mutual"]) for r in rows] == [("x", 2), ("y", 1)]
+    reader = ReadClient(settings)
+    try:
+        rows = reader.suggestions("a", limit=10)
+        assert [(r["id"], r["mutual"]) for r in rows] == [("x", 2), ("y", 1)]
+        session = reader._store("graph", reader.generation("graph"))
+        for write in ("CREATE (:User {id: 'intruder'})", "MATCH (u:User {id: 'a'}) SET u.handle = 'owned'",
+                      "MATCH (u:User {id: 'x'}) DETACH DELETE u"):
+            with pytest.raises(redis.ResponseError, match="read-only"):
+                session.run(write)
+        assert dict(graph.live_items("User"))[ItemKey("User", "a")]["handle"] == "ha"
+        assert {k.id for k, _ in graph.live_items("User")} == set("abcdexy")
+        assert reader.suggestions("a", limit=10) == rows
+        # no method for arbitrary queries: the reads are the client's own
+        public = {name for name in dir(reader) if not name.startswith("_")}
+        assert public == {"close", "counters", "fallbacks", "feed_page", "generation", "notifications", "search",
+                          "settings", "suggestions", "unread_count", "wait_for"}
+    finally:
+        reader.close()
+        graph.drop()
+        graph.close()
+
+
+# ids that FalkorDB's range index on a string does not scan in the order it compares them
+MIXED_TOPICS = ["é", "Z", "a", "😀", "中文", "b", "É", "\uff5a", "日本", "Ω", "zz", "A", "ß", "Ünter", "~", "0"]
+
+
+def test_verify_pages_non_ascii_ids_over_many_pages(stack: StackHandle, store_servers: StackHandle) -> None:
+    """Verify over pages of 3 (ids mixing ASCII and not): a clean store has zero drift, and one
+    wrong, one missing and one extra element are each found."""
+    database = f"paging_{uuid.uuid4().hex[:10]}"
+    settings = stack.with_env(PROJECTORS_PG_DATABASE=database)
+    migrate(settings.pg, "paging_pub", settings.capture.table_list)
+    author = str(uuid.uuid4())
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        conn.execute("INSERT INTO users (id, handle) VALUES (%s, 'ünïcødé')", (author,))
+        for start in range(0, len(MIXED_TOPICS), 4):
+            conn.execute(
+                "INSERT INTO posts (id, author_id, body, topics) VALUES (%s, %s, 'b', %s)",
+                (str(uuid.uuid4()), author, MIXED_TOPICS[start : start + 4]),
+            )
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        spec = dict(projection("graph", settings).spec_all(PostgresSource(conn)))
+    store = falkordb_store(store_servers.settings.falkordb, graph=f"p{uuid.uuid4().hex[:8]}", page=3)
+    try:
+        store.ensure_schema()  # the id indexes: what made paging by ``n.id > $after`` skip items
+        assert store.apply([Put(key, 1, doc) for key, doc in spec.items()]).changed == len(spec)
+        assert {k.id for k, _ in store.live_items("Topic")} == set(MIXED_TOPICS)
+        clean = verify_projection(settings, "graph", store)
+        assert (clean.total, clean.checked, clean.held) == (0, len(spec), len(spec))
+
+        tagged = next(k.id for k in spec if k.collection == "TAGGED" and k.id.endswith(":😀"))
+        store.transport.run("MATCH (t:Topic {id: '中文'}) SET t.name = 'changed'")
+        store.transport.run("MATCH ()-[r:TAGGED {id: $id}]->() DELETE r", {"id": tagged})
+        store.transport.run("CREATE (:Topic {id: 'Ωmega', name: 'Ωmega', v: 1})")
+        drift = verify_projection(settings, "graph", store)
+        assert (drift.wrong, drift.missing, drift.extra) == (1, 1, 1)
+        assert {(s["kind"], s["id"]) for s in drift.samples} == {
+            ("wrong", "中文"), ("missing", tagged), ("extra", "Ωmega")
+        }
+    finally:
+        store.drop()
+        store.close()
 
 
 @pytest.fixture()

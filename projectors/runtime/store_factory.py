@@ -10,36 +10,28 @@ from __future__ import annotations
 import logging
 from typing import cast
 
-from projectors.errors import ConfigurationError
-from projectors.projections.feed import CONTAINERS as FEED_CONTAINERS
+from projectors.errors import ConfigurationError, Severity, severity
+from projectors.projections import DESCRIPTORS, descriptor
 from projectors.projections.model import ProjectionStore
 from projectors.settings import Settings
 from projectors.stores.generations import Generations, meili_prefix, sqlite_path, suffix
 
 log = logging.getLogger(__name__)
 
-COSMOS_CONTAINERS = {
-    "feed": FEED_CONTAINERS,
-    "counters": {"counters": "/subjectId"},
-}
-PROJECTION_NAMES = ("feed", "counters", "graph", "search")
-
-
-def _known(projection: str) -> None:
-    if projection not in PROJECTION_NAMES:
-        raise ConfigurationError(f"unknown projection {projection!r} (known: {', '.join(PROJECTION_NAMES)})")
+# the Cosmos projections' containers and partition paths (from their descriptors)
+COSMOS_CONTAINERS = {name: d.containers for name, d in DESCRIPTORS.items() if d.store == "cosmos"}
 
 
 def generations(settings: Settings, projection: str) -> Generations:
     """The pointer of ``projection``'s live generation, kept in its own store."""
-    _known(projection)
+    store = descriptor(projection).store
     from projectors.stores import generations as g
 
-    if projection in COSMOS_CONTAINERS:
-        from projectors.stores.documents import CosmosStore
+    if store == "cosmos":
+        from projectors.stores.cosmos import CosmosStore
 
-        return g.CosmosPointer(CosmosStore(settings.cosmos, {}).database, projection)
-    if projection == "graph":
+        return g.CosmosPointer(CosmosStore(settings.cosmos.of(projection), {}).database, projection)
+    if store == "graph":
         if settings.graph.backend == "neo4j":
             import neo4j
 
@@ -61,17 +53,21 @@ def current_generation(settings: Settings, projection: str) -> int:
         pointer.close()
 
 
-def open_raw_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:
+def open_raw_store(
+    settings: Settings, projection: str, generation: int | None = None, *, create: bool = True
+) -> ProjectionStore:
     """The store adapter itself, without the retry wrapper (verify and the read side use this), for
-    ``generation`` (default: the live one)."""
-    _known(projection)
+    ``generation`` (default: the live one). With ``create=False`` (readers) the embedded search
+    database must already exist: a missing one is a :class:`ConfigurationError` naming the file and
+    the setting, never an empty database made where the reader happens to look."""
+    d = descriptor(projection)
     if generation is None:
         generation = current_generation(settings, projection)
-    if projection in COSMOS_CONTAINERS:
-        from projectors.stores.documents import CosmosStore
+    if d.store == "cosmos":
+        from projectors.stores.cosmos import CosmosStore
 
-        return CosmosStore(settings.cosmos, COSMOS_CONTAINERS[projection], suffix=suffix(generation))
-    if projection == "graph":
+        return CosmosStore(settings.cosmos.of(projection), d.containers, suffix=suffix(generation))
+    if d.store == "graph":
         if settings.graph.backend == "neo4j":
             from projectors.stores.graph_transports import neo4j_store
 
@@ -88,20 +84,32 @@ def open_raw_store(settings: Settings, projection: str, generation: int | None =
         return MeilisearchStore(search.meili_url, search.meili_master_key.get_secret_value(), meili_prefix(generation))
     from projectors.stores.search_fts import SqliteSearchStore
 
+    path = sqlite_path(settings.search_sqlite_path, generation)
+    if not create:
+        if not path.is_file():
+            raise ConfigurationError(
+                f"the search database {path} does not exist: PROJECTORS_SEARCH_SQLITE_PATH (default "
+                f"<PROJECTORS_STACK_DIR>/search.sqlite3, here {settings.search_sqlite_path}) must name the "
+                "file the search workers write"
+            )
+        return SqliteSearchStore(path, create=False)
     settings.search_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSearchStore(sqlite_path(settings.search_sqlite_path, generation))
+    return SqliteSearchStore(path)
 
 
 def open_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:
     """The store wrapped in the retry policy: retriable failures are retried until they succeed. The
     live generation is read with the same patience (the store may be down when a worker starts)."""
-    from projectors.runtime.retry import RetryingStore, RetryPolicy
+    from projectors.runtime.retry import Retry, RetryingStore, RetryPolicy
 
     policy = RetryPolicy(
         initial_s=settings.worker.retry_initial_s, max_s=settings.worker.retry_max_s, multiplier=2.0, max_attempts=None
     )
     if generation is None:
-        generation = policy.call(
+        # any client's failure but a configuration error: the store may still be starting
+        patient = Retry(policy, classify=lambda e: Severity.CONFIGURATION if severity(e) is Severity.CONFIGURATION
+                        else Severity.RETRIABLE)
+        generation = patient.call(
             f"{projection}: reading the live generation", lambda: current_generation(settings, projection)
         )
     return cast(ProjectionStore, RetryingStore(open_raw_store(settings, projection, generation), policy))

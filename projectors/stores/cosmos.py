@@ -1,7 +1,8 @@
 """Cosmos DB containers (``userFeed``, ``counters``...) with the version guard, by point operations.
 
 Each item is the projection's document plus ``sourceVersion`` and ``deleted`` (and ``ttl``: -1 on a
-live item). A write is never preceded by a read or a query:
+live item, or the seconds until its ``expiresAt`` when the document has one: :func:`ttl_of`). A write
+is never preceded by a read or a query:
 
 - a Put creates the item (new ids: one request), or patches it with the condition
   ``sourceVersion < v`` (existing ids: one request; 412 means the store holds a newer or equal
@@ -25,11 +26,13 @@ query) with the request units the server charged (``x-ms-request-charge``), for 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -37,7 +40,7 @@ from azure.core.exceptions import DecodeError, ServiceRequestError, ServiceRespo
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
 
-from projectors.errors import RetriableError, response_headers
+from projectors.errors import Severity, response_headers, translated
 from projectors.projections.model import (
     ApplyResult,
     Document,
@@ -77,16 +80,30 @@ REQUEST_KINDS = ("point_read", "point_write", "patch", "batch", "query", "cross_
 POINT_READ_HEADERS = {"x-ms-documentdb-query-enablecrosspartition": "true"}
 
 
-def retriable(exc: Exception) -> bool:
-    """Whether ``exc`` may succeed when sent again: transport failures and transient statuses are;
-    the server's definite refusals (400 bad request, 403, 413 too large...) are not."""
+def ttl_of(doc: Document, now: datetime | None = None) -> int:
+    """A live item's ``ttl``: -1 (never expires), or for a document with an ``expiresAt`` (ISO-8601,
+    UTC) the seconds from this write until then (at least 1: Cosmos counts from the item's last
+    write)."""
+    expires = doc.get("expiresAt")
+    if not isinstance(expires, str):
+        return -1
+    left = datetime.fromisoformat(expires) - (now or datetime.now(UTC))
+    return max(1, math.ceil(left.total_seconds()))
+
+
+def severity(exc: Exception) -> Severity:
+    """Transport failures and transient statuses may succeed when sent again; a wrong or read-only
+    key (401, 403) is the configuration; the server's other definite refusals (400 bad request,
+    404, 413 too large...) refuse the item."""
     if isinstance(exc, CosmosHttpResponseError):
-        return exc.status_code is None or exc.status_code in RETRIABLE_STATUS
-    return isinstance(exc, TRANSPORT_ERRORS)
+        if exc.status_code is None or exc.status_code in RETRIABLE_STATUS:
+            return Severity.RETRIABLE
+        return Severity.CONFIGURATION if exc.status_code in (401, 403) else Severity.REFUSED
+    return Severity.RETRIABLE if isinstance(exc, TRANSPORT_ERRORS) else Severity.REFUSED
 
 
 def _translated(exc: Exception) -> Exception:
-    return RetriableError(f"Cosmos: {exc}") if retriable(exc) else exc
+    return translated("Cosmos", exc, severity(exc))
 
 
 def live_doc(item: Mapping[str, Any]) -> Document | None:
@@ -261,7 +278,7 @@ class CosmosStore:
             try:
                 self.container(name)  # an unknown container fails its items here
             except Exception as exc:
-                failures += [ItemFailure(op, exc, retriable(exc)) for op in group]
+                failures += [ItemFailure(op, exc, severity(exc)) for op in group]
                 continue
             puts = [op for op in group if isinstance(op, Put) and op.fresh is not False]
             # a partition's many puts (a follow, a conversion, a replay) learn apart from single items
@@ -282,7 +299,7 @@ class CosmosStore:
                 results = [exc] * len(chunk)
             for op, result in zip(chunk, results, strict=True):
                 if isinstance(result, Exception):
-                    failures.append(ItemFailure(op, result, retriable(result)))
+                    failures.append(ItemFailure(op, result, severity(result)))
                 else:
                     outcomes.append(result)
         changed, stale, unchanged = tally(outcomes)
@@ -385,7 +402,8 @@ class CosmosStore:
         ops += [
             {"op": "set", "path": "/sourceVersion", "value": op.version},
             {"op": "set", "path": "/deleted", "value": False},
-            {"op": "set", "path": "/ttl", "value": -1},  # a revived tombstone must not expire
+            # a revived tombstone must not expire; an item with an ``expiresAt`` expires then
+            {"op": "set", "path": "/ttl", "value": ttl_of(op.doc)},
         ]
         return ops if len(ops) <= PATCH_MAX_OPS else None
 
@@ -441,7 +459,10 @@ class CosmosStore:
     def _body(self, op: Put) -> dict[str, Any]:
         """A live item's whole document (a Remove is always a patch: see :meth:`_remove`)."""
         field = self.partition_fields[op.key.collection]
-        return {**op.doc, "id": op.key.id, field: op.key.partition, "sourceVersion": op.version, "deleted": False}
+        body = {**op.doc, "id": op.key.id, field: op.key.partition, "sourceVersion": op.version, "deleted": False}
+        if "expiresAt" in op.doc:
+            body["ttl"] = ttl_of(op.doc)
+        return body
 
     def _write(self, op: Put, item: dict[str, Any] | None) -> Outcome:
         """Read-then-write with the etag, for documents a patch cannot carry."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -26,6 +27,14 @@ def _str_list(value: Any) -> bool:
     return isinstance(value, list) and set(map(type, value)) <= {str}
 
 
+@dataclass
+class SourceCounts:
+    """Statements sent to the source and rows they returned (the load a projection puts on it)."""
+
+    queries: int = 0
+    rows: int = 0
+
+
 class PostgresSource:
     """A connection to the source database, used by one thread at a time.
 
@@ -33,10 +42,12 @@ class PostgresSource:
     the same state, which contains every change committed before the ticket was taken.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], counts: SourceCounts | None = None) -> None:
         self.conn = conn
+        self.counts = counts if counts is not None else SourceCounts()
 
     def ticket(self) -> int:
+        self.counts.queries += 1
         row = self.conn.execute(f"SELECT nextval('{TICKET_SEQUENCE}')").fetchone()
         assert row is not None
         return int(row[0])
@@ -58,7 +69,10 @@ class PostgresSource:
         element with a regex: it was a tenth of a batch's time."""
         with self.conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(sql, [array_literal(p) if _str_list(p) else p for p in params])
-            return cur.fetchall()
+            rows = cur.fetchall()
+        self.counts.queries += 1
+        self.counts.rows += len(rows)
+        return rows
 
     def stream(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = (), page: int = 5000
@@ -67,4 +81,7 @@ class PostgresSource:
         with self.conn.cursor(name="projectors_stream", row_factory=tuple_row) as cur:
             cur.itersize = page
             cur.execute(sql, params)  # type: ignore[arg-type]
-            yield from cur
+            self.counts.queries += 1
+            for row in cur:
+                self.counts.rows += 1
+                yield row

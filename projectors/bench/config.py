@@ -1,0 +1,41 @@
+"""What a bench run measures and how much: the phases and their sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Say = Callable[[str], None]  # where progress lines go
+
+PHASES = ("throughput", "rebuild", "lag", "fanout", "verify", "drills")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    users: int = 20_000
+    celebrities: int = 2
+    celebrity_followers: int = 10_000
+    events: int = 200_000  # change events written after the seed, for throughput
+    rebuild_events: int = 1_000_000  # topics are topped up to this many events for the rebuild
+    rebuild_projections: tuple[str, ...] = ("graph", "search", "feed", "counters")  # built from state
+    rebuild_from_topics: tuple[str, ...] = ("graph", "search")  # also replayed from the topics
+    run_limit_s: float = 180.0  # a throughput run stops here (the Cosmos REST server is slow)
+    lag_rates: tuple[int, ...] = (200, 1000)
+    lag_seconds: float = 30.0
+    fanout_followers: tuple[int, ...] = (10, 100, 1000, 10_000)
+    graph_stop_s: float = 30.0
+    poison_events: int = 1000
+    drill_rate: float = 10.0  # the feed on the Cosmos REST server (~200 items/s) must keep up
+    verify_wait_s: float = 900.0
+    verify_grow_events: int = 100_000  # change events written between the verify phase's two store sizes
+    verify_touch_events: int = 100  # change events an incremental verify reads
+    seed_value: int = 11
+    phases: tuple[str, ...] = PHASES  # which parts run (the load always does)
+    projections: tuple[str, ...] = ("feed", "counters", "graph", "search")  # whose throughput is measured
+
+
+TINY = BenchConfig(
+    users=150, celebrities=1, celebrity_followers=60, events=800, rebuild_events=0, run_limit_s=20.0,
+    lag_rates=(50,), lag_seconds=3.0, fanout_followers=(5, 50), graph_stop_s=3.0, poison_events=20,
+    drill_rate=5.0, verify_wait_s=600.0, verify_grow_events=400, verify_touch_events=20,
+)

@@ -1,0 +1,133 @@
+"""Lag: PostgreSQL COMMIT -> visible in the graph and the search index, under steady writes."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from projectors.bench.config import BenchConfig, Say
+from projectors.bench.private_stack import live_workers
+from projectors.bench.report import LagRun, Percentiles, Results, WriterRate
+from projectors.bench.worker_runs import batch_profile, worker_totals
+from projectors.runtime.store_factory import open_raw_store
+from projectors.settings import Settings
+from projectors.workload import Population, steady
+
+
+class Prober:
+    """Polls the graph and the search index for posts committed in PostgreSQL; records commit ->
+    visible for each (50 ms resolution)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pending: dict[str, dict[str, float]] = {"graph": {}, "search": {}}
+        self.latencies: dict[str, list[float]] = {"graph": [], "search": []}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.graph = open_raw_store(settings, "graph")
+        self.search_path = settings.search_sqlite_path
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def committed(self, post_id: str, at: float) -> None:
+        with self.lock:
+            for waiting in self.pending.values():
+                waiting[post_id] = at
+
+    def seen(self, store: str, ids: list[str]) -> list[str]:
+        if store == "graph":
+            rows = self.graph.transport.run("MATCH (p:Post) WHERE p.id IN $ids RETURN p.id AS id", {"ids": ids})  # type: ignore[attr-defined]
+            return [r["id"] for r in rows]
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.search_path}?mode=ro", uri=True, timeout=5)
+        try:
+            marks = ",".join("?" for _ in ids)
+            found = conn.execute(f"SELECT id FROM docs WHERE idx = 'posts' AND deleted = 0 AND id IN ({marks})", ids)
+            return [r[0] for r in found]
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for store, waiting in self.pending.items():
+                with self.lock:
+                    ids = list(waiting)[:500]
+                if not ids:
+                    continue
+                now = time.time()
+                for post_id in self.seen(store, ids):
+                    with self.lock:
+                        at = waiting.pop(post_id, None)
+                    if at is not None:
+                        self.latencies[store].append(now - at)
+            time.sleep(0.05)
+
+    def __enter__(self) -> Prober:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # wait for the last posts (one deleted before it was ever visible is never seen: 10 s at most)
+        seen, since = -1, time.time()
+        while any(self.pending.values()) and time.time() - since < 10.0:
+            now = sum(map(len, self.latencies.values()))
+            if now != seen:
+                seen, since = now, time.time()
+            time.sleep(0.2)
+        self.stop.set()
+        self.thread.join()
+        self.graph.close()
+
+
+def percentiles(values: list[float]) -> Percentiles:
+    if not values:
+        return Percentiles(n=0)
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return Percentiles(n=len(ordered), p50=at(0.50), p95=at(0.95), p99=at(0.99), max=ordered[-1])
+
+
+def warm_up(settings: Settings, population: Population, prober: Prober, timeout_s: float = 120.0) -> None:
+    """Write until both stores show a post: the workers have joined their group and run."""
+    deadline = time.monotonic() + timeout_s
+    while not all(prober.latencies.values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the graph and search workers did not start consuming in time")
+        steady(settings.pg.conninfo(), population, 20, 1.0, random.Random(), on_post=prober.committed)
+    # the warm-up's posts still in flight would be measured with the join delay in their latency
+    while any(prober.pending.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    with prober.lock:
+        for values in prober.latencies.values():
+            values.clear()
+        for waiting in prober.pending.values():
+            waiting.clear()
+
+
+def lag(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
+    stores = ("graph", "search")
+    with live_workers(settings, list(stores)):
+        for rate in config.lag_rates:
+            with Prober(settings) as prober:
+                warm_up(settings, population, prober)
+                before = {name: worker_totals(settings, name) for name in stores}
+                report = steady(settings.pg.conninfo(), population, rate, config.lag_seconds,
+                                random.Random(config.seed_value + rate), on_post=prober.committed)
+            results.lag_batches[str(rate)] = {
+                name: batch_profile(before[name], worker_totals(settings, name)) for name in stores
+            }
+            results.lag[str(rate)] = LagRun(
+                stores={store: percentiles(v) for store, v in prober.latencies.items()},
+                writer=WriterRate(achieved_per_s=report.achieved_rate, target_per_s=rate),
+            )
+            for store in stores:
+                p = results.lag[str(rate)].stores[store]
+                b = results.lag_batches[str(rate)][store]
+                say(f"== lag at {rate} writes/s ({report.achieved_rate:.0f} achieved), {store}: n {p.n:.0f}, "
+                    + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in p.figures().items())
+                    + f"; {b.batches} batches of {b.events_per_batch:.0f} events, ms per batch: "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in b.stage_ms_per_batch.items()))

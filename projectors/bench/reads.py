@@ -1,0 +1,188 @@
+"""``projectors bench-reads``: what each `ReadClient` call costs as the stores grow, on a private
+local stack (figures printed and written to ``reads-results.json`` / ``reads-results.md``, never a
+timed assertion).
+
+The stack is seeded twice (``sizes``: users, with power-law followers and about three posts each),
+each time waiting for the pipeline (capture, then every consumer group; no store read); after each
+seed every call runs ``calls`` times for users of the *first* seed (the same pages, so the answer
+does not grow, the store does): p50/p99 in ms and the Cosmos requests per call, counted by the local
+Cosmos server itself. At the larger size the calls run once more while a writer changes the source
+at ``write_rate`` operations/s (the workers writing meanwhile). The ratio large ÷ small of each
+call's p50 is the figure that matters: a read whose cost follows the answer, not the store, stays
+near 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from projectors.bench.feed import server_requests
+from projectors.bench.private_stack import bench_settings
+from projectors.operations.caught_up import wait_for_pipeline
+from projectors.projections import PROJECTIONS
+from projectors.projections import projection as get_projection
+from projectors.read.client import ReadClient
+from projectors.settings import Settings
+from projectors.source import PostgresSource
+from projectors.stack import local
+from projectors.workload import Population, seed, steady
+
+Say = Callable[[str], None]
+CALLS = ("feed_page", "counters", "suggestions", "search")
+BENCH_STORE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ReadsBenchConfig:
+    sizes: tuple[int, int] = (1_000, 10_000)  # users seeded first, then added
+    calls: int = 200  # of each kind, per measurement
+    write_rate: float = 50.0  # source operations/s while the calls run under writes
+    pipeline_wait_s: float = 1800.0
+    seed_value: int = 23
+
+
+TINY = ReadsBenchConfig(sizes=(30, 120), calls=10, write_rate=5.0, pipeline_wait_s=600.0)
+
+
+@dataclass
+class ReadsResults:
+    config: dict[str, Any]
+    conditions: dict[str, Any] = field(default_factory=dict)
+    stores: dict[str, dict[str, int]] = field(default_factory=dict)  # size label -> items per store
+    calls: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # label -> call -> figures
+    ratios: dict[str, float] = field(default_factory=dict)  # call -> p50 large / p50 small
+
+
+def store_items(settings: Settings) -> dict[str, int]:
+    """Items each projection holds by its spec (read from PostgreSQL: no store is scanned)."""
+    out = {}
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        for name in PROJECTIONS:
+            out[name] = sum(1 for _ in get_projection(name, settings).spec_all(PostgresSource(conn)))
+    return out
+
+
+def total_requests(served: dict[str, dict[str, int]]) -> int:
+    """Requests the local Cosmos server served (``batch_items`` counts items inside batches)."""
+    return sum(n for kinds in served.values() for kind, n in kinds.items() if kind != "batch_items")
+
+
+def measure(
+    settings: Settings, population: Population, config: ReadsBenchConfig, rng: random.Random, quiet: bool = True
+) -> dict[str, dict[str, float]]:
+    """Each call ``config.calls`` times. ``quiet``: nothing else uses the Cosmos server, so its
+    request count is the calls' (under writes the workers' requests are counted too: left out)."""
+    users = [str(u) for u in population.users]
+    posts = [str(p) for p in population.posts]
+    # the bench times the stores: a slow answer on a loaded machine is a figure, not a fallback
+    patient = settings.read.model_copy(update={"store_timeout_s": BENCH_STORE_TIMEOUT_S})
+    client = ReadClient(settings.model_copy(update={"read": patient}))
+    calls: dict[str, Callable[[], Any]] = {
+        "feed_page": lambda: client.feed_page(rng.choice(users), limit=50),
+        "counters": lambda: client.counters(rng.sample(users, min(10, len(users))) + rng.sample(posts, min(10, len(posts)))),  # noqa: E501
+        "suggestions": lambda: client.suggestions(rng.choice(users), limit=10),
+        "search": lambda: client.search("posts", rng.choice(("stream", "graph", "kafka", "cosmos")), limit=20),
+    }
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name, call in calls.items():
+            call()  # connections and generation pointers are set up before the timing
+            before = server_requests(settings)
+            times = []
+            fallbacks = sum(client.fallbacks.values())
+            for _ in range(config.calls):
+                started = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - started) * 1000)
+            after = server_requests(settings)
+            requests = total_requests(after) - total_requests(before)
+            times.sort()
+            out[name] = {
+                "p50_ms": statistics.median(times),
+                "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+                "cosmos_requests_per_call": requests / config.calls if quiet else -1.0,
+                "fallbacks": sum(client.fallbacks.values()) - fallbacks,
+            }
+    finally:
+        client.close()
+    return out
+
+
+def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResults:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = ReadsResults(config=asdict(config))
+    results.conditions = {"cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                          "load_average": os.getloadavg()}
+    root = Path(tempfile.mkdtemp(prefix="projectors-readsbench-", dir="/tmp"))
+    settings = bench_settings(root)
+    rng = random.Random(config.seed_value)
+    say(f"== stack in {root}")
+    try:
+        local.up(settings, local.ORDER, say=say)
+        first: Population | None = None
+        added = 0
+        for label, users in zip(("small", "large"), config.sizes, strict=True):
+            with psycopg.connect(settings.pg.conninfo()) as conn:
+                population = seed(conn, users - added, 1, min(users - added - 1, max(10, (users - added) // 10)), rng)
+            added = users
+            first = first or population
+            started = time.monotonic()
+            wait_for_pipeline(settings, list(PROJECTIONS), time.monotonic() + config.pipeline_wait_s)
+            results.stores[label] = store_items(settings)
+            say(f"== {label}: {users} users, stores hold {results.stores[label]} "
+                f"(pipeline caught up in {time.monotonic() - started:.0f}s)")
+            results.calls[label] = measure(settings, first, config, rng)
+            for call, figures in results.calls[label].items():
+                say(f"   {call}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
+                    f"{figures['cosmos_requests_per_call']:.1f} Cosmos requests/call")
+        assert first is not None
+        writer = threading.Thread(target=steady, args=(settings.pg.conninfo(), first, config.write_rate,
+                                                        max(10.0, config.calls * 0.2), random.Random(5)))
+        writer.start()
+        try:
+            results.calls["large, under writes"] = measure(settings, first, config, rng, quiet=False)
+        finally:
+            writer.join()
+        for call, figures in results.calls["large, under writes"].items():
+            say(f"   under writes, {call}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+        for call in CALLS:
+            small, large = results.calls["small"][call]["p50_ms"], results.calls["large"][call]["p50_ms"]
+            results.ratios[call] = large / small if small else 0.0
+        say("== p50 large / small: " + ", ".join(f"{c} {r:.2f}" for c, r in results.ratios.items()))
+    finally:
+        local.down(settings, local.ORDER, say=lambda _l: None)
+    (out_dir / "reads-results.json").write_text(json.dumps(asdict(results), indent=2, default=str))
+    (out_dir / "reads-results.md").write_text(markdown(results))
+    say(f"== wrote {out_dir / 'reads-results.md'} and reads-results.json")
+    return results
+
+
+def markdown(r: ReadsResults) -> str:
+    lines = ["# projectors bench-reads", "", f"Conditions: {json.dumps(r.conditions)}", "",
+             "## Store sizes (items, by the spec)", "", "| size | " + " | ".join(PROJECTIONS) + " |",
+             "|---|" + "---|" * len(PROJECTIONS)]
+    for label, sizes in r.stores.items():
+        lines.append(f"| {label} | " + " | ".join(f"{sizes.get(n, 0):,}" for n in PROJECTIONS) + " |")
+    lines += ["", "## Calls", "", "| store size | call | p50 ms | p99 ms | Cosmos requests/call | fallbacks |",
+              "|---|---|---|---|---|---|"]
+    for label, calls in r.calls.items():
+        for call, f in calls.items():
+            requests = f["cosmos_requests_per_call"]
+            lines.append(f"| {label} | {call} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | "
+                         f"{'-' if requests < 0 else f'{requests:.1f}'} | {f['fallbacks']:.0f} |")
+    lines += ["", "## p50 large ÷ small (goal ≤ 2)", "", "| call | ratio |", "|---|---|"]
+    lines += [f"| {call} | {ratio:.2f} |" for call, ratio in r.ratios.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,258 @@
+"""The figures of a bench run, one dataclass per phase's results, and their JSON (``results.json``).
+
+:func:`plain` turns a :class:`Results` into the JSON document: each dataclass becomes an object of
+its fields, in their order, under their own names unless a field names its JSON key (``KEY``); a
+field marked ``OMIT_NONE`` is left out while it is None (a figure that run did not take), and one
+marked ``EMPTY_WHEN_NONE`` is ``{}`` while it is None (a phase that did not run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from projectors.bench.config import BenchConfig
+from projectors.operations.load import LoadReport
+
+KEY = "json_key"
+OMIT_NONE = {"omit_none": True}
+EMPTY_WHEN_NONE = {"empty_when_none": True}
+
+
+def named(key: str) -> Any:
+    """A field written under the JSON key ``key``."""
+    return field(metadata={KEY: key})
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON data (dicts, lists, numbers, strings)."""
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return to_json()
+    if is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in fields(value):
+            item = getattr(value, f.name)
+            if item is None and f.metadata.get("omit_none"):
+                continue
+            if item is None and f.metadata.get("empty_when_none"):
+                item = {}
+            out[f.metadata.get(KEY, f.name)] = plain(item)
+        return out
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Conditions:
+    cpus: int | None = None
+    started: str = ""
+    load_average: tuple[float, ...] = ()
+
+
+@dataclass
+class LoadFigures:
+    """The rows the load wrote (per operation) and the events capture published for them."""
+
+    seed_rows: dict[str, int] = field(default_factory=dict)
+    seed_s: float = 0.0
+    bulk_rows: dict[str, int] = field(default_factory=dict)
+    bulk_s: float = 0.0
+    rows: int = 0
+    topic_events: int = 0
+    rebuild_topic_events: int | None = field(default=None, metadata=OMIT_NONE)  # topped up for the rebuild
+
+
+# -- throughput ------------------------------------------------------------------------------------
+@dataclass
+class WorkerRun:
+    """A worker run's figures, between its first and last published batch (see ``worker_rate``)."""
+
+    events: int
+    complete: bool
+    seconds: float
+    events_per_s: float
+    operations: int
+    batches: int
+    ops_per_s: float
+    stages_s: dict[str, float]
+    peak_rss_mb: float
+    # the load on PostgreSQL: statements and rows read per event over the whole run (a run of one
+    # batch has nothing between its samples)
+    source_queries_per_event: float
+    source_rows_per_event: float
+    # CPU per event, from the first batch on: the whole process, and the thread running the
+    # batches (decode, touched, plan, store client, stats); the rest is faust, aiokafka, the loop
+    cpu_us_per_event: float
+    own_cpu_us_per_event: float
+    cpu_share: float
+
+
+@dataclass
+class RawStoreRun:
+    """The store client alone writing the projection's documents."""
+
+    operations: int
+    seconds: float
+    ops_per_s: float
+    batch: int
+    setup_s: float
+
+
+@dataclass
+class ThroughputRun:
+    topic_events: int
+    bare_consume_per_s: float
+    bare_faust_per_s: float
+    bare_faust_events: int
+    bare_faust_cpu_us_per_event: float
+    null_store: WorkerRun
+    real_store: WorkerRun
+    raw_store: RawStoreRun
+    ratio_null_vs_faust: float | None
+    ratio_ops_vs_raw_store: float | None
+
+
+# -- rebuild ---------------------------------------------------------------------------------------
+@dataclass
+class BuildFigures:
+    """A build's figures as ``LoadReport.as_dict`` gives them (rounded, under the same keys)."""
+
+    items: int
+    seconds: float
+    items_per_second: int = named("itemsPerSecond")
+    source_wait_seconds: float = named("sourceWaitSeconds")
+    store_seconds: float = named("storeSeconds")
+    ticket: int = 0
+    refused: int = 0
+
+    @classmethod
+    def of(cls, report: LoadReport) -> BuildFigures:
+        d = report.as_dict()
+        return cls(d["items"], d["seconds"], d["itemsPerSecond"], d["sourceWaitSeconds"], d["storeSeconds"],
+                   d["ticket"], d["refused"])
+
+
+@dataclass
+class TopicReplay:
+    events: int
+    seconds: float
+    events_per_s: float
+
+
+@dataclass
+class RebuildRun:
+    items: int
+    bulk_load: BuildFigures
+    bulk_load_runs_s: list[float]
+    from_state_runs_s: list[float]
+    from_state: BuildFigures
+    ratio_state_vs_bulk: float | None
+    from_topics: TopicReplay | None = field(default=None, metadata=OMIT_NONE)
+    ratio_topics_vs_state_seconds: float | None = field(default=None, metadata=OMIT_NONE)
+
+
+# -- lag -------------------------------------------------------------------------------------------
+@dataclass
+class Percentiles:
+    """Commit -> visible latencies (seconds); only ``n`` when nothing was seen."""
+
+    n: int
+    p50: float | None = field(default=None, metadata=OMIT_NONE)
+    p95: float | None = field(default=None, metadata=OMIT_NONE)
+    p99: float | None = field(default=None, metadata=OMIT_NONE)
+    max: float | None = field(default=None, metadata=OMIT_NONE)
+
+    def figures(self) -> dict[str, float]:
+        """The percentiles taken (none when nothing was seen), by name."""
+        return {k: v for k, v in (("p50", self.p50), ("p95", self.p95), ("p99", self.p99), ("max", self.max))
+                if v is not None}
+
+
+@dataclass
+class WriterRate:
+    achieved_per_s: float
+    target_per_s: float
+
+
+@dataclass
+class LagRun:
+    """One write rate: each store's latencies; in the JSON, one key per store and ``writer``."""
+
+    stores: dict[str, Percentiles]
+    writer: WriterRate
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{store: plain(p) for store, p in self.stores.items()}, "writer": plain(self.writer)}
+
+
+@dataclass
+class BatchProfile:
+    """The workers' batches between two samples: count, size, milliseconds per batch in each stage."""
+
+    batches: int
+    events_per_batch: float
+    stage_ms_per_batch: dict[str, float]
+
+
+# -- fan-out, drills, verify -----------------------------------------------------------------------
+@dataclass
+class FanoutRun:
+    followers: int
+    feed_writes: int
+    seconds_to_every_feed: float
+
+
+@dataclass
+class Drill:
+    drill: str
+    drift_after: dict[str, int] = field(default_factory=dict)  # per projection, verified after every drill
+    verify_seconds: float = 0.0
+    dead_letters: dict[str, int] | None = field(default=None, metadata=OMIT_NONE)  # the poison drill's
+    expected_dead_letters: dict[str, int] | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class VerifyCheck:
+    seconds: float
+    items_read: int
+    requests: int
+    request_kinds: dict[str, int]
+    events_read: int
+    keys_checked: int
+    drift: int
+
+
+@dataclass
+class VerifySize:
+    """A full and an incremental verify of one store size."""
+
+    full: VerifyCheck
+    items: int
+    incremental: VerifyCheck
+
+
+@dataclass
+class VerifyFigures:
+    projection: str
+    sizes: list[VerifySize]
+    worker_alone: WorkerRun | None = field(default=None, metadata=OMIT_NONE)
+    worker_beside_verify: WorkerRun | None = field(default=None, metadata=OMIT_NONE)
+    verifies_alongside: int | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class Results:
+    config: BenchConfig
+    conditions: Conditions = field(default_factory=Conditions)
+    load: LoadFigures = field(default_factory=LoadFigures)
+    throughput: dict[str, ThroughputRun] = field(default_factory=dict)
+    rebuild: dict[str, RebuildRun] = field(default_factory=dict)
+    lag: dict[str, LagRun] = field(default_factory=dict)
+    lag_batches: dict[str, dict[str, BatchProfile]] = field(default_factory=dict)
+    fanout: list[FanoutRun] = field(default_factory=list)
+    drills: list[Drill] = field(default_factory=list)
+    verify: VerifyFigures | None = field(default=None, metadata=EMPTY_WHEN_NONE)

@@ -1,0 +1,129 @@
+"""Verify: what a full and an incremental verify cost at two store sizes, and a worker's throughput
+beside full verifies."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+
+import psycopg
+from confluent_kafka import TopicPartition
+
+from projectors.bench.baselines import bare_consume
+from projectors.bench.config import BenchConfig, Say
+from projectors.bench.feed import requests_by_group, server_requests
+from projectors.bench.private_stack import count_events, fresh_store
+from projectors.bench.report import Results, VerifyCheck, VerifyFigures, VerifySize
+from projectors.bench.worker_runs import bench_worker, run_worker_until
+from projectors.operations import offsets
+from projectors.operations.checkpoint import Checkpoint
+from projectors.operations.load import load_from_state
+from projectors.operations.rebuild import Catchup
+from projectors.operations.replay import topics_of
+from projectors.operations.verify import (
+    ReadPacer,
+    store_kind,
+    verify_incremental,
+    verify_projection,
+)
+from projectors.projections import projection as get_projection
+from projectors.runtime.store_factory import open_raw_store
+from projectors.settings import Settings
+from projectors.workload import Population, bulk
+
+
+def verify_costs(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
+    """What a full and an incremental verify of counters (on the local Cosmos server) cost at two
+    store sizes: seconds, store items read, store requests (counted by the server). Each size is a
+    fresh generation loaded from the source's state after taking the topics' ends (the checkpoint),
+    then a few events applied by a catch-up consumer; the incremental check reads those events.
+    Then a worker's throughput alone and with full verifies of that store running alongside."""
+    name = "counters"
+    projection = get_projection(name, settings)
+    topics = topics_of(settings, name)
+    connect = lambda: psycopg.connect(settings.pg.conninfo(), autocommit=True)  # noqa: E731
+    rng = random.Random(config.seed_value + 1)
+    sizes: list[VerifySize] = []
+    for generation, grow in ((81, 0), (82, config.verify_grow_events)):
+        if grow:
+            with psycopg.connect(settings.pg.conninfo()) as conn:
+                bulk(conn, population, grow, rng)
+        count_events(settings, topics, 0, lambda _l: None)  # capture has published what was written
+        start = offsets.ends(settings, topics)
+        at = time.time()
+        with fresh_store(settings, name, generation) as store:
+            load_from_state(projection, store, connect)
+            with psycopg.connect(settings.pg.conninfo()) as conn:
+                bulk(conn, population, config.verify_touch_events, rng)
+            count_events(settings, topics, 0, lambda _l: None)
+            end = offsets.ends(settings, topics)
+            catchup = Catchup(settings, name, store, generation,
+                              [TopicPartition(t, p, o) for (t, p), o in start.items()])
+            idle_since = time.monotonic()
+            try:
+                while any(catchup.positions.get(k, 0) < v for k, v in end.items()):
+                    if catchup.step(1.0):
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > 15:
+                        break  # offset gaps: nothing more to read up to the ends
+            finally:
+                catchup.close()
+            checks: dict[str, VerifyCheck] = {}
+            held = 0
+            for mode in ("full", "incremental"):
+                before = server_requests(settings)
+                began = time.perf_counter()
+                if mode == "full":
+                    drift = verify_projection(settings, name, store, pacer=ReadPacer())
+                else:
+                    since = Checkpoint(name, start, at, generation, store_kind(store))
+                    drift = verify_incremental(settings, name, store, since, end, pacer=ReadPacer())
+                seconds = time.perf_counter() - began
+                served = requests_by_group(before, server_requests(settings))[name]
+                checks[mode] = VerifyCheck(seconds=seconds, items_read=drift.items_read, requests=sum(served.values()),
+                                           request_kinds=served, events_read=drift.events, keys_checked=drift.checked,
+                                           drift=drift.total)
+                if mode == "full":
+                    held = drift.held
+            row = VerifySize(full=checks["full"], items=held, incremental=checks["incremental"])
+            sizes.append(row)
+            say(f"== verify {name}, {row.items:,} items: full {row.full.seconds:.1f}s, "
+                f"{row.full.items_read:,} items read, {row.full.requests:,} requests; incremental "
+                f"({row.incremental.events_read} events) {row.incremental.seconds:.1f}s, "
+                f"{row.incremental.items_read:,} items read, {row.incremental.requests:,} requests")
+    results.verify = VerifyFigures(projection=name, sizes=sizes)
+    # a worker's throughput alone, then with full verifies of the larger store running alongside
+    expected = bare_consume(settings, topics, 10**12, idle_s=2.0).events
+    alone = run_worker_until(settings, bench_worker(settings, name, f"bench-v-{uuid.uuid4().hex[:6]}", False),
+                             expected, config.run_limit_s)
+    stop = threading.Event()
+    verifies = [0]
+
+    def verify_loop() -> None:
+        store = open_raw_store(settings, name, 83)
+        try:
+            store.drop()
+            store.ensure_schema()
+            load_from_state(projection, store, connect)
+            while not stop.is_set():
+                verify_projection(settings, name, store, pacer=ReadPacer())
+                verifies[0] += 1
+        finally:
+            store.drop()
+            store.close()
+
+    loop = threading.Thread(target=verify_loop, daemon=True)
+    loop.start()
+    try:
+        beside = run_worker_until(settings, bench_worker(settings, name, f"bench-v-{uuid.uuid4().hex[:6]}", False),
+                                  expected, config.run_limit_s)
+    finally:
+        stop.set()
+        loop.join(600)
+    results.verify.worker_alone = alone
+    results.verify.worker_beside_verify = beside
+    results.verify.verifies_alongside = verifies[0]
+    say(f"== a {name} worker alone: {alone.events_per_s:,.0f} events/s; beside full verifies "
+        f"({verifies[0]} done): {beside.events_per_s:,.0f} events/s")

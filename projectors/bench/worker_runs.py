@@ -1,0 +1,146 @@
+"""A projection worker run for the bench: the real worker in a group of its own, timed by the stats
+it publishes; its CPU and memory from ``/proc``; the totals of the stack's running workers."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from projectors.bench.report import BatchProfile, WorkerRun
+from projectors.runtime.stats import read_stats
+from projectors.settings import Settings
+from projectors.stack.processes import Worker
+
+
+class BenchWorker(Worker):
+    """``projectors.bench.worker``: the real worker in a group of its own, real or null store."""
+
+    group = ""
+    null_store = False
+
+    def command(self) -> list[str]:
+        flags = ["--null-store"] if self.null_store else []
+        return [sys.executable, "-m", "projectors.bench.worker", self.projection, "--group", self.group, *flags]
+
+
+def bench_worker(settings: Settings, projection: str, group: str, null_store: bool) -> Worker:
+    cls = type("BenchWorker_" + projection, (BenchWorker,), {
+        "name": f"bench-{projection}-{'null' if null_store else 'store'}", "projection": projection,
+        "group": group, "null_store": null_store,
+    })
+    worker: Worker = cls(settings)
+    return worker
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: float) -> WorkerRun:
+    """Start ``part``, follow its published stats until ``expected`` events or ``limit_s`` after the
+    first batch. Events/s count from the end of the first batch seen to the end of the last one, by
+    the worker's own batch clock (``lastAppliedAt``), as the bare faust agent times itself: faust
+    start, group join, the polling of the stats file and the worker's stop are all left out."""
+    part.start(60)
+    pid = part.pid()
+    assert pid is not None
+    first: dict[str, Any] | None = None
+    deadline = time.monotonic() + limit_s + 120
+    stats: dict[str, Any] = {}
+    cpu = {"process_at_first": 0.0, "process": 0.0}
+    try:
+        while time.monotonic() < deadline:
+            mine = [s for s in read_stats(settings, part.projection) if int(s["pid"]) == pid]
+            stats = mine[0] if mine else {}
+            events = int(stats.get("events", 0))
+            if events and first is None:
+                first = dict(stats)
+                deadline = time.monotonic() + limit_s
+                cpu["process_at_first"] = process_cpu_s(pid)
+            if events >= expected:
+                break
+            time.sleep(0.25)
+        rss = peak_rss_mb(pid)
+        cpu["process"] = process_cpu_s(pid)
+    finally:
+        part.stop()
+    return worker_rate(first, stats, cpu["process"] - cpu["process_at_first"], expected, rss)
+
+
+def worker_rate(
+    first: dict[str, Any] | None, last: dict[str, Any], process_cpu_s: float, expected: int, rss_mb: float
+) -> WorkerRun:
+    """A worker run's figures from two samples of its published stats: the first with a batch done,
+    and the last (``first`` None: not one batch finished in time, e.g. a feed batch of 10,000s of
+    Cosmos writes). Counts, stage times and CPU are taken between the two samples, time by the
+    worker's clock."""
+    first = first or {"events": 0, "operations": 0, "cpuSeconds": 0.0, "lastAppliedAt": 0.0}
+    done = int(last.get("events", 0))
+    counted = done - int(first["events"])
+    elapsed = float(last.get("lastAppliedAt", 0.0)) - float(first["lastAppliedAt"])
+    timed = counted > 0 and elapsed > 0
+    ops = int(last.get("operations", 0)) - int(first["operations"])
+    own_cpu = float(last.get("cpuSeconds", 0.0)) - float(first["cpuSeconds"])
+    return WorkerRun(
+        events=done,
+        complete=done >= expected,
+        seconds=elapsed if timed else 0.0,
+        events_per_s=counted / elapsed if timed else 0.0,
+        operations=int(last.get("operations", 0)),
+        batches=int(last.get("batches", 0)),
+        ops_per_s=ops / elapsed if timed else 0.0,
+        stages_s={k: float(v) - float(first.get("stageSeconds", {}).get(k, 0.0))
+                  for k, v in last.get("stageSeconds", {}).items()},
+        peak_rss_mb=rss_mb,
+        source_queries_per_event=int(last.get("sourceQueries", 0)) / done if done else 0.0,
+        source_rows_per_event=int(last.get("sourceRows", 0)) / done if done else 0.0,
+        cpu_us_per_event=max(0.0, process_cpu_s) / counted * 1e6 if timed else 0.0,
+        own_cpu_us_per_event=max(0.0, own_cpu) / counted * 1e6 if timed else 0.0,
+        cpu_share=max(0.0, process_cpu_s) / elapsed if timed else 0.0,
+    )
+
+
+def worker_totals(settings: Settings, name: str) -> dict[str, Any]:
+    """The published totals of the running workers of ``name``, summed."""
+    totals: dict[str, Any] = {"events": 0, "batches": 0, "stageSeconds": {}}
+    for stats in read_stats(settings, name):
+        if not stats["alive"]:
+            continue
+        totals["events"] += int(stats.get("events", 0))
+        totals["batches"] += int(stats.get("batches", 0))
+        for stage, seconds in stats.get("stageSeconds", {}).items():
+            totals["stageSeconds"][stage] = totals["stageSeconds"].get(stage, 0.0) + float(seconds)
+    return totals
+
+
+def batch_profile(before: dict[str, Any], after: dict[str, Any]) -> BatchProfile:
+    """What the workers' batches were like between two :func:`worker_totals`: their count, size, and
+    milliseconds per batch in each stage (where commit -> visible goes once an event is fetched)."""
+    batches = after["batches"] - before["batches"]
+    per = max(1, batches)
+    return BatchProfile(
+        batches=batches,
+        events_per_batch=(after["events"] - before["events"]) / per,
+        stage_ms_per_batch={
+            stage: (seconds - before["stageSeconds"].get(stage, 0.0)) * 1000 / per
+            for stage, seconds in after["stageSeconds"].items()
+        },
+    )

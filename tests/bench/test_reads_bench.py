@@ -1,0 +1,25 @@
+"""`projectors bench-reads --tiny`: the reads bench runs end to end and reports every figure (the
+figures themselves are benchmarks, never asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import cli
+
+
+def test_the_reads_bench_runs_on_a_tiny_input(tmp_path: Path) -> None:
+    done = cli("bench-reads", "--tiny", "--out", str(tmp_path), timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "reads-results.json").read_text())
+    assert set(results["calls"]) == {"small", "large", "large, under writes"}
+    for label, calls in results["calls"].items():
+        assert set(calls) == {"feed_page", "counters", "suggestions", "search"}, label
+        assert all(c["p50_ms"] > 0 and c["fallbacks"] == 0 for c in calls.values()), (label, calls)
+        if label != "large, under writes":  # (the workers' requests are counted too then: left out)
+            assert calls["feed_page"]["cosmos_requests_per_call"] >= 1
+            assert calls["search"]["cosmos_requests_per_call"] == 0
+    assert results["stores"]["large"]["feed"] > results["stores"]["small"]["feed"] > 0
+    assert set(results["ratios"]) == {"feed_page", "counters", "suggestions", "search"}
+    assert "## p50 large ÷ small" in (tmp_path / "reads-results.md").read_text()

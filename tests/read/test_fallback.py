@@ -1,0 +1,147 @@
+"""Read services never get an exception because one store does not answer: `ReadClient` answers
+from PostgreSQL instead (the same answers, marked as such), within its bound, on the real stack."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from projectors.db.migrate import connect
+from projectors.read.client import ReadClient, ReadUnavailable
+from projectors.stack.processes import PART_CLASSES
+from projectors.workload import SocialWorkload
+from tests.conftest import StackHandle, free_port, local_stack
+from tests.operations.test_operators import assert_clean
+
+
+@pytest.fixture(scope="module")
+def read_stack() -> Iterator[StackHandle]:
+    with local_stack("projectors-read-") as handle:
+        with connect(handle.settings.pg) as conn:
+            load = SocialWorkload(conn, rng=random.Random(71))
+            load.seed(users=30, posts=40, follows=150)
+            load.run(150)
+        assert_clean(handle, ["feed", "counters", "graph", "search"])
+        yield handle
+
+
+@contextlib.contextmanager
+def frozen(handle: StackHandle, part: str) -> Iterator[None]:
+    """The part's process stopped (SIGSTOP): it accepts connections and never answers."""
+    pid = PART_CLASSES[part](handle.settings).pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def people(handle: StackHandle) -> tuple[list[str], list[str]]:
+    with connect(handle.settings.pg) as conn:
+        users = [r[0] for r in conn.execute(
+            "SELECT follower_id::text FROM follows GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 8").fetchall()]
+        posts = [r[0] for r in conn.execute("SELECT id::text FROM posts ORDER BY id LIMIT 10").fetchall()]
+    return users, posts
+
+
+def test_feed_counters_and_suggestions_come_from_postgres_while_their_stores_hang(read_stack: StackHandle) -> None:
+    users, posts = people(read_stack)
+    # a bound well above a loaded machine's slowest store answer: only the frozen stores fall back
+    client = ReadClient(read_stack.with_env(PROJECTORS_READ_STORE_TIMEOUT_S="4"))
+    try:
+        feeds = {u: client.feed_page(u, limit=20) for u in users}
+        counts = client.counters(users + posts + ["not-a-uuid"])
+        suggested = {u: client.suggestions(u, limit=50) for u in users}
+        assert {f.source for f in feeds.values()} == {"store"} and counts.source == "store"
+        assert sum(map(len, feeds.values())) > 20 and any(suggested.values())  # worth comparing
+        with frozen(read_stack, "cosmos"), frozen(read_stack, "cosmos-counters"), frozen(read_stack, "falkordb"):
+            fallback_feeds = {u: client.feed_page(u, limit=20) for u in users}
+            fallback_counts = client.counters(users + posts + ["not-a-uuid"])
+            fallback_suggested = {u: client.suggestions(u, limit=50) for u in users}
+        assert {f.source for f in fallback_feeds.values()} == {"postgres"} and fallback_counts.source == "postgres"
+        assert {s.source for s in fallback_suggested.values()} == {"postgres"}
+        # the same answers, item for item
+        assert {u: list(f) for u, f in fallback_feeds.items()} == {u: list(f) for u, f in feeds.items()}
+        assert dict(fallback_counts) == dict(counts)
+        assert {u: list(s) for u, s in fallback_suggested.items()} == {u: list(s) for u, s in suggested.items()}
+        assert client.fallbacks == {"feed": len(users), "counters": 1, "graph": len(users)}, client.fallbacks
+        # the stores answer again: so does the client, from them (once the thawed server has worked
+        # through the requests queued while it was frozen)
+        sources = []
+        for _ in range(10):
+            sources.append(client.counters(users).source)
+            if sources[-1] == "store":
+                break
+            time.sleep(2)
+        assert sources[-1] == "store", sources
+    finally:
+        client.close()
+
+
+def test_search_comes_from_postgres_when_its_store_fails(read_stack: StackHandle) -> None:
+    local_search = ReadClient(read_stack.settings)
+    down = ReadClient(read_stack.with_env(
+        PROJECTORS_SEARCH_BACKEND="meilisearch", PROJECTORS_SEARCH_MEILI_URL=f"http://127.0.0.1:{free_port()}",
+        PROJECTORS_READ_STORE_TIMEOUT_S="3",
+    ))
+    try:
+        for index, query in (("posts", "stream"), ("posts", ""), ("users", "")):
+            stored = local_search.search(index, query, limit=500)
+            answered = down.search(index, query, limit=500)
+            assert stored.source == "store" and answered.source == "postgres"
+            assert stored and sorted(d["id"] for d in answered) == sorted(d["id"] for d in stored), (index, query)
+            assert {d["id"]: d for d in answered} == {d["id"]: d for d in stored}
+    finally:
+        local_search.close()
+        down.close()
+
+
+def test_with_postgres_down_too_the_error_names_both(read_stack: StackHandle) -> None:
+    users, _posts = people(read_stack)
+    client = ReadClient(read_stack.with_env(PROJECTORS_READ_STORE_TIMEOUT_S="1", PROJECTORS_PG_PORT=str(free_port()),
+                                            PROJECTORS_READ_FALLBACK_TIMEOUT_S="2"))
+    try:
+        counters_down = pytest.raises(ReadUnavailable, match=r"counters store .* PostgreSQL")
+        with frozen(read_stack, "cosmos-counters"), counters_down:
+            client.counters(users)
+    finally:
+        client.close()
+
+
+def test_a_read_with_the_writers_token_sees_the_write(read_stack: StackHandle) -> None:
+    """Read-your-writes: a post, then at once a read of the author's feed, counters and search with
+    the commit's token: every read includes it (the read waited for capture and the workers)."""
+    import uuid
+
+    from projectors.read.client import commit_token
+
+    users, _posts = people(read_stack)
+    author = users[0]
+    client = ReadClient(read_stack.settings)
+    try:
+        for round_ in range(3):
+            post = str(uuid.uuid4())
+            with connect(read_stack.settings.pg) as conn:
+                before = client.counters([author])[author]["posts"]
+                conn.execute(
+                    "INSERT INTO posts (id, author_id, body, topics, visibility) VALUES (%s, %s, %s, %s, 'public')",
+                    (post, author, f"read your writes zebra{round_}", ["ryw"]),
+                )
+                conn.commit()
+                token = commit_token(conn)
+            page = client.feed_page(author, limit=5, after=token)
+            assert page.caught_up is True and post in [i["postId"] for i in page], (round_, list(page))
+            counts = client.counters([author], after=token)
+            assert counts.caught_up is True and counts[author]["posts"] == before + 1
+            hits = client.search("posts", f"zebra{round_}", after=token)
+            assert hits.caught_up is True and [h["id"] for h in hits] == [post]
+        assert client.feed_page(author, limit=5).caught_up is None  # no token: no wait
+    finally:
+        client.close()
