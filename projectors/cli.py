@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from projectors.errors import ConfigurationError, DataLossRisk
+from projectors.errors import ConfigurationError, DataLossRisk, unanswered
 from projectors.operations.report import Progress, Reporter
 from projectors.projections import DESCRIPTORS
 from projectors.settings import KAFKA_LOGGER, Settings, SettingsError, load_settings
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 EXIT_CONFIG = 2
 EXIT_DATA_LOSS_RISK = 3
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
+EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: a store, the source or the broker did not answer
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
@@ -717,6 +718,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     except DataLossRisk as exc:
         print(f"projectors: refusing to continue: {exc}", file=sys.stderr)
         return EXIT_DATA_LOSS_RISK
+    except Exception as exc:
+        if not unanswered(exc):
+            raise
+        print(f"projectors: error: {did_not_answer(exc)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def did_not_answer(exc: BaseException) -> str:
+    """One line for a store, the source or the broker that did not answer: the error's own first
+    line (it names the projection or the address), and its cause's when that says more."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip() and str(cause).strip().splitlines()[0] not in first:
+        first += f" ({type(cause).__name__}: {str(cause).strip().splitlines()[0]})"
+    if "did not answer" not in first and "does not answer" not in first:
+        first = f"a store, the source or the broker did not answer: {first}"
+    return first[:600]
 
 
 if __name__ == "__main__":

@@ -93,6 +93,29 @@ def severity(exc: BaseException) -> Severity:
     return Severity.REFUSED
 
 
+# clients' own "the server did not answer" errors, by (module prefix, class name) anywhere in the
+# error's class hierarchy: the azure SDK, redis (FalkorDB), neo4j, requests (Meilisearch), Kafka
+_UNANSWERED = (
+    ("azure.", "ServiceRequestError"), ("azure.", "ServiceResponseError"),
+    ("redis.", "ConnectionError"), ("redis.", "TimeoutError"), ("redis.", "BusyLoadingError"),
+    ("neo4j.", "ServiceUnavailable"), ("neo4j.", "SessionExpired"),
+    ("requests.", "ConnectionError"), ("requests.", "Timeout"),
+    ("cimpl", "KafkaException"), ("confluent_kafka", "KafkaException"),
+)
+
+
+def unanswered(exc: BaseException) -> bool:
+    """Whether ``exc`` says a store, the source or the broker did not answer (down, unreachable,
+    timed out): what a command reports in one line instead of a traceback."""
+    if severity(exc) is Severity.RETRIABLE:
+        return True
+    return any(
+        cls.__module__.startswith(module) and cls.__name__ == name
+        for cls in type(exc).__mro__
+        for module, name in _UNANSWERED
+    )
+
+
 def translated(what: str, exc: Exception, severity: Severity) -> Exception:
     """A client's error as the class its severity means (kept as the cause), for calls outside a
     batch's per-item failures: schema, lookups, reads."""

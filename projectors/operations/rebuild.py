@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from projectors.errors import ConfigurationError, RebuildAbandoned
+from projectors.errors import ConfigurationError, RebuildAbandoned, RetriableError, unanswered
 from projectors.operations import offsets
 from projectors.operations.deployment import Deployment, Elsewhere
 from projectors.operations.dlq import dead_lettered
@@ -202,8 +202,13 @@ def rebuild(
             "pauses them for a few seconds; use --force to let rebuild pause and restart them, or stop them first"
         )
     deadline = time.monotonic() + timeout_s
-    pointer = generations(settings, name)
-    old, new = pointer.current(), pointer.next()
+    try:
+        pointer = generations(settings, name)
+        old, new = pointer.current(), pointer.next()
+    except Exception as exc:
+        if not unanswered(exc):
+            raise
+        raise RetriableError(f"the {name} store did not answer; nothing was changed ({exc})") from exc
     target = open_store(settings, name, new)
     target.drop()  # what an abandoned rebuild may have left
     target.ensure_schema()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from psycopg.conninfo import conninfo_to_dict
 
-from projectors.cli import EXIT_BROKEN_PIPE
+from projectors.cli import EXIT_BROKEN_PIPE, EXIT_UNAVAILABLE
 from projectors.settings import PostgresSettings
 from tests.conftest import cli, cli_into_closed_pipe, free_port
 
@@ -59,3 +59,16 @@ def test_sample_help_shows_the_defaults_and_how_fan_out_grows() -> None:
     assert done.returncode == 0, done.stderr
     assert "(default: 30)" in text and "(default: 400)" in text
     assert "quadruples the feed items" in text
+
+
+def test_a_store_that_does_not_answer_is_one_line_naming_it_never_a_traceback() -> None:
+    """rebuild, replay and verify against a Cosmos server that is not there (a closed port): one line
+    on stderr that says which store did not answer, exit 69 (or verify's 3), nothing changed."""
+    env = {"PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+           "PROJECTORS_COSMOS_COUNTERS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+           "PROJECTORS_PG_PORT": str(free_port()), "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    done = cli("rebuild", "feed", "--force", env=env, timeout=300)
+    assert done.returncode == EXIT_UNAVAILABLE, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("projectors: error: the feed store did not answer; nothing was changed ("), done.stderr
