@@ -719,7 +719,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"projectors: refusing to continue: {exc}", file=sys.stderr)
         return EXIT_DATA_LOSS_RISK
     except Exception as exc:
-        if not unanswered(exc):
+        if isinstance(exc, BrokenPipeError) or not unanswered(exc):  # a reader gone away: main's
             raise
         print(f"projectors: error: {did_not_answer(exc)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
