@@ -81,7 +81,7 @@ PG_CONFIGURATION: tuple[type[BaseException], ...] = (
 def severity(exc: BaseException) -> Severity:
     """The severity of an error by its class. Store adapters classify their clients' errors
     themselves (status codes, server messages) and carry the result in
-    :class:`~projectors.projections.model.ItemFailure`; everything else is judged here. An error
+    :class:`~projectors.model.ItemFailure`; everything else is judged here. An error
     nobody recognises (a bug, a value the source cannot hold) is ``REFUSED``: the event that caused
     it is isolated and dead-lettered, the rest of its batch goes on."""
     if isinstance(exc, (ConfigurationError, *PG_CONFIGURATION)):

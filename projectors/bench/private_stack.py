@@ -12,9 +12,9 @@ from confluent_kafka import TopicPartition
 
 from projectors.bench.baselines import bare_consume
 from projectors.bench.config import Say
+from projectors.model import ProjectionStore
 from projectors.operations import offsets
 from projectors.operations.replay import topics_of
-from projectors.projections.model import ProjectionStore
 from projectors.runtime.dead_letters import dead_letter_topic
 from projectors.runtime.store_factory import open_store
 from projectors.runtime.worker import group_id

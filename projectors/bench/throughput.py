@@ -12,9 +12,9 @@ from projectors.bench.baselines import bare_consume, bare_faust
 from projectors.bench.config import BenchConfig, Say
 from projectors.bench.report import RawStoreRun, Results, ThroughputRun
 from projectors.bench.worker_runs import bench_worker, run_worker_until
+from projectors.model import Put
 from projectors.operations.replay import topics_of
 from projectors.projections import projection as get_projection
-from projectors.projections.model import Put
 from projectors.runtime.store_factory import open_store
 from projectors.settings import Settings
 from projectors.source import PostgresSource

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Mapping, Sequence
 
-from projectors.projections.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore
+from projectors.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore
 from projectors.runtime.worker import run_worker
 from projectors.settings import load_settings
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import psycopg
 
+from projectors.model import ItemFailure, ItemKey, ProjectionStore, Put
 from projectors.projections.base import Projection
-from projectors.projections.model import ItemFailure, ItemKey, ProjectionStore, Put
 from projectors.source import PostgresSource
 
 log = logging.getLogger(__name__)

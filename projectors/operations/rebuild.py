@@ -37,6 +37,7 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from projectors.errors import ConfigurationError, RebuildAbandoned, RetriableError, unanswered
+from projectors.model import ItemKey, ProjectionStore
 from projectors.operations import offsets
 from projectors.operations.deployment import Deployment, Elsewhere
 from projectors.operations.dlq import dead_lettered
@@ -46,7 +47,6 @@ from projectors.operations.report import Progress, Reporter, Silent
 from projectors.operations.verify import Drift, verify_projection
 from projectors.projections import descriptor
 from projectors.projections import projection as get_projection
-from projectors.projections.model import ItemKey, ProjectionStore
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
 from projectors.runtime.store_factory import generations, open_store

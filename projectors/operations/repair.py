@@ -14,10 +14,10 @@ from typing import Any
 
 import psycopg
 
+from projectors.model import ApplyResult, ItemKey, ProjectionStore, Put
 from projectors.operations.verify import Drift, recheck, record_if_clean, verify_projection
 from projectors.projections import projection as get_projection
 from projectors.projections.base import ops_for
-from projectors.projections.model import ApplyResult, ItemKey, ProjectionStore, Put
 from projectors.settings import Settings
 from projectors.source import PostgresSource
 

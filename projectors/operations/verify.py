@@ -36,11 +36,11 @@ from typing import Any, cast
 
 import psycopg
 
+from projectors.model import Document, ItemKey, ProjectionStore
 from projectors.operations import checkpoint as cp
 from projectors.operations.caught_up import PipelineWait, wait_for_pipeline
 from projectors.projections import Projection, descriptor
 from projectors.projections import projection as get_projection
-from projectors.projections.model import Document, ItemKey, ProjectionStore
 from projectors.runtime.store_factory import current_generation
 from projectors.settings import Settings
 from projectors.source import PostgresSource

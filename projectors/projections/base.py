@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from projectors.events.models import ChangeEvent
-from projectors.projections.model import Document, ItemKey, Operation, ProjectionStore, Put, Remove
+from projectors.model import Document, ItemKey, Operation, ProjectionStore, Put, Remove
 from projectors.source import PostgresSource
 
 Touch = Hashable

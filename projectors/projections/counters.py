@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from projectors.events.models import ChangeEvent, FollowRow, PostRow, ReactionRow, ReplyRow, UserRow
+from projectors.model import Document, ItemKey
 from projectors.projections.base import ItemKind, KindsProjection, Touch
-from projectors.projections.model import Document, ItemKey
 
 COLLECTION = "counters"
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
+from projectors.model import Document, ItemKey, ProjectionStore
 from projectors.projections.base import Projection, Touch, is_uuid, iso
-from projectors.projections.model import Document, ItemKey, ProjectionStore
 from projectors.source import PostgresSource
 
 COLLECTION = "userFeed"

@@ -21,8 +21,8 @@ from projectors.events.models import (
     ReplyRow,
     UserRow,
 )
+from projectors.model import Document, ItemKey
 from projectors.projections.base import ItemKind, KindsProjection, Touch, iso, split_ids
-from projectors.projections.model import Document, ItemKey
 
 NODE_LABELS = ("User", "Post", "Topic")
 EDGE_TYPES = ("FOLLOWS", "AUTHORED", "REACTED", "REPLIED", "TAGGED", "BLOCKS")

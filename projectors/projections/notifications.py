@@ -58,9 +58,9 @@ from projectors.events.models import (
     ReactionRow,
     ReplyRow,
 )
+from projectors.model import Document, ItemKey, ProjectionStore
 from projectors.projections.base import Projection, Touch, is_uuid, iso
 from projectors.projections.feed import pair_unhidden
-from projectors.projections.model import Document, ItemKey, ProjectionStore
 from projectors.source import PostgresSource, array_literal
 
 COLLECTION = "notifications"

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from projectors.events.models import ChangeEvent, PostRow, UserRow
+from projectors.model import Document, ItemKey
 from projectors.projections.base import ItemKind, KindsProjection, Touch, iso
-from projectors.projections.model import Document, ItemKey
 
 
 def _ids(keys: Sequence[ItemKey]) -> list[Any]:

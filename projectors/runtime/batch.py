@@ -19,8 +19,8 @@ import psycopg
 from projectors.errors import DeadLetterFailed, PoisonEventError, RetriableError, Severity, severity
 from projectors.events.decode import decode
 from projectors.events.models import ChangeEvent
+from projectors.model import ProjectionStore
 from projectors.projections.base import Projection, Touch
-from projectors.projections.model import ProjectionStore
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
 from projectors.runtime.retry import Retry, RetryPolicy
 from projectors.source import PostgresSource, SourceCounts

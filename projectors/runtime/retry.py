@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from projectors.errors import ConfigurationError, RetriableError, Severity, response_headers, severity
-from projectors.projections.model import (
+from projectors.model import (
     ApplyResult,
     Document,
     ItemFailure,

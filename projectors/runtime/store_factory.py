@@ -11,8 +11,8 @@ import logging
 from typing import cast
 
 from projectors.errors import ConfigurationError, Severity, severity
+from projectors.model import ProjectionStore
 from projectors.projections import DESCRIPTORS, descriptor
-from projectors.projections.model import ProjectionStore
 from projectors.settings import Settings
 from projectors.stores.generations import Generations, meili_prefix, sqlite_path, suffix
 

@@ -29,8 +29,8 @@ import psycopg
 
 from projectors.capture.preflight import ensure_topics
 from projectors.errors import Severity, severity
+from projectors.model import ProjectionStore
 from projectors.projections import descriptor
-from projectors.projections.model import ProjectionStore
 from projectors.runtime.batch import BatchProjector, BatchStats
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics

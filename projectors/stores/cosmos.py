@@ -41,7 +41,7 @@ from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionK
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
 
 from projectors.errors import Severity, response_headers, translated
-from projectors.projections.model import (
+from projectors.model import (
     ApplyResult,
     Document,
     ItemFailure,

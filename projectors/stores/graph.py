@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from projectors.errors import Severity, translated
-from projectors.projections.model import (
+from projectors.model import (
     ApplyResult,
     Document,
     ItemFailure,

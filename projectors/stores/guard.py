@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from projectors.projections.model import Document, ItemKey, Operation, Put
+from projectors.model import Document, ItemKey, Operation, Put
 
 
 class Outcome(Enum):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from projectors.errors import Severity
-from projectors.projections.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
+from projectors.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
 from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
 from projectors.stores.search_common import INDEXES, check, topics_of, words
 

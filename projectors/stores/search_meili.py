@@ -19,7 +19,7 @@ import meilisearch
 from meilisearch.errors import MeilisearchApiError, MeilisearchCommunicationError, MeilisearchTimeoutError
 
 from projectors.errors import Severity, translated
-from projectors.projections.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
+from projectors.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
 from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
 from projectors.stores.search_common import INDEXES, check, topics_of, words
 

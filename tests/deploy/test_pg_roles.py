@@ -16,8 +16,8 @@ from pydantic import SecretStr
 from projectors.capture.connector import connector_settings
 from projectors.db.migrate import migrate
 from projectors.db.roles import apply_roles
+from projectors.model import ItemKey
 from projectors.projections import PROJECTIONS, projection
-from projectors.projections.model import ItemKey
 from projectors.settings import PostgresSettings
 from projectors.source import PostgresSource
 from tests.conftest import StackHandle

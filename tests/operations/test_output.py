@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from projectors.capture.topics import TopicRecord, describe_event
+from projectors.model import ItemKey
 from projectors.operations.verify import Drift, describe_diff, field_diff
-from projectors.projections.model import ItemKey
 from projectors.runtime.stats import add_rate_sample, recent_rate
 from projectors.stack.local import status_lines
 from projectors.stack.processes import PartStatus

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from projectors.db.migrate import connect
+from projectors.model import ItemKey
 from projectors.operations.verify import Sample
 from projectors.projections import projection as get_projection
-from projectors.projections.model import ItemKey
 from projectors.runtime.store_factory import open_raw_store
 from projectors.source import PostgresSource
 from projectors.stack import local

@@ -20,12 +20,12 @@ from psycopg import sql
 from projectors.capture.connector import table_topic
 from projectors.capture.topics import read_from_start
 from projectors.db.migrate import connect
+from projectors.model import ItemKey
 from projectors.operations.dlq import letters
 from projectors.operations.offsets import reset_to_earliest
 from projectors.operations.verify import Drift, verify_until_clean
 from projectors.projections import PROJECTIONS
 from projectors.projections.feed import FeedProjection
-from projectors.projections.model import ItemKey
 from projectors.read.client import ReadClient
 from projectors.runtime.dead_letters import dead_letter_topic
 from projectors.runtime.stats import read_stats

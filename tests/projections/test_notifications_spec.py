@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from projectors.db.migrate import migrate
-from projectors.projections.model import Document, ItemKey
+from projectors.model import Document, ItemKey
 from projectors.projections.notifications import (
     NotificationsProjection,
     item_key,

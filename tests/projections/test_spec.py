@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from projectors.db.migrate import migrate
+from projectors.model import ItemKey
 from projectors.projections import PROJECTIONS, Projection
 from projectors.projections.feed import FeedProjection
-from projectors.projections.model import ItemKey
 from projectors.settings import PostgresSettings
 from projectors.source import PostgresSource
 from projectors.workload import SocialWorkload

@@ -17,11 +17,11 @@ from projectors.events.models import (
     Row,
     UserRow,
 )
+from projectors.model import ItemKey, Put, Remove
 from projectors.projections import PROJECTIONS
 from projectors.projections.base import ops_for
 from projectors.projections.counters import counter_key
 from projectors.projections.feed import AuthorTouch, PairTouch, PostTouch
-from projectors.projections.model import ItemKey, Put, Remove
 
 A, B, P, R = (str(uuid.uuid4()) for _ in range(4))
 

@@ -13,8 +13,8 @@ import pytest
 from psycopg import errors as pg_errors
 
 from projectors.events.models import ChangeEvent
+from projectors.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore, Put
 from projectors.projections.base import Projection, Touch
-from projectors.projections.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore, Put
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import RawRecord
 from projectors.source import PostgresSource

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from projectors.errors import ConfigurationError, Severity
-from projectors.projections.model import ApplyResult, ItemFailure, ItemKey, Operation, Put
+from projectors.model import ApplyResult, ItemFailure, ItemKey, Operation, Put
 from projectors.runtime.retry import Retry, RetryingStore, RetryPolicy, Stopped, retry_after_s
 
 

@@ -28,10 +28,10 @@ from jsonschema.exceptions import best_match
 from projectors import schemas
 from projectors.bench.feed import server_requests
 from projectors.db.migrate import connect
+from projectors.model import Put, Remove
 from projectors.projections import PROJECTIONS
 from projectors.projections.counters import CountersProjection
 from projectors.projections.documents import STORED
-from projectors.projections.model import Put, Remove
 from projectors.read.client import ReadClient, ReadUnavailable
 from projectors.runtime.store_factory import COSMOS_CONTAINERS, generations, open_raw_store
 from projectors.settings import Settings

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from projectors.db.migrate import migrate
+from projectors.model import ItemKey, Put, Remove
 from projectors.operations.verify import verify_projection
 from projectors.projections import projection
-from projectors.projections.model import ItemKey, Put, Remove
 from projectors.read.client import ReadClient
 from projectors.source import PostgresSource
 from projectors.stores.graph import GraphStore

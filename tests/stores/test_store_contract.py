@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from projectors.errors import RetriableError
-from projectors.projections.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore, Put, Remove
+from projectors.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore, Put, Remove
 from projectors.settings import CosmosSettings, FalkorSettings
 from projectors.stores.cosmos import CosmosStore
 from projectors.stores.graph_transports import falkordb_store, neo4j_store
