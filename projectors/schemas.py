@@ -11,8 +11,8 @@ from typing import Any, cast
 from pydantic import BaseModel, TypeAdapter, create_model
 
 from projectors.events.models import ROW_MODELS, Envelope
+from projectors.graph_model import EDGE_ENDS as EDGES
 from projectors.projections.documents import STORED
-from projectors.stores.graph import EDGES
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 

@@ -314,7 +314,9 @@ class StackSettings(Section):
     @field_validator("workers")
     @classmethod
     def _workers(cls, value: str) -> str:
-        known = ("feed", "counters", "graph", "search", "notifications")
+        from projectors.projections import DESCRIPTORS  # here: projections import the settings
+
+        known = tuple(DESCRIPTORS)
         for item in filter(None, (i.strip() for i in value.split(","))):
             name, sep, count = item.partition("=")
             if not sep or name.strip() not in known or not count.strip().isdigit() or not 1 <= int(count) <= 256:

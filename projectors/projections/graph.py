@@ -21,11 +21,9 @@ from projectors.events.models import (
     ReplyRow,
     UserRow,
 )
+from projectors.graph_model import EDGE_TYPES, NODE_LABELS
 from projectors.model import Document, ItemKey
 from projectors.projections.base import ItemKind, KindsProjection, Touch, iso, split_ids
-
-NODE_LABELS = ("User", "Post", "Topic")
-EDGE_TYPES = ("FOLLOWS", "AUTHORED", "REACTED", "REPLIED", "TAGGED", "BLOCKS")
 
 
 def edge(rel: str, key_id: str, start: str, end: str, **props: Any) -> tuple[ItemKey, Document]:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from projectors.errors import Severity, translated
+from projectors.graph_model import EDGE_ENDS, NODE_LABELS
 from projectors.model import (
     ApplyResult,
     Document,
@@ -29,15 +30,6 @@ from projectors.model import (
 )
 from projectors.stores.guard import newest_per_key
 
-NODES = ("User", "Post", "Topic")
-EDGES: dict[str, tuple[str, str]] = {
-    "FOLLOWS": ("User", "User"),
-    "AUTHORED": ("User", "Post"),
-    "REACTED": ("User", "Post"),
-    "REPLIED": ("User", "Post"),
-    "TAGGED": ("Post", "Topic"),
-    "BLOCKS": ("User", "User"),
-}
 CHUNK = 2000
 PAGE = 5000  # live items read per query
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -60,7 +52,7 @@ class Transport(Protocol):
 
 
 def _label(collection: str) -> str:
-    if collection not in NODES and collection not in EDGES:
+    if collection not in NODE_LABELS and collection not in EDGE_ENDS:
         raise ValueError(f"unknown graph collection {collection!r}")
     return collection
 
@@ -99,7 +91,7 @@ def q_put_nodes(label: str) -> str:
 
 
 def q_put_edges(rel: str) -> str:
-    start, end = EDGES[rel]
+    start, end = EDGE_ENDS[rel]
     return (
         "UNWIND $rows AS row "
         f"OPTIONAL MATCH (t:Tombstone {{key: {tombstone_of(rel, 'row.id')}}}) "
@@ -126,7 +118,7 @@ def q_load_nodes(label: str) -> str:
 
 
 def q_load_edges(rel: str) -> str:
-    start, end = EDGES[rel]
+    start, end = EDGE_ENDS[rel]
     return (
         f"UNWIND $rows AS row MERGE (a:{start} {{id: row.from}}) MERGE (b:{end} {{id: row.to}}) "
         f"MERGE (a)-[r:{rel} {{id: row.id}}]->(b) SET r += row.props, r.v = row.v "
@@ -140,7 +132,7 @@ def q_remove(collection: str) -> str:
     Returns how many applied and how many of those deleted a live item."""
     live, delete = (
         (f"(n:{collection} {{id: row.id}})", "DETACH DELETE n")
-        if collection in NODES
+        if collection in NODE_LABELS
         else (f"()-[n:{collection} {{id: row.id}}]->()", "DELETE n")
     )
     return (
@@ -236,7 +228,7 @@ class GraphStore:
         counts = [0, 0, 0]  # changed, stale, unchanged
         failures: list[ItemFailure] = []
         # nodes before edges (an edge's endpoints exist), edge removals before node removals
-        order = sorted(groups, key=lambda g: (g[1] == "remove", (g[0] in EDGES) != (g[1] == "remove")))
+        order = sorted(groups, key=lambda g: (g[1] == "remove", (g[0] in EDGE_ENDS) != (g[1] == "remove")))
         for collection, kind in order:
             group = groups[(collection, kind)]
             for start in range(0, len(group), CHUNK):
@@ -259,7 +251,7 @@ class GraphStore:
             applied, removed = int(counts["applied"]), int(counts["removed"] or 0)
             return removed, len(ops) - applied, applied - removed
         puts = [op for op in ops if isinstance(op, Put)]
-        if collection in NODES:
+        if collection in NODE_LABELS:
             query = (q_load_nodes if empty else q_put_nodes)(collection)
             rows = [
                 {"id": op.key.id, "v": op.version, "props": {k: v for k, v in op.doc.items() if k != "id"}}
@@ -293,12 +285,12 @@ class GraphStore:
         label = _label(collection)
         size = page or self.page
         after = -1
-        query = q_live_nodes(label) if label in NODES else q_live_edges(label)
+        query = q_live_nodes(label) if label in NODE_LABELS else q_live_edges(label)
         while True:
             rows = self.transport.run(query, {"after": after, "limit": size})
             for row in rows:
                 props = row["props"]
-                doc = node_doc(props) if label in NODES else edge_doc(props, str(row["f"]), str(row["t"]))
+                doc = node_doc(props) if label in NODE_LABELS else edge_doc(props, str(row["f"]), str(row["t"]))
                 yield ItemKey(collection, str(row["id"])), doc
             if len(rows) < size:
                 return
@@ -310,11 +302,11 @@ class GraphStore:
         for i, (field, value) in enumerate(sorted(equals.items())):
             if not FIELD.match(field):
                 raise ValueError(f"bad field name {field!r}")
-            target = {"from": "a.id", "to": "b.id"}.get(field, f"n.{field}") if label in EDGES else f"n.{field}"
+            target = {"from": "a.id", "to": "b.id"}.get(field, f"n.{field}") if label in EDGE_ENDS else f"n.{field}"
             conditions.append(f"{target} = $p{i}")
             params[f"p{i}"] = value
         where = " AND ".join(conditions) or "true"
-        pattern = f"(n:{label})" if label in NODES else f"(a)-[n:{label}]->(b)"
+        pattern = f"(n:{label})" if label in NODE_LABELS else f"(a)-[n:{label}]->(b)"
         try:
             rows = self.transport.run(f"MATCH {pattern} WHERE {where} RETURN n.id AS id", params)
         except Exception as exc:
@@ -331,7 +323,7 @@ class GraphStore:
         for label, ids in by_collection.items():
             query = (
                 f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) RETURN n.id AS id, properties(n) AS props"
-                if label in NODES
+                if label in NODE_LABELS
                 else f"UNWIND $ids AS id MATCH (a)-[n:{label} {{id: id}}]->(b) "
                 "RETURN n.id AS id, properties(n) AS props, a.id AS f, b.id AS t"
             )
@@ -341,6 +333,6 @@ class GraphStore:
                 raise self._translated(exc) from exc
             for row in rows:
                 props = row["props"]
-                doc = node_doc(props) if label in NODES else edge_doc(props, str(row["f"]), str(row["t"]))
+                doc = node_doc(props) if label in NODE_LABELS else edge_doc(props, str(row["f"]), str(row["t"]))
                 out[ItemKey(label, str(row["id"]))] = doc
         return out

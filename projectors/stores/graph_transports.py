@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from projectors.errors import Severity
+from projectors.graph_model import EDGE_ENDS, NODE_LABELS
 from projectors.settings import FalkorSettings, Settings
-from projectors.stores.graph import EDGES, NODES, PAGE, GraphStore
+from projectors.stores.graph import PAGE, GraphStore
 
 # FalkorDB's replies about its own state, not the query (its error_msgs.h): sending again later works
 FALKORDB_TRANSIENT = ("max pending queries exceeded", "query timed out")
@@ -100,8 +101,8 @@ class FalkorTransport:
         return Severity.REFUSED
 
     def ddl(self) -> list[str]:
-        nodes = [f"CREATE INDEX FOR (n:{label}) ON (n.id)" for label in NODES]
-        edges = [f"CREATE INDEX FOR ()-[r:{rel}]-() ON (r.id)" for rel in EDGES]
+        nodes = [f"CREATE INDEX FOR (n:{label}) ON (n.id)" for label in NODE_LABELS]
+        edges = [f"CREATE INDEX FOR ()-[r:{rel}]-() ON (r.id)" for rel in EDGE_ENDS]
         return [*nodes, "CREATE INDEX FOR (t:Tombstone) ON (t.key)", *edges]
 
     def prepare(self) -> None:
@@ -184,10 +185,10 @@ class Neo4jTransport:
     def ddl(self) -> list[str]:
         nodes = [
             f"CREATE CONSTRAINT projectors_{label.lower()}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE"
-            for label in NODES
+            for label in NODE_LABELS
         ]
         edges = [
-            f"CREATE INDEX projectors_{rel.lower()}_id IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.id)" for rel in EDGES
+            f"CREATE INDEX projectors_{rel.lower()}_id IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.id)" for rel in EDGE_ENDS
         ]
         tomb = "CREATE CONSTRAINT projectors_tombstone_key IF NOT EXISTS FOR (t:Tombstone) REQUIRE t.key IS UNIQUE"
         return [*nodes, tomb, *edges]

@@ -28,6 +28,7 @@ from jsonschema.exceptions import best_match
 from projectors import schemas
 from projectors.bench.feed import server_requests
 from projectors.db.migrate import connect
+from projectors.graph_model import EDGE_ENDS as EDGES
 from projectors.model import Put, Remove
 from projectors.projections import PROJECTIONS
 from projectors.projections.counters import CountersProjection
@@ -37,7 +38,6 @@ from projectors.runtime.store_factory import COSMOS_CONTAINERS, generations, ope
 from projectors.settings import Settings
 from projectors.source import PostgresSource
 from projectors.stores.cosmos import POINT_READ_HEADERS
-from projectors.stores.graph import EDGES
 from projectors.stores.search_common import INDEXES
 from projectors.stores.search_meili import MeilisearchStore
 from projectors.workload import SocialWorkload
