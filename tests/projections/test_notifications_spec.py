@@ -4,6 +4,7 @@ reference over random activity."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ import psycopg
 import pytest
 
 from projectors.db.migrate import migrate
-from projectors.model import Document, ItemKey
+from projectors.events.decode import decode
+from projectors.model import Document, ItemKey, Put
 from projectors.projections.notifications import (
     NotificationsProjection,
     item_key,
@@ -260,3 +262,53 @@ def test_the_spec_matches_an_independent_reference_over_random_activity(pg: Post
     assert any(c > 3 for c, _, _ in items.values()) and any(r for _, _, r in items.values())
     counters = {k.partition: d["count"] for k, d in spec.items() if d["kind"] == "unreadNotifications"}
     assert counters == {r: n for r, n in unread.items() if n}
+
+
+def reaction_envelope(post: str, user: str, at: datetime, lsn: int, op: str = "c") -> bytes:
+    row = {"post_id": post, "user_id": user, "kind": "like", "created_at": at.isoformat().replace("+00:00", "Z")}
+    return json.dumps({"op": op, "before": None if op == "c" else row, "after": row if op == "c" else None,
+                       "source": {"schema": "public", "table": "reactions", "lsn": lsn, "txId": 9,
+                                  "connector": "postgresql"}, "ts_ms": 1}).encode()
+
+
+def test_five_thousand_reactions_are_one_exact_item_under_duplicated_and_reordered_events(
+    pg: PostgresSettings,
+) -> None:
+    """5,000 reactions to one post, their change events decoded, a fifth of them twice, in a random
+    order and in batches, each batch planned as the worker does (touched -> one snapshot read) and
+    applied to a store that keeps the newest version of each item: one reaction item, count 5,000,
+    the latest three actors, equal to the spec."""
+    rng = random.Random(5000)
+    author, post = str(uuid.uuid4()), str(uuid.uuid4())
+    fans = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(5_000)]
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    at = {fan: t0 + timedelta(seconds=i) for i, fan in enumerate(fans)}
+    with psycopg.connect(pg.conninfo()) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO users (id, handle) VALUES (%s, 'author')", (author,))
+        cur.execute("INSERT INTO posts (id, author_id, body) VALUES (%s, %s, 'b')", (post, author))
+        with cur.copy("COPY users (id, handle) FROM STDIN") as copy:
+            for i, fan in enumerate(fans):
+                copy.write_row((fan, f"fan{i}"))
+        with cur.copy("COPY reactions (post_id, user_id, kind, created_at) FROM STDIN") as copy:
+            for fan in fans:
+                copy.write_row((post, fan, "like", at[fan]))
+    events = [
+        decode("social.public.reactions", 0, i, None, reaction_envelope(post, fan, at[fan], 1_000 + i))
+        for i, fan in enumerate(fans)
+    ]
+    delivered = events + rng.sample(events, 1_000)
+    rng.shuffle(delivered)
+    projection = NotificationsProjection()
+    held: dict[ItemKey, tuple[int, Document | None]] = {}
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        source = PostgresSource(conn)
+        for start in range(0, len(delivered), 500):
+            touches = {t for e in delivered[start:start + 500] if e is not None for t in projection.touched(e)}
+            for op in projection.plan(touches, source, None):  # type: ignore[arg-type]
+                if op.key not in held or held[op.key][0] < op.version:
+                    held[op.key] = (op.version, op.doc if isinstance(op, Put) else None)
+    live = {key: doc for key, (_, doc) in held.items() if doc is not None}
+    key = item_key(author, "reactions", post)
+    assert set(live) == {key, unread_key(author)}, sorted(live)
+    assert live[key]["count"] == 5_000 and live[key]["actorIds"] == fans[::-1][:3], live[key]
+    assert live == spec_all(pg)
