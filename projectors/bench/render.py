@@ -48,13 +48,15 @@ def markdown(r: Results) -> str:
         shares = stage_shares(t.real_store)
         lines.append(f"| {name} | " + " | ".join(f"{shares.get(s, 0.0):.0%}" for s in STAGES) + " |")
     lines += ["", "## The load on the source (PostgreSQL), real store", "",
-              "| projection | statements per event | rows read per event | share of the batches' time reading it |",
-              "|---|---|---|---|"]
+              "| projection | statements per event | rows read per event | share of the batches' time reading it "
+              "| store requests per event (Cosmos, by kind) |",
+              "|---|---|---|---|---|"]
     for name, t in r.throughput.items():
         run = t.real_store
         reading = stage_shares(run).get("plan (source reads)", 0)
+        requests = ", ".join(f"{k} {v:.2f}" for k, v in sorted(run.store_requests_per_event.items()) if v) or "-"
         lines.append(f"| {name} | {run.source_queries_per_event:.2f} | "
-                     f"{run.source_rows_per_event:.2f} | {reading:.0%} |")
+                     f"{run.source_rows_per_event:.2f} | {reading:.0%} | {requests} |")
     lines += ["", "## CPU per event (µs, from the first batch on)", "",
               "The stage timers are wall time in the batch thread, which runs while faust fetches the next "
               "batch; CPU time says who is busy. A worker is one Python process: faust, aiokafka and the "

@@ -89,6 +89,8 @@ class WorkerRun:
     cpu_us_per_event: float
     own_cpu_us_per_event: float
     cpu_share: float
+    # store requests per event over the whole run, by kind (stores that count them: Cosmos)
+    store_requests_per_event: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -115,6 +115,8 @@ def worker_rate(
         cpu_us_per_event=max(0.0, process_cpu_s) / counted * 1e6 if timed else 0.0,
         own_cpu_us_per_event=max(0.0, own_cpu) / counted * 1e6 if timed else 0.0,
         cpu_share=max(0.0, process_cpu_s) / elapsed if timed else 0.0,
+        store_requests_per_event={kind: float(n) / done for kind, n in last.get("storeRequests", {}).items()}
+        if done else {},
     )
 
 
