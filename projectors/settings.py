@@ -345,6 +345,11 @@ class ReadSettings(Section):
     fallback_timeout_s: float = Field(default=5.0, gt=0, le=600)
     # a read given a writer's token (read-your-writes) waits at most this long for the projection
     wait_s: float = Field(default=10.0, gt=0, le=600)
+    # answer from PostgreSQL while the projection is more than this many seconds behind its source
+    # (0: never for that reason); measured in the background every max_behind_check_s, never on a
+    # read's path (its consumer group's position and the time of the first record it has not applied)
+    max_behind_s: float = Field(default=0.0, ge=0, le=86_400)
+    max_behind_check_s: float = Field(default=5.0, gt=0, le=3_600)
 
 
 class Settings(BaseModel):

@@ -118,6 +118,19 @@ def projection_status(
     return status
 
 
+def seconds_behind(settings: Settings, name: str, consumer: Consumer) -> float:
+    """How far ``name``'s consumer group is behind its topics, in seconds (see :func:`behind`): no
+    store is read. ``consumer`` is a plain consumer used to read one record per partition."""
+    d = descriptor(name)
+    done = committed(settings, d.group)
+    positions = []
+    for tp in partitions(settings, d.topics(settings)):
+        low, _high = consumer.get_watermark_offsets(tp, timeout=5)
+        offset = done.get((tp.topic, tp.partition))
+        positions.append(TopicPartition(tp.topic, tp.partition, offset if offset is not None and offset >= 0 else low))
+    return behind(consumer, positions)
+
+
 def behind(consumer: Consumer, positions: list[TopicPartition], wait_s: float = 0.5) -> float:
     """Seconds since the first record at or after each position (what the group applies next) was
     published, the largest over the partitions; 0 when no partition has one. The records are read,

@@ -8,8 +8,10 @@ Read services hold read-only credentials only: the Cosmos read key, a graph sess
 write (FalkorDB ``GRAPH.RO_QUERY``; Neo4j ``READ_ACCESS`` sessions as the reader user) and
 Meilisearch's search key. The client runs its own queries; it has no method for arbitrary ones.
 
-When a store does not answer within ``PROJECTORS_READ_STORE_TIMEOUT_S`` (or fails), the call is
-answered from PostgreSQL instead (``read/fallback.py``: the projection's own spec, the same shape),
+When a store does not answer within ``PROJECTORS_READ_STORE_TIMEOUT_S`` (or fails), or its
+projection is known to be more than ``PROJECTORS_READ_MAX_BEHIND_S`` behind its source (when set;
+:class:`Freshness` measures it in the background), the call is answered from PostgreSQL instead
+(``read/fallback.py``: the projection's own spec, the same shape),
 marked ``source == "postgres"`` on the answer and counted in ``fallbacks`` and the
 ``projectors_read_fallbacks_total`` metric; a read service gets a slower answer, not an exception.
 Only when PostgreSQL does not answer either does the call raise :class:`ReadUnavailable`, naming
@@ -26,6 +28,7 @@ may just have been dropped by ``projectors rebuild``, which waits longer than th
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -52,12 +55,60 @@ R = TypeVar("R")
 POINTER_TTL_S = 1.0
 log = logging.getLogger(__name__)
 FALLBACKS = MetricCounter(
-    "projectors_read_fallbacks", "Read calls answered from PostgreSQL because the store did not answer", ["projection"]
+    "projectors_read_fallbacks",
+    "Read calls answered from PostgreSQL (the store did not answer, or was too far behind)",
+    ["projection"],
 )
 
 
 class ReadUnavailable(ProjectorsError):
     """Neither the projection's store nor PostgreSQL answered."""
+
+
+class Freshness:
+    """How many seconds each projection a client reads is behind its source, measured by a daemon
+    thread every ``every_s`` (its consumer group's committed position against the topics: no store
+    read), so that no read waits for it. Unknown (None) until first measured, and again while the
+    broker does not answer: an unknown lag never sends a read to PostgreSQL."""
+
+    def __init__(self, settings: Settings, every_s: float) -> None:
+        self.settings = settings
+        self.every_s = every_s
+        self._behind: dict[str, float] = {}
+        self._wanted: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def behind_s(self, projection: str) -> float | None:
+        with self._lock:
+            self._wanted.add(projection)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="read-freshness", daemon=True)
+                self._thread.start()
+        return self._behind.get(projection)
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer
+
+        from projectors.operations.status import seconds_behind
+
+        consumer = Consumer({**self.settings.kafka.client_config(), "group.id": "projectors-read-freshness",
+                             "enable.auto.commit": False})
+        try:
+            while not self._stop.is_set():
+                for name in sorted(self._wanted):
+                    try:
+                        self._behind[name] = seconds_behind(self.settings, name, consumer)
+                    except Exception as exc:  # the broker does not answer: unknown
+                        log.debug("freshness of %s unknown: %s", name, exc)
+                        self._behind.pop(name, None)
+                self._stop.wait(self.every_s)
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 class Page(list[dict[str, Any]]):
@@ -141,6 +192,7 @@ class ReadClient:
         self._pointers: dict[str, Generations] = {}
         self._known: dict[str, tuple[int, float]] = {}  # projection -> (generation, read at)
         self._stores: dict[tuple[str, int], Any] = {}
+        self._freshness = Freshness(settings, settings.read.max_behind_check_s)
 
     def _db(self, projection: str) -> Any:
         """The Cosmos database of ``projection``'s account, connected on first use (the client reads
@@ -175,16 +227,23 @@ class ReadClient:
         return done[projection].caught_up
 
     def _answer_now(self, projection: str, read: Callable[[int], R], fallback: Callable[[], R]) -> Any:
-        future = self._pool.submit(self._read, projection, read)
-        try:
-            return marked(future.result(timeout=self.settings.read.store_timeout_s), "store")
-        except ConfigurationError:
-            raise  # a wrong setting (a search database that does not exist): a fallback would hide it
-        except Exception as exc:
-            why = "did not answer in time" if isinstance(exc, FutureTimeout) else f"failed: {type(exc).__name__}: {exc}"
-            if not self.settings.read.fallback:
-                raise ReadUnavailable(f"the {projection} store {why}") from exc
-            log.warning("the %s store %s; answering from PostgreSQL", projection, why)
+        bound = self.settings.read.max_behind_s
+        lag = self._freshness.behind_s(projection) if bound > 0 and self.settings.read.fallback else None
+        if lag is not None and lag > bound:
+            why = f"is {lag:.0f}s behind its source (PROJECTORS_READ_MAX_BEHIND_S={bound:g})"
+            log.info("the %s store %s; answering from PostgreSQL", projection, why)
+        else:
+            future = self._pool.submit(self._read, projection, read)
+            try:
+                return marked(future.result(timeout=self.settings.read.store_timeout_s), "store")
+            except ConfigurationError:
+                raise  # a wrong setting (a search database that does not exist): a fallback would hide it
+            except Exception as exc:
+                why = ("did not answer in time" if isinstance(exc, FutureTimeout)
+                       else f"failed: {type(exc).__name__}: {exc}")
+                if not self.settings.read.fallback:
+                    raise ReadUnavailable(f"the {projection} store {why}") from exc
+                log.warning("the %s store %s; answering from PostgreSQL", projection, why)
         self.fallbacks[projection] += 1
         FALLBACKS.labels(projection).inc()
         try:
@@ -390,6 +449,7 @@ class ReadClient:
         )
 
     def close(self) -> None:
+        self._freshness.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._postgres.close()
         for store in self._stores.values():

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -143,5 +144,46 @@ def test_a_read_with_the_writers_token_sees_the_write(read_stack: StackHandle) -
             hits = client.search("posts", f"zebra{round_}", after=token)
             assert hits.caught_up is True and [h["id"] for h in hits] == [post]
         assert client.feed_page(author, limit=5).caught_up is None  # no token: no wait
+    finally:
+        client.close()
+
+
+VISIBLE_FOLLOW = """
+SELECT f.follower_id::text, f.followee_id::text FROM follows f
+WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id, b.blocked_id) IN
+                  ((f.follower_id, f.followee_id), (f.followee_id, f.follower_id)))
+  AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = f.follower_id AND m.muted_id = f.followee_id)
+ORDER BY 1, 2 LIMIT 1
+"""
+
+
+def test_a_projection_too_far_behind_is_read_from_postgres_until_it_caught_up(read_stack: StackHandle) -> None:
+    """With PROJECTORS_READ_MAX_BEHIND_S set, a feed whose worker stopped applying is answered from
+    PostgreSQL (with the post its store does not have yet) once it is that far behind, and from its
+    store again once the worker caught up."""
+    client = ReadClient(read_stack.with_env(PROJECTORS_READ_MAX_BEHIND_S="3", PROJECTORS_READ_MAX_BEHIND_CHECK_S="0.5",
+                                            PROJECTORS_READ_STORE_TIMEOUT_S="4"))
+    try:
+        with connect(read_stack.settings.pg) as conn:
+            reader, author = conn.execute(VISIBLE_FOLLOW).fetchone() or ("", "")
+        assert reader and client.feed_page(reader, limit=20).source == "store"
+        post = str(uuid.uuid4())
+        with frozen(read_stack, "worker-feed"):
+            with connect(read_stack.settings.pg) as conn:
+                conn.execute("INSERT INTO posts (id, author_id, body) VALUES (%s, %s, 'behind')", (post, author))
+            deadline = time.monotonic() + 90
+            page = client.feed_page(reader, limit=20)
+            while page.source != "postgres" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                page = client.feed_page(reader, limit=20)
+            assert page.source == "postgres" and post in [i["postId"] for i in page], (page.source, list(page))
+            assert client.fallbacks["feed"] >= 1
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # thawed: the worker applies the post, reads go to the store
+            page = client.feed_page(reader, limit=20)
+            if page.source == "store" and post in [i["postId"] for i in page]:
+                break
+            time.sleep(1.0)
+        assert page.source == "store" and post in [i["postId"] for i in page], (page.source, list(page))
     finally:
         client.close()
