@@ -40,7 +40,7 @@ from projectors.stack import local
 from projectors.workload import Population, seed, steady
 
 Say = Callable[[str], None]
-CALLS = ("feed_page", "counters", "suggestions", "search")
+CALLS = ("feed_page", "counters", "suggestions", "search", "notifications", "unread_count")
 BENCH_STORE_TIMEOUT_S = 120.0
 
 
@@ -95,6 +95,8 @@ def measure(
         "counters": lambda: client.counters(rng.sample(users, min(10, len(users))) + rng.sample(posts, min(10, len(posts)))),  # noqa: E501
         "suggestions": lambda: client.suggestions(rng.choice(users), limit=10),
         "search": lambda: client.search("posts", rng.choice(("stream", "graph", "kafka", "cosmos")), limit=20),
+        "notifications": lambda: client.notifications(rng.choice(users), limit=20),
+        "unread_count": lambda: client.unread_count(rng.choice(users)),
     }
     out: dict[str, dict[str, float]] = {}
     try:
