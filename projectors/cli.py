@@ -675,6 +675,8 @@ def quiet_libraries() -> None:
     librdkafka's notices (a broker connection closed, a queue purged on close) are no news either."""
     for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "urllib3", "neo4j", KAFKA_LOGGER):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # its background health check logs a traceback when it runs after its client closed
+    logging.getLogger("azure.cosmos._GlobalEndpointManager").setLevel(logging.CRITICAL)
 
 
 def _terminated(signum: int, _frame: object) -> None:

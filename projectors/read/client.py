@@ -54,6 +54,10 @@ from projectors.stores.graph_transports import graph_reader
 R = TypeVar("R")
 POINTER_TTL_S = 1.0
 log = logging.getLogger(__name__)
+# the azure SDK's background endpoint health check logs a traceback at ERROR when it runs after its
+# client closed (every short-lived client): not a read service's concern, kept off its stderr
+AZURE_HEALTH_CHECK_LOGGER = "azure.cosmos._GlobalEndpointManager"
+logging.getLogger(AZURE_HEALTH_CHECK_LOGGER).setLevel(logging.CRITICAL)
 FALLBACKS = MetricCounter(
     "projectors_read_fallbacks",
     "Read calls answered from PostgreSQL (the store did not answer, or was too far behind)",
