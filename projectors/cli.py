@@ -408,6 +408,12 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
                                    ("phases", choices("--phases", args.phases, PHASES)),
                                    ("projections", choices("--projections", args.projections, PROJECTION_NAMES)))
                                  if v is not None}
+    users = overrides.get("users", config.users)
+    if users < 2:
+        raise ConfigurationError(f"--users: at least 2, not {users}")
+    if config.celebrity_followers > users // 2:  # a small population: its celebrities scale with it
+        overrides["celebrity_followers"] = users // 2
+        print(f"bench: the {config.celebrities} celebrities get {users // 2} followers each (half of --users {users})")
     if "projections" in overrides:  # the rebuild phase builds the same ones
         overrides["rebuild_projections"] = tuple(p for p in config.rebuild_projections if p in overrides["projections"])
     run(dataclasses.replace(config, **overrides), args.out)
