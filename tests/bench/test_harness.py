@@ -90,3 +90,9 @@ def test_a_worker_run_is_timed_by_its_own_batches() -> None:
     assert worker_rate(None, {}, 1.0, 10, 0.0).events_per_s == 0.0
     assert worker_rate(first, first, 1.0, 10_000, 0.0).events_per_s == 0.0
 
+
+
+def test_too_few_users_stop_the_bench_before_any_stack_starts(tmp_path: Path) -> None:
+    done = cli("bench", "--users", "1", "--out", str(tmp_path))
+    assert done.returncode == 2 and "--users: at least 2" in done.stderr, done.stdout + done.stderr
+    assert not (tmp_path / "results.json").exists()
