@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,9 +38,47 @@ class LocalDeployment:
         return integrity.store_state(self.settings, projection)
 
 
+PORT_RESERVATIONS = Path(tempfile.gettempdir()) / "projectors-ports"
+PORT_RESERVATION_S = 6 * 3600.0  # a reservation older than this is free again
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux), else IANA's."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with contextlib.closing(socket.socket()) as sock:
+    """A TCP port of 127.0.0.1 that nothing listens on now, for a server of a private stack.
+
+    Chosen below the kernel's ephemeral range: a port from that range (what binding to port 0
+    gives) can be taken as the local port of any outgoing connection before the server binds it,
+    which stopped parallel test stacks with "port already taken". And reserved (a file created
+    exclusively in a folder of the machine's temporary directory) so that parallel processes,
+    test files and benchmarks, never pick the same one."""
+    low, _high = ephemeral_ports()
+    first, last = (20_000, low) if low > 24_000 else (10_000, 20_000)
+    PORT_RESERVATIONS.mkdir(parents=True, exist_ok=True)
+    for _ in range(2_000):
+        port = random.randrange(first, last)
+        reservation = PORT_RESERVATIONS / str(port)
+        with contextlib.suppress(OSError):
+            if time.time() - reservation.stat().st_mtime > PORT_RESERVATION_S:
+                reservation.unlink()
+        try:
+            os.close(os.open(reservation, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        with contextlib.closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: its reservation stays, so nobody tries it again for a while
+        return port
+    with contextlib.closing(socket.socket()) as sock:  # every candidate taken: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

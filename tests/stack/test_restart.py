@@ -13,7 +13,9 @@ import time
 
 import redis
 
+from projectors.cli import EXIT_UNAVAILABLE
 from projectors.db.migrate import connect
+from projectors.operations.caught_up import wait_for_pipeline
 from projectors.projections import PROJECTIONS
 from projectors.read.client import ReadClient
 from projectors.runtime.observe import pid_alive
@@ -182,6 +184,31 @@ def test_each_cosmos_projection_has_its_own_server_and_reads_survive_a_down_one(
         cli_ok(handle, "stack", "up")
         activity(settings, 31, 300, first=True)
         assert_clean(handle, NAMES)
+
+        # the feed's server hangs (SIGSTOP: it accepts connections and never answers): the counters
+        # keep flowing, status answers about every part, and a rebuild of the feed fails in one line
+        # without touching anything
+        generation = current_generation(settings, "feed")
+        feed_server = Cosmos(settings).pid()
+        assert feed_server is not None
+        os.kill(feed_server, signal.SIGSTOP)
+        try:
+            activity(settings, 32, 100, first=False)
+            waited = wait_for_pipeline(settings, ["counters"], time.monotonic() + 240)
+            assert waited["counters"].caught_up, waited["counters"]
+            status = handle.cli("status", "--json", timeout=240)
+            rows = {r["projection"]: r for r in json.loads(status.stdout)}
+            assert status.returncode == 1 and not rows["feed"]["store_up"], status.stdout + status.stderr
+            assert rows["counters"]["store_up"] and rows["counters"]["lag"] == 0, rows["counters"]
+            rebuild = handle.cli("rebuild", "feed", "--force", timeout=400)
+            said = [line for line in rebuild.stderr.splitlines() if line.strip()]
+            assert rebuild.returncode == EXIT_UNAVAILABLE and "Traceback" not in rebuild.stderr, rebuild.stderr
+            assert said[-1].startswith("projectors: error: the feed store did not answer; nothing was changed")
+        finally:
+            os.kill(feed_server, signal.SIGCONT)
+        assert current_generation(settings, "feed") == generation
+        assert_clean(handle, NAMES)  # the feed caught up once its server answered again
+
         with connect(settings.pg) as conn:
             row = conn.execute(
                 "SELECT follower_id::text FROM follows GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"

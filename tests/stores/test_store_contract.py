@@ -336,7 +336,8 @@ def test_cosmos_tombstones_expire(store_servers: StackHandle) -> None:
     """A Remove leaves a tombstone with the tombstone ttl; the container (time to live on) deletes it
     when it expires; live items never expire."""
     settings = store_servers.settings.cosmos.model_copy(update={"database": f"ttl{uuid.uuid4().hex[:8]}"})
-    store = CosmosStore(settings, {"counters": "/subjectId"}, tombstone_ttl_s=1)
+    # long enough that the tombstone is surely read before it expires on a loaded machine
+    store = CosmosStore(settings, {"counters": "/subjectId"}, tombstone_ttl_s=10)
     store.ensure_schema()
 
     def put(subject: str, version: int) -> Put:
@@ -350,9 +351,11 @@ def test_cosmos_tombstones_expire(store_servers: StackHandle) -> None:
         store.apply([put("a", 5), put("b", 5)])
         assert totals(store.apply([Remove(put("a", 6).key, 6)])) == (1, 0, 0, 0)
         tomb = raw("a")
-        assert tomb is not None and tomb["deleted"] is True and tomb["ttl"] == 1
+        assert tomb is not None and tomb["deleted"] is True and tomb["ttl"] == 10
         assert store.apply([put("a", 5)]).skipped_stale == 1  # the tombstone guards meanwhile
-        time.sleep(3)
+        deadline = time.monotonic() + 90
+        while raw("a") is not None and time.monotonic() < deadline:
+            time.sleep(1)
         assert raw("a") is None  # expired and deleted
         assert raw("b") is not None and {k.id for k, _ in store.live_items("counters")} == {"b:likes"}
     finally:
