@@ -32,10 +32,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate, islice
 from typing import Any, Generic, LiteralString, TypeVar
 
 import psycopg
+
+from projectors.projections.notifications import MARK_READ
 
 TOPICS = ("python", "kafka", "postgres", "graphs", "search", "music", "cats", "rust", "cooking", "travel")
 WORDS = [
@@ -122,11 +125,6 @@ DELETE_BLOCK: LiteralString = "DELETE FROM blocks WHERE blocker_id = %s AND bloc
 INSERT_MUTE: LiteralString = "INSERT INTO mutes (muter_id, muted_id) VALUES (%s, %s)"
 DELETE_MUTE: LiteralString = "DELETE FROM mutes WHERE muter_id = %s AND muted_id = %s"
 
-UPSERT_NOTIFICATION_READ: LiteralString = (
-    "INSERT INTO notification_reads (user_id, read_up_to) VALUES (%s, {up_to}) "
-    "ON CONFLICT (user_id) DO UPDATE SET "
-    "read_up_to = greatest(notification_reads.read_up_to, excluded.read_up_to), updated_at = now()"
-)
 IF_NEW: LiteralString = " ON CONFLICT DO NOTHING"  # appended to an INSERT: a row that exists is left as is
 
 COPY_USERS: LiteralString = "COPY users (id, handle, display_name, bio) FROM STDIN"
@@ -766,9 +764,8 @@ class SocialWorkload:
 
     def mark_read(self) -> None:
         """A user reads their notifications: up to now, or (sometimes) up to a moment ago."""
-        up_to = "now()" if self.rng.random() < 0.7 else "now() - interval '1 second' * %s"
-        params: tuple[object, ...] = (self._user(),) if up_to == "now()" else (self._user(), self.rng.randint(1, 5))
-        self._exec("notification_reads.upsert", UPSERT_NOTIFICATION_READ.format(up_to=up_to), params)
+        ago = None if self.rng.random() < 0.7 else datetime.now(UTC) - timedelta(seconds=self.rng.randint(1, 5))
+        self._exec("notification_reads.upsert", MARK_READ, (self._user(), ago))  # the app's own write
 
     # -- mixes ------------------------------------------------------------------------------------
     def seed(self, users: int, posts: int, follows: int) -> None:

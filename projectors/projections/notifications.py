@@ -44,7 +44,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 
@@ -74,7 +74,7 @@ LATEST_ACTORS = 3
 
 # What the app runs when a user reads their notifications up to a time (the newest ``latestAt``
 # they saw, or now()): the read state only moves forward.
-MARK_READ = (
+MARK_READ: LiteralString = (
     "INSERT INTO notification_reads (user_id, read_up_to) VALUES (%s, coalesce(%s::timestamptz, now())) "
     "ON CONFLICT (user_id) DO UPDATE SET read_up_to = greatest(notification_reads.read_up_to, excluded.read_up_to), "
     "updated_at = now()"
