@@ -178,3 +178,39 @@ def test_search_ranks_words_and_filters(search: SqliteSearchStore) -> None:
     assert [d["id"] for d in search.search("posts", "kafka", {})] == ["1"]
     with pytest.raises(ValueError, match="unknown filter"):
         search.search("posts", "x", {"colour": "red"})
+
+
+def test_search_reads_shards_newest_first_up_to_its_candidates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text goes to shards of SHARD_DOCS documents; a search ranks at most ``candidates``
+    matches, taken from the newest shard back, so its cost does not grow with the index."""
+    from projectors.stores import search_fts
+
+    monkeypatch.setattr(search_fts, "SHARD_DOCS", 10)
+    store = SqliteSearchStore(tmp_path / "sharded.sqlite3", candidates=12)
+    # 35 posts that all say "kafka"; the older the post, the more often (a better bm25 match)
+    store.apply([
+        post(str(i), "ann", " ".join(["kafka"] * (36 - i) + ["filler"] * 3), [],
+             f"2026-01-01T00:00:{i:02d}.000000Z")
+        for i in range(35)
+    ])
+    assert store._shards_newest_first() == ["fts_3", "fts_2", "fts_1", "fts_0"]
+    # only the 12 newest matches are ranked: the best of them is the oldest of those twelve
+    found = [d["id"] for d in store.search("posts", "kafka", {}, limit=3)]
+    assert found == ["23", "24", "25"]
+    # with room for every match, the best post overall (the oldest, in the first shard) comes first
+    everything = SqliteSearchStore(tmp_path / "sharded.sqlite3", create=False, candidates=1000)
+    assert [d["id"] for d in everything.search("posts", "kafka", {}, limit=2)] == ["0", "1"]
+    # an edit or a delete of a post in an old shard reaches that shard
+    store.apply([post("0", "ann", "graphs only", [], "2026-01-01T00:00:00.000000Z", v=2),
+                 Remove(ItemKey("posts", "1"), 2)])
+    assert [d["id"] for d in everything.search("posts", "kafka", {}, limit=2)] == ["2", "3"]
+    assert [d["id"] for d in everything.search("posts", "graphs", {})] == ["0"]
+    # a dropped store starts again with no shard
+    store.drop()
+    store.ensure_schema()
+    store.apply([post("9", "bob", "kafka", [], "2026-01-02T00:00:00.000000Z")])
+    assert [d["id"] for d in store.search("posts", "kafka", {})] == ["9"]
+    everything.close()
+    store.close()
