@@ -289,6 +289,10 @@ class WorkerSettings(Section):
     retry_max_s: float = Field(default=10.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     web_port: int = Field(default=0, ge=0, le=65535)  # 0: no web server (health/metrics)
+    # Batches a worker holds at once: 2 lets faust fill the next batch while the current one reads
+    # PostgreSQL and writes the store (still applied one after the other, acknowledged in order,
+    # each only once written); 1 fills a batch only after the previous one was written.
+    batches_in_flight: int = Field(default=2, ge=1, le=2)
 
 
 class VerifySettings(Section):

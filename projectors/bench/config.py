@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 Say = Callable[[str], None]  # where progress lines go
 
-PHASES = ("throughput", "rebuild", "lag", "fanout", "verify", "drills")
+PHASES = ("throughput", "rebuild", "lag", "fanout", "verify", "scale", "drills")
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,13 @@ class BenchConfig:
     seed_value: int = 11
     phases: tuple[str, ...] = PHASES  # which parts run (the load always does)
     projections: tuple[str, ...] = ("feed", "counters", "graph", "search")  # whose throughput is measured
+    scale_projections: tuple[str, ...] = ("graph", "search")  # one process against two, and batches in flight
+    scale_rounds: int = 2  # each shape runs this many times, interleaved
 
 
 TINY = BenchConfig(
     users=150, celebrities=1, celebrity_followers=60, events=800, rebuild_events=0, run_limit_s=20.0,
     lag_rates=(50,), lag_seconds=3.0, fanout_followers=(5, 50), graph_stop_s=3.0, poison_events=20,
     drill_rate=5.0, verify_wait_s=600.0, verify_grow_events=400, verify_touch_events=20,
+    scale_projections=("graph",), scale_rounds=1,
 )

@@ -47,6 +47,7 @@ from projectors.bench.private_stack import bench_settings, count_events
 from projectors.bench.rebuild_times import rebuild_times
 from projectors.bench.render import write_reports
 from projectors.bench.report import Conditions, LoadFigures, Results
+from projectors.bench.scale import scale
 from projectors.bench.throughput import throughput
 from projectors.bench.verify_costs import verify_costs
 from projectors.operations.replay import topics_of
@@ -102,6 +103,9 @@ def run(config: BenchConfig, out_dir: Path, say: Say = print) -> Results:
             write_reports(results, out_dir)
         if "verify" in config.phases:
             verify_costs(settings, config, population, results, say)
+            write_reports(results, out_dir)
+        if "scale" in config.phases:  # last: its real-store runs empty the live stores
+            scale(settings, config, results, say)
             write_reports(results, out_dir)
     finally:
         local.down(settings, local.ORDER, say=lambda _l: None)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from projectors.bench.report import Results, WorkerRun, plain
+from projectors.bench.scale import SHAPES as SCALE_SHAPES
 from projectors.runtime.batch import STAGES as BATCH_STAGES
 
 
@@ -122,6 +123,23 @@ def markdown(r: Results) -> str:
         lines += ["", f"A counters worker alone: {shown(r.verify.worker_alone.events_per_s)} events/s; with full "
                   f"verifies of another generation running alongside ({r.verify.verifies_alongside} done): "
                   f"{shown(r.verify.worker_beside_verify.events_per_s)} events/s."]
+    lines += ["", "## Scaling a projection: batches in flight, processes", "",
+              "The same topics consumed by a worker that fills its next batch only after writing the current "
+              "one, by one that fills it meanwhile (two batches in flight, the default), and by two processes "
+              "sharing the partitions in one consumer group; the best of the interleaved rounds, events/s.", ""]
+    for name, sc in r.scale.items():
+        lines += [f"{name}: {sc.topic_events:,} events in partitions of {sc.partitions}, {sc.cpus} CPUs for "
+                  f"everything (broker, PostgreSQL, stores, workers); bare faust agent "
+                  f"{shown(sc.bare_faust_per_s)} events/s.", "",
+                  "| store | " + " | ".join(label for label, _, _ in SCALE_SHAPES)
+                  + " | two batches ÷ one | two processes ÷ one | null ÷ faust (default) |",
+                  "|---|" + "---|" * (len(SCALE_SHAPES) + 3)]
+        for store in ("null", "real"):
+            one, two, pair = (sc.best(store, label) for label, _, _ in SCALE_SHAPES)
+            lines.append(f"| {store} | {shown(one)} | {shown(two)} | {shown(pair)} | "
+                         f"{shown(two / one if one else 0, 2)} | {shown(pair / two if two else 0, 2)} | "
+                         f"{shown(two / sc.bare_faust_per_s if store == 'null' and sc.bare_faust_per_s else 0, 2)} |")
+        lines.append("")
     lines += ["", "## Fault drills (each under load, then `verify`)", ""]
     for d in r.drills:
         lines.append(f"- {d.drill}: drift after {d.drift_after}"
@@ -132,7 +150,7 @@ def markdown(r: Results) -> str:
 
 SECTION_PHASE = {"Throughput": "throughput", "Where a worker": "throughput", "CPU per event": "throughput",
                  "The load on the source": "throughput",
-                 "Rebuild": "rebuild", "Lag": "lag", "Fan-out": "fanout", "Verify": "verify",
+                 "Rebuild": "rebuild", "Lag": "lag", "Fan-out": "fanout", "Verify": "verify", "Scaling": "scale",
                  "Fault drills": "drills"}
 
 
@@ -163,7 +181,7 @@ def chart(r: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(19, 5))
     names = list(r.throughput)
     runs = list(r.throughput.values())
     series = [("bare consumer", [t.bare_consume_per_s for t in runs]),
@@ -178,6 +196,22 @@ def chart(r: Results, path: Path) -> None:
     left.set_ylabel("events/s (log)")
     left.set_title("Throughput, same topics, same run")
     left.legend(fontsize=8)
+    scale_labels: list[str] = []
+    scale_series: dict[str, list[float]] = {label: [] for label, _, _ in SCALE_SHAPES}
+    faust_line: list[float] = []
+    for name, sc in r.scale.items():
+        for store in ("null", "real"):
+            scale_labels.append(f"{name}\n{store} store")
+            faust_line.append(sc.bare_faust_per_s)
+            for label, _, _ in SCALE_SHAPES:
+                scale_series[label].append(sc.best(store, label))
+    for i, (label, values) in enumerate(scale_series.items()):
+        middle.bar([x + i * 0.27 for x in range(len(scale_labels))], values, 0.27, label=label)
+    middle.plot([x + 0.27 for x in range(len(scale_labels))], faust_line, "k_", markersize=30, label="bare faust")
+    middle.set_xticks([x + 0.27 for x in range(len(scale_labels))], scale_labels)
+    middle.set_ylabel("events/s")
+    middle.set_title("Batches in flight, processes")
+    middle.legend(fontsize=8)
     labels, p50, p99 = [], [], []
     for rate, lag_run in r.lag.items():
         for store, p in lag_run.stores.items():

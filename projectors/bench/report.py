@@ -118,6 +118,22 @@ class ThroughputRun:
     ratio_ops_vs_raw_store: float | None
 
 
+@dataclass
+class ScaleRun:
+    """One projection's worker shapes (``bench/scale.py``), by store (null, real) and shape, one
+    run per round."""
+
+    topic_events: int
+    partitions: int
+    cpus: int
+    bare_faust_per_s: float
+    runs: dict[str, dict[str, list[WorkerRun]]]
+
+    def best(self, store: str, shape: str) -> float:
+        """The best events/s of a shape's rounds (0: not run)."""
+        return max((r.events_per_s for r in self.runs.get(store, {}).get(shape, [])), default=0.0)
+
+
 # -- rebuild ---------------------------------------------------------------------------------------
 @dataclass
 class BuildFigures:
@@ -258,3 +274,4 @@ class Results:
     fanout: list[FanoutRun] = field(default_factory=list)
     drills: list[Drill] = field(default_factory=list)
     verify: VerifyFigures | None = field(default=None, metadata=EMPTY_WHEN_NONE)
+    scale: dict[str, ScaleRun] = field(default_factory=dict)

@@ -26,12 +26,13 @@ class BenchWorker(Worker):
         return [sys.executable, "-m", "projectors.bench.worker", self.projection, "--group", self.group, *flags]
 
 
-def bench_worker(settings: Settings, projection: str, group: str, null_store: bool) -> Worker:
+def bench_worker(settings: Settings, projection: str, group: str, null_store: bool, index: int = 1) -> Worker:
+    """A bench worker process; ``index`` tells apart the processes of one group."""
     cls = type("BenchWorker_" + projection, (BenchWorker,), {
-        "name": f"bench-{projection}-{'null' if null_store else 'store'}", "projection": projection,
-        "group": group, "null_store": null_store,
+        "projection": projection, "group": group, "null_store": null_store,
     })
     worker: Worker = cls(settings)
+    worker.name = f"bench-{projection}-{'null' if null_store else 'store'}" + ("" if index == 1 else f"-{index}")
     return worker
 
 
@@ -59,30 +60,66 @@ def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: f
     first batch. Events/s count from the end of the first batch seen to the end of the last one, by
     the worker's own batch clock (``lastAppliedAt``), as the bare faust agent times itself: faust
     start, group join, the polling of the stats file and the worker's stop are all left out."""
-    part.start(60)
-    pid = part.pid()
-    assert pid is not None
-    first: dict[str, Any] | None = None
-    deadline = time.monotonic() + limit_s + 120
-    stats: dict[str, Any] = {}
-    cpu = {"process_at_first": 0.0, "process": 0.0}
+    return run_workers_until(settings, [part], expected, limit_s)
+
+
+def run_workers_until(settings: Settings, parts: list[Worker], expected: int, limit_s: float) -> WorkerRun:
+    """:func:`run_worker_until` for the processes of one consumer group together: from the first
+    batch any of them finished to the last one, counting every process's events after its own
+    first batch (an event redelivered by a rebalance counts twice, as the store saw it twice)."""
+    pids: list[int] = []
+    firsts: dict[int, dict[str, Any]] = {}
+    lasts: dict[int, dict[str, Any]] = {}
+    cpu_at_first: dict[int, float] = {}
+    cpu: dict[int, float] = {}
+    rss = 0.0
     try:
+        for part in parts:
+            part.start(60)
+            pid = part.pid()
+            assert pid is not None
+            pids.append(pid)
+        deadline = time.monotonic() + limit_s + 120
+        started = False
         while time.monotonic() < deadline:
-            mine = [s for s in read_stats(settings, part.projection) if int(s["pid"]) == pid]
-            stats = mine[0] if mine else {}
-            events = int(stats.get("events", 0))
-            if events and first is None:
-                first = dict(stats)
+            for stats in read_stats(settings, parts[0].projection):
+                pid = int(stats["pid"])
+                if pid not in pids:
+                    continue
+                lasts[pid] = stats
+                if int(stats.get("events", 0)) and pid not in firsts:
+                    firsts[pid] = dict(stats)
+                    cpu_at_first[pid] = process_cpu_s(pid)
+            if firsts and not started:
+                started = True
                 deadline = time.monotonic() + limit_s
-                cpu["process_at_first"] = process_cpu_s(pid)
-            if events >= expected:
+            if sum(int(s.get("events", 0)) for s in lasts.values()) >= expected:
                 break
             time.sleep(0.25)
-        rss = peak_rss_mb(pid)
-        cpu["process"] = process_cpu_s(pid)
+        for pid in pids:
+            rss = max(rss, peak_rss_mb(pid))
+            cpu[pid] = process_cpu_s(pid)
     finally:
-        part.stop()
-    return worker_rate(first, stats, cpu["process"] - cpu["process_at_first"], expected, rss)
+        for part in parts:
+            part.stop()
+    first = merged([firsts[p] for p in pids if p in firsts], earliest=True) if firsts else None
+    last = merged([lasts[p] for p in pids if p in lasts], earliest=False)
+    return worker_rate(first, last, sum(cpu[p] - cpu_at_first[p] for p in firsts), expected, rss)
+
+
+def merged(samples: list[dict[str, Any]], earliest: bool) -> dict[str, Any]:
+    """Several processes' stats as one: counts summed, the batch clock the earliest (a start) or
+    the latest (an end) of them."""
+    out: dict[str, Any] = {"stageSeconds": {}, "storeRequests": {}}
+    for key in ("events", "operations", "batches", "cpuSeconds", "sourceQueries", "sourceRows"):
+        out[key] = sum(float(s.get(key, 0)) for s in samples)
+    stamps = [float(s.get("lastAppliedAt", 0.0)) for s in samples]
+    out["lastAppliedAt"] = (min(stamps) if earliest else max(stamps)) if stamps else 0.0
+    for field in ("stageSeconds", "storeRequests"):
+        for s in samples:
+            for k, v in s.get(field, {}).items():
+                out[field][k] = out[field].get(k, 0.0) + float(v)
+    return out
 
 
 def worker_rate(

@@ -149,33 +149,68 @@ def build_app(
         HealthServer(settings.worker.web_port, metrics, readiness).start()
     write_stats(stats_file, projector, started_at, recent)
 
-    @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
-    async def project(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(batch_size, within=within):
-            records = [
-                RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
-                          e.message.timestamp)
-                for e in events
-            ]
-            work = loop.run_in_executor(None, process_and_report, records)
-            try:
-                await asyncio.shield(work)
-            except asyncio.CancelledError:
-                log.warning("stopping mid-batch: waiting up to %.0fs for the batch to be written", grace)
-                try:
-                    await asyncio.wait_for(asyncio.shield(work), grace)
-                except BaseException:
-                    abandon("batch not written in time")
-                raise
-            except Exception as exc:
-                # never acknowledge a batch that was not written: exit, and the next worker of the
-                # group (or this one, restarted) gets it again
-                if severity(exc) is Severity.CONFIGURATION:
-                    abandon(f"stopping on a configuration error ({type(exc).__name__}: {exc})", EXIT_CONFIGURATION)
-                log.exception("batch failed")
-                why = "stopped mid-batch" if projector.stopping else f"batch failed ({type(exc).__name__}: {exc})"
-                abandon(why)
+    def written(work: asyncio.Future[None]) -> None:
+        """The outcome of a batch handed to the batch thread: nothing if it was written; otherwise
+        the process exits, acknowledging nothing more (the batch is redelivered)."""
+        exc = work.exception()
+        if exc is None:
+            return
+        # never acknowledge a batch that was not written: exit, and the next worker of the
+        # group (or this one, restarted) gets it again
+        if severity(exc) is Severity.CONFIGURATION:
+            abandon(f"stopping on a configuration error ({type(exc).__name__}: {exc})", EXIT_CONFIGURATION)
+        log.error("batch failed", exc_info=exc)
+        why = "stopped mid-batch" if projector.stopping else f"batch failed ({type(exc).__name__}: {exc})"
+        abandon(why)
+
+    async def finish(work: asyncio.Future[None]) -> None:
+        """Wait for a batch in the batch thread; on shutdown wait up to the grace, then give up."""
+        try:
+            await asyncio.wait([work])
+        except asyncio.CancelledError:
+            log.warning("stopping mid-batch: waiting up to %.0fs for the batch to be written", grace)
+            done, _ = await asyncio.wait([work], timeout=grace)
+            if not done:
+                abandon("batch not written in time")
+            written(work)
+            raise
+        written(work)
+
+    def to_records(events: Any) -> list[RawRecord]:
+        return [
+            RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
+                      e.message.timestamp)
+            for e in events
+        ]
+
+    if settings.worker.batches_in_flight == 1:
+
+        @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
+        async def project(stream: Any) -> None:
+            loop = asyncio.get_running_loop()
+            async for events in stream.take_events(batch_size, within=within):
+                # take_events acknowledges the batch when this body returns: after it was written
+                await finish(loop.run_in_executor(None, process_and_report, to_records(events)))
+
+    else:
+
+        @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
+        async def project(stream: Any) -> None:
+            """Two batches at once: faust fills the next batch while the batch thread writes this
+            one. Batches are still written one after the other, and each is acknowledged (in order)
+            only once written, by its own task, so the last batch before a pause is committed too."""
+            loop = asyncio.get_running_loop()
+            previous: asyncio.Future[None] | None = None
+
+            async def write_then_ack(records: list[RawRecord], events: list[Any]) -> None:
+                await finish(loop.run_in_executor(None, process_and_report, records))
+                for event in events:
+                    await stream.ack(event)
+
+            async for events in stream.noack_take(batch_size, within=within):
+                if previous is not None:
+                    await finish(previous)  # the batch thread takes one batch at a time
+                previous = asyncio.ensure_future(write_then_ack(to_records(events), list(events)))
 
     return app
 

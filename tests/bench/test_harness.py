@@ -16,7 +16,7 @@ from tests.conftest import cli
 
 def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     """Every phase but the drills (``test_drills.py`` runs them beside it, on a stack of their own)."""
-    phases = "throughput,rebuild,lag,fanout,verify"
+    phases = "throughput,rebuild,lag,fanout,verify,scale"
     done = cli("bench", "--tiny", "--phases", phases, "--out", str(tmp_path), timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -45,10 +45,15 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
         assert incremental["events_read"] > 0 and incremental["keys_checked"] > 0 and incremental["drift"] == 0, size
         assert 0 < incremental["items_read"] < full["items_read"], size
     assert verify["worker_alone"]["events"] > 0 and verify["worker_beside_verify"]["events"] > 0, verify
+    # one process with one batch in flight, with two, and two processes in one group; null and real store
+    scale = results["scale"]["graph"]
+    for store in ("null", "real"):
+        shapes = scale["runs"][store]
+        assert len(shapes) == 3 and all(runs[0]["events"] >= scale["topic_events"] for runs in shapes.values()), shapes
     report = (tmp_path / "results.md").read_text()
     sections = {part.split("\n", 1)[0]: part for part in report.split("\n## ")[1:]}
     for heading in ("Throughput", "Where a worker's time goes", "The load on the source", "Rebuild", "Lag",
-                    "Fan-out", "Verify: full and incremental"):
+                    "Fan-out", "Verify: full and incremental", "Scaling a projection"):
         assert any(t.startswith(heading) and "Not run" not in body for t, body in sections.items()), heading
     assert [t for t, body in sections.items() if "Not run" in body] == ["Fault drills (each under load, then `verify`)"]
     assert "events per batch" in report
