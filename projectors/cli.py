@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from projectors.bench.config import PHASES as BENCH_PHASES
 from projectors.errors import ConfigurationError, DataLossRisk, unanswered
 from projectors.operations.report import Progress, Reporter
 from projectors.projections import DESCRIPTORS
@@ -636,9 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--run-limit", type=float, help="seconds a throughput run may take (default 180)")
     bench.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
     bench.add_argument("--phases", help="comma-separated parts to run (default: all of "
-                       "throughput,rebuild,lag,fanout,drills; the load always runs)")
+                       f"{','.join(BENCH_PHASES)}; the load always runs)")
     bench.add_argument("--projections", help="comma-separated projections whose throughput and rebuild are "
-                       "measured (default: all four)")
+                       "measured (default: all four; the scale phase measures graph and search among them)")
     bench.set_defaults(func=_bench)
 
     bench_feed = sub.add_parser(

@@ -39,7 +39,7 @@ def empty_store(settings: Settings, name: str) -> None:
 
 
 def scale(settings: Settings, config: BenchConfig, results: Results, say: Say) -> None:
-    for name in config.scale_projections:
+    for name in (n for n in config.scale_projections if n in config.projections):
         topics = topics_of(settings, name)
         expected = bare_consume(settings, topics, 10**12, idle_s=2.0).events
         say(f"== scale: {name} ({expected} events in {len(topics)} topics of "
