@@ -265,7 +265,7 @@ def verify_notes(results: list[Drift]) -> list[str]:
         budget = f", {r.budget_wait_s:.0f}s of it pacing to the read budget" if r.budget_wait_s >= 0.5 else ""
         lines.append(
             f"  {r.projection:<{NAME_WIDTH}} read {r.items_read} store item(s): {r.full_reads} whole-store read(s), "
-            f"{r.attempts} attempt(s){budget}"
+            f"{r.attempts} attempt(s){budget}" + (f", {r.request_units:,.0f} RU" if r.request_units else "")
         )
         if r.sample is not None:
             lines.append(

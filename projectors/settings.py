@@ -302,6 +302,10 @@ class VerifySettings(Section):
     # store items verify reads per second at most (whole-store pages and point reads alike), so a
     # check of a live store leaves its throughput to the workers; 0: unbounded
     read_budget_items_s: float = Field(default=0.0, ge=0)
+    # request units per second the same reads may cost, where the store reports its charges (Cosmos:
+    # x-ms-request-charge); 0: unbounded. Verify, repair and the check before a rebuild's swap all
+    # read through these budgets.
+    read_budget_ru_s: float = Field(default=0.0, ge=0)
 
 
 class StackSettings(Section):

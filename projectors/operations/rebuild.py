@@ -262,8 +262,11 @@ def rebuild(
             found: set[ItemKey] = set()
             drift = verify_projection(settings, name, target, collect=found)
             suspects = found if suspects is None else suspects & found
+            waited = drift.budget_wait_s
+            paced = f", {waited:.0f}s of it pacing to the read budget" if waited >= 0.5 else ""
             out(f"verify generation {new}: {drift.checked} checked, {drift.missing} missing, {drift.extra} extra, "
-                f"{drift.wrong} wrong; {len(suspects)} still wrong after catching up")
+                f"{drift.wrong} wrong; {len(suspects)} still wrong after catching up; read {drift.items_read} store "
+                f"item(s){paced}")
             if not suspects:
                 break
             if time.monotonic() > verify_deadline:

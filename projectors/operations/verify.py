@@ -13,7 +13,8 @@ Four ways to read less of a store:
   is up: one whole-store read per projection, whatever the wait;
 - a sample (``--sample``) compares a seeded random subset of the spec's keys, read from the store by
   point reads. It cannot see items the store holds and the spec has not (extra items);
-- a read budget (``PROJECTORS_VERIFY_READ_BUDGET_ITEMS_S``) paces every store read;
+- a read budget (``PROJECTORS_VERIFY_READ_BUDGET_ITEMS_S``, ``..._RU_S``) paces every store read,
+  also those of a repair's re-check and of a rebuild's check (``ReadPacer.for_store``);
 - incremental (``projectors verify`` by default, ``verify_until_clean(incremental=True)``): after
   a clean verify the topics' end offsets taken at its start are committed as a checkpoint
   (``checkpoint.py``); the next verify reads the events since then, expands what they touched to
@@ -58,23 +59,58 @@ def digest(doc: Mapping[str, Any]) -> bytes:
 
 
 class ReadPacer:
-    """Counts the store items verify reads and, with a budget (items/s, 0: none), sleeps so that
-    the reads keep to it (at most one second's budget in a burst)."""
+    """Counts the store items verify reads and, with a budget, sleeps so that the reads keep to it
+    (at most one second's budget in a burst): ``items_per_s`` store items, and ``ru_per_s`` request
+    units where the store reports what it charged (``charged``: the store's request units so far,
+    as Cosmos reports them in ``x-ms-request-charge``). 0: no budget of that kind. A store that
+    throttles (429) is waited on by the retry wrapper as it asks (``retry-after``)."""
 
-    def __init__(self, items_per_s: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        items_per_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        ru_per_s: float = 0.0,
+        charged: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.items_per_s = items_per_s
+        self.ru_per_s = ru_per_s if charged is not None else 0.0
         self.items = 0
+        self.request_units = 0.0  # charged while this pacer counted (stores that report it)
         self.waited_s = 0.0
         self._sleep = sleep
-        self._due = time.monotonic()
+        self._clock = clock
+        self._charged = charged
+        self._charged_before = charged() if charged is not None else 0.0
+        self._due = clock()
+        self._due_ru = self._due
+
+    @classmethod
+    def for_store(cls, settings: Settings, store: ProjectionStore) -> ReadPacer:
+        """The budget of ``PROJECTORS_VERIFY_READ_BUDGET_*`` for reads of ``store`` (verify, repair,
+        and the check before a rebuild's swap all read through one)."""
+        return cls(settings.verify.read_budget_items_s, ru_per_s=settings.verify.read_budget_ru_s,
+                   charged=charged_request_units(store))
+
+    @property
+    def budgeted(self) -> bool:
+        return self.items_per_s > 0 or self.ru_per_s > 0
 
     def take(self, n: int) -> None:
         self.items += n
-        if self.items_per_s <= 0 or n <= 0:
-            return
-        now = time.monotonic()
-        self._due = max(self._due, now - 1.0) + n / self.items_per_s
-        ahead = self._due - now
+        now = self._clock()
+        ahead = 0.0
+        if self.items_per_s > 0 and n > 0:
+            self._due = max(self._due, now - 1.0) + n / self.items_per_s
+            ahead = self._due - now
+        if self._charged is not None:
+            # request units are known only after the reads they paid for: the debt is paid before the next
+            total = self._charged()
+            spent, self._charged_before = max(0.0, total - self._charged_before), total
+            self.request_units += spent
+            if self.ru_per_s > 0 and spent > 0:
+                self._due_ru = max(self._due_ru, now - 1.0) + spent / self.ru_per_s
+                ahead = max(ahead, self._due_ru - now)
         if ahead > 0.05:  # small debts are paid by the next sleep
             self._sleep(ahead)
             self.waited_s += ahead
@@ -97,6 +133,15 @@ class ReadPacer:
             self.take(len(chunk))
             out.update(store.read_items(chunk))
         return out
+
+
+def charged_request_units(store: ProjectionStore) -> Callable[[], float] | None:
+    """The store's request units so far, for stores that report them (Cosmos), else None."""
+    counter = getattr(store, "requests", None)
+    snapshot = getattr(counter, "snapshot", None)
+    if not callable(snapshot):
+        return None
+    return lambda: float(snapshot().get("request_units", 0.0))
 
 
 @dataclass(frozen=True)
@@ -137,6 +182,7 @@ class Drift:
     full_reads: int = 0  # whole-store reads
     attempts: int = 0  # the first check and every re-check of drifted keys
     budget_wait_s: float = 0.0  # time the read budget added
+    request_units: float = 0.0  # what the reads cost, where the store reports it (Cosmos)
     sample: Sample | None = None
     spec_items: int = 0  # spec items streamed (a sample is drawn from them)
     pipeline: PipelineWait | None = None
@@ -187,6 +233,7 @@ class Drift:
             "fullReads": self.full_reads,
             "attempts": self.attempts,
             "readBudgetWaitS": round(self.budget_wait_s, 1),
+            "requestUnits": round(self.request_units, 2),
         }
         if self.sample is not None:
             out["sample"] = {"fraction": self.sample.fraction, "seed": self.sample.seed, "specItems": self.spec_items}
@@ -247,8 +294,8 @@ def verify_projection(
     """Compare one projection's whole store with its spec. ``collect`` receives every drifted key."""
     _known(name)
     projection = get_projection(name, settings)
-    pacer = pacer or ReadPacer()
-    read_before, waited_before = pacer.items, pacer.waited_s
+    pacer = pacer or ReadPacer.for_store(settings, store)
+    read_before, waited_before, ru_before = pacer.items, pacer.waited_s, pacer.request_units
     drift = Drift(name, full_reads=1, attempts=1)
     held: dict[ItemKey, bytes] = {}
     at = datetime.now(UTC)
@@ -295,6 +342,7 @@ def verify_projection(
     drift.spec_items = drift.checked
     drift.items_read = pacer.items - read_before
     drift.budget_wait_s = pacer.waited_s - waited_before
+    drift.request_units = pacer.request_units - ru_before
     if collect is not None:
         collect |= drift.keys
     return drift
@@ -313,8 +361,8 @@ def verify_sample(
     spec has not are not seen."""
     _known(name)
     projection = get_projection(name, settings)
-    pacer = pacer or ReadPacer()
-    read_before, waited_before = pacer.items, pacer.waited_s
+    pacer = pacer or ReadPacer.for_store(settings, store)
+    read_before, waited_before, ru_before = pacer.items, pacer.waited_s, pacer.request_units
     drift = Drift(name, attempts=1, sample=sample, mode="sample")
     pending: dict[ItemKey, Document] = {}
 
@@ -351,6 +399,7 @@ def verify_sample(
         check()
     drift.items_read = pacer.items - read_before
     drift.budget_wait_s = pacer.waited_s - waited_before
+    drift.request_units = pacer.request_units - ru_before
     return drift
 
 
@@ -364,8 +413,8 @@ def recheck(
     """Check again only the keys that drifted (``drift.keys``): their spec now (``spec_for``) and
     what the store holds now (point reads). Returns the verdict on them; the totals read add up."""
     projection = get_projection(drift.projection, settings)
-    pacer = pacer or ReadPacer()
-    read_before, waited_before = pacer.items, pacer.waited_s
+    pacer = pacer or ReadPacer.for_store(settings, store)
+    read_before, waited_before, ru_before = pacer.items, pacer.waited_s, pacer.request_units
     keys = sorted(drift.keys)
     with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
         source = PostgresSource(conn)
@@ -378,6 +427,7 @@ def recheck(
     compare(after, keys, spec, have, sample_limit, projection)
     after.items_read += pacer.items - read_before
     after.budget_wait_s += pacer.waited_s - waited_before
+    after.request_units += pacer.request_units - ru_before
     return after
 
 
@@ -449,8 +499,8 @@ def verify_incremental(
     store holds (point reads). ``checked``: the keys compared; ``held``: those the store holds."""
     _known(name)
     projection = get_projection(name, settings)
-    pacer = pacer or ReadPacer()
-    read_before, waited_before = pacer.items, pacer.waited_s
+    pacer = pacer or ReadPacer.for_store(settings, store)
+    read_before, waited_before, ru_before = pacer.items, pacer.waited_s, pacer.request_units
     drift = Drift(name, attempts=1, mode="incremental", checkpoint=since)
     touched = cp.touched_between(settings, projection, since.positions, end)
     drift.events = touched.records
@@ -471,6 +521,7 @@ def verify_incremental(
     compare(drift, keys, spec, have, sample_limit, projection)
     drift.items_read = pacer.items - read_before
     drift.budget_wait_s = pacer.waited_s - waited_before
+    drift.request_units = pacer.request_units - ru_before
     return drift
 
 
@@ -509,7 +560,7 @@ def verify_until_clean(
         _known(name)
     deadline = time.monotonic() + wait_s
     stores = {name: open_store(settings, name) for name in names}
-    pacers = {name: ReadPacer(settings.verify.read_budget_items_s) for name in names}
+    pacers = {name: ReadPacer.for_store(settings, stores[name]) for name in names}
     try:
         pipeline: dict[str, PipelineWait] = {}
         if wait_s > 0:
