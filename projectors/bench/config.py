@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 Say = Callable[[str], None]  # where progress lines go
 
-PHASES = ("throughput", "rebuild", "lag", "fanout", "verify", "scale", "drills")
+PHASES = ("throughput", "scale", "rebuild", "lag", "fanout", "verify", "drills")
 
 
 @dataclass(frozen=True)

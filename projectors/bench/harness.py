@@ -87,6 +87,9 @@ def run(config: BenchConfig, out_dir: Path, say: Say = print) -> Results:
         if "throughput" in config.phases:
             throughput(settings, config, results, say)
             write_reports(results, out_dir)
+        if "scale" in config.phases:  # its real-store runs empty graph's and search's live stores (no later
+            scale(settings, config, results, say)  # phase reads what they held: rebuild builds its own)
+            write_reports(results, out_dir)
         if "rebuild" in config.phases and config.rebuild_events > results.load.topic_events:
             with psycopg.connect(settings.pg.conninfo()) as conn:
                 more = bulk(conn, population, config.rebuild_events - results.load.topic_events, rng)
@@ -103,9 +106,6 @@ def run(config: BenchConfig, out_dir: Path, say: Say = print) -> Results:
             write_reports(results, out_dir)
         if "verify" in config.phases:
             verify_costs(settings, config, population, results, say)
-            write_reports(results, out_dir)
-        if "scale" in config.phases:  # last: its real-store runs empty the live stores
-            scale(settings, config, results, say)
             write_reports(results, out_dir)
     finally:
         local.down(settings, local.ORDER, say=lambda _l: None)
