@@ -266,6 +266,7 @@ def verify_notes(results: list[Drift]) -> list[str]:
         lines.append(
             f"  {r.projection:<{NAME_WIDTH}} read {r.items_read} store item(s): {r.full_reads} whole-store read(s), "
             f"{r.attempts} attempt(s){budget}" + (f", {r.request_units:,.0f} RU" if r.request_units else "")
+            + (f", {r.digests_read} range digest(s) computed by the store" if r.digests_read else "")
         )
         if r.sample is not None:
             lines.append(

@@ -45,6 +45,7 @@ from projectors.projections import projection as get_projection
 from projectors.runtime.store_factory import current_generation
 from projectors.settings import Settings
 from projectors.source import PostgresSource
+from projectors.stores.graph_digests import FINEST, item_hash, key_bucket
 
 POINT_READ_CHUNK = 500  # keys per point-read call
 RECHECK_PAUSE_S = 2.0
@@ -183,6 +184,7 @@ class Drift:
     attempts: int = 0  # the first check and every re-check of drifted keys
     budget_wait_s: float = 0.0  # time the read budget added
     request_units: float = 0.0  # what the reads cost, where the store reports it (Cosmos)
+    digests_read: int = 0  # range digests the store computed (FalkorDB), instead of a whole read
     sample: Sample | None = None
     spec_items: int = 0  # spec items streamed (a sample is drawn from them)
     pipeline: PipelineWait | None = None
@@ -234,6 +236,7 @@ class Drift:
             "attempts": self.attempts,
             "readBudgetWaitS": round(self.budget_wait_s, 1),
             "requestUnits": round(self.request_units, 2),
+            "digestsRead": self.digests_read,
         }
         if self.sample is not None:
             out["sample"] = {"fraction": self.sample.fraction, "seed": self.sample.seed, "specItems": self.spec_items}
@@ -290,11 +293,22 @@ def verify_projection(
     sample_limit: int = 20,
     collect: set[ItemKey] | None = None,
     pacer: ReadPacer | None = None,
+    use_digests: bool = True,
 ) -> Drift:
-    """Compare one projection's whole store with its spec. ``collect`` receives every drifted key."""
+    """Compare one projection's whole store with its spec. ``collect`` receives every drifted key.
+
+    Where the store computes range digests (FalkorDB), only the ranges whose digest differs are
+    read, item by item (:func:`verify_by_digests`); else every item is read."""
     _known(name)
     projection = get_projection(name, settings)
     pacer = pacer or ReadPacer.for_store(settings, store)
+    digester = getattr(store, "digests", None)
+    if use_digests and digester is not None and type(projection).judged is Projection.judged:
+        by_digests = verify_by_digests(settings, name, store, digester, sample_limit, pacer)
+        if by_digests is not None:
+            if collect is not None:
+                collect |= by_digests.keys
+            return by_digests
     read_before, waited_before, ru_before = pacer.items, pacer.waited_s, pacer.request_units
     drift = Drift(name, full_reads=1, attempts=1)
     held: dict[ItemKey, bytes] = {}
@@ -429,6 +443,72 @@ def recheck(
     after.budget_wait_s += pacer.waited_s - waited_before
     after.request_units += pacer.request_units - ru_before
     return after
+
+
+DIGEST_ITEMS_PER_BUCKET = 256  # a drifted item costs reading about this many
+DIGEST_MOST_DIFFERING = 0.25  # more of the buckets differing than this: one whole read is cheaper
+
+
+def bucket_count(items: int) -> int:
+    """Buckets (a power of two) of about ``DIGEST_ITEMS_PER_BUCKET`` items each."""
+    n = 1
+    while n < FINEST and n * DIGEST_ITEMS_PER_BUCKET < items:
+        n *= 2
+    return n
+
+
+def verify_by_digests(
+    settings: Settings, name: str, store: ProjectionStore, digester: Any, sample_limit: int, pacer: ReadPacer
+) -> Drift | None:
+    """A whole-store verify by range digests (``stores/graph_digests.py``): the spec is streamed
+    once and hashed into buckets; the store returns each bucket's item count and sum of hashes;
+    only the keys of buckets that differ (the spec's and the store's) are compared, with their
+    spec now and point reads. None when so much differs that one whole read is cheaper."""
+    projection = get_projection(name, settings)
+    read_before, waited_before, ru_before = pacer.items, pacer.waited_s, pacer.request_units
+    drift = Drift(name, full_reads=0, attempts=1)
+    ids: dict[str, dict[int, list[str]]] = {c: {} for c in projection.collections}
+    sums: dict[str, dict[int, list[int]]] = {c: {} for c in projection.collections}
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        for key, doc in projection.spec_all(PostgresSource(conn)):
+            bucket = key_bucket(key.id)
+            ids[key.collection].setdefault(bucket, []).append(key.id)
+            agg = sums[key.collection].setdefault(bucket, [0, 0])
+            agg[0] += 1
+            agg[1] += item_hash(doc)
+            drift.checked += 1
+    candidates: list[ItemKey] = []
+    for collection in projection.collections:
+        spec_total = sum(agg[0] for agg in sums[collection].values())
+        n = bucket_count(max(spec_total, digester.count(collection)))
+        spec: dict[int, tuple[int, int]] = {}
+        for bucket, (count, total) in sums[collection].items():
+            have = spec.get(bucket & (n - 1), (0, 0))
+            spec[bucket & (n - 1)] = (have[0] + count, have[1] + total)
+        held = digester.digests(collection, n)
+        drift.digests_read += len(held)
+        drift.held += sum(count for count, _total in held.values())
+        differing = sorted(b for b in set(spec) | set(held) if spec.get(b) != held.get(b))
+        if n > 1 and len(differing) > n * DIGEST_MOST_DIFFERING:
+            return None
+        if not differing:
+            continue
+        chosen = set(differing)
+        keys = {i for bucket, some in ids[collection].items() if bucket & (n - 1) in chosen for i in some}
+        keys.update(digester.ids_in(collection, n, differing))
+        candidates += [ItemKey(collection, i) for i in sorted(keys)]
+    drift.spec_items = drift.checked
+    if candidates:
+        with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
+            source = PostgresSource(conn)
+            with source.read():
+                intended = spec_of(projection.spec_for, candidates, source)
+        compare(drift, candidates, intended, pacer.read(store, candidates), sample_limit, projection)
+    drift.items_read = pacer.items - read_before
+    drift.budget_wait_s = pacer.waited_s - waited_before
+    drift.request_units = pacer.request_units - ru_before
+    return drift
 
 
 def judged(projection: Projection, doc: Document | None, at: datetime) -> Document | None:

@@ -28,6 +28,7 @@ from projectors.model import (
     Operation,
     Put,
 )
+from projectors.stores.graph_digests import GraphDigests
 from projectors.stores.guard import newest_per_key
 
 CHUNK = 2000
@@ -176,6 +177,13 @@ class GraphStore:
     def __init__(self, transport: Transport, page: int = PAGE) -> None:
         self.transport = transport
         self.page = page
+
+    @property
+    def digests(self) -> GraphDigests | None:
+        """Range digests computed by the server, where it can (FalkorDB); None: read every item."""
+        if getattr(self.transport, "backend", "") != "falkordb":
+            return None
+        return GraphDigests(self.transport)
 
     # -- schema and health --------------------------------------------------------------------------
     def ensure_schema(self) -> None:

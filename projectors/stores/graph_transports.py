@@ -51,6 +51,11 @@ class FalkorTransport:
         names = [h[1] if isinstance(h, (list, tuple)) else h for h in (result.header or [])]
         return [{name: _plain(value) for name, value in zip(names, row, strict=False)} for row in result.result_set]
 
+    def load_library(self, name: str, script: str) -> None:
+        """Load (or replace) a JavaScript function library on the server (``GRAPH.UDF LOAD``)."""
+        self._connected()
+        self._db.connection.execute_command("GRAPH.UDF", "LOAD", "REPLACE", name, script)
+
     def ping(self) -> bool:
         """A fresh connection with a short timeout: answers within ~2 s even when the server hangs."""
         from falkordb import FalkorDB

@@ -129,18 +129,55 @@ def test_verify_pages_non_ascii_ids_over_many_pages(stack: StackHandle, store_se
         store.ensure_schema()  # the id indexes: what made paging by ``n.id > $after`` skip items
         assert store.apply([Put(key, 1, doc) for key, doc in spec.items()]).changed == len(spec)
         assert {k.id for k, _ in store.live_items("Topic")} == set(MIXED_TOPICS)
-        clean = verify_projection(settings, "graph", store)
+        clean = verify_projection(settings, "graph", store, use_digests=False)
         assert (clean.total, clean.checked, clean.held) == (0, len(spec), len(spec))
+        assert verify_projection(settings, "graph", store).total == 0  # by the server's range digests
 
         tagged = next(k.id for k in spec if k.collection == "TAGGED" and k.id.endswith(":😀"))
         store.transport.run("MATCH (t:Topic {id: '中文'}) SET t.name = 'changed'")
         store.transport.run("MATCH ()-[r:TAGGED {id: $id}]->() DELETE r", {"id": tagged})
         store.transport.run("CREATE (:Topic {id: 'Ωmega', name: 'Ωmega', v: 1})")
+        for use_digests in (False, True):  # every item read, in pages of 3; and by range digests
+            drift = verify_projection(settings, "graph", store, use_digests=use_digests)
+            assert (drift.wrong, drift.missing, drift.extra) == (1, 1, 1), use_digests
+            assert {(s["kind"], s["id"]) for s in drift.samples} == {
+                ("wrong", "中文"), ("missing", tagged), ("extra", "Ωmega")
+            }
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_verify_by_range_digests_reads_only_the_buckets_that_differ(
+    stack: StackHandle, store_servers: StackHandle
+) -> None:
+    """FalkorDB computes each bucket's item count and sum of item hashes: a clean graph of 3,000
+    users is verified without reading one item, and a node changed directly in the store (no event)
+    is found by reading only the items of its bucket."""
+    database = f"digests_{uuid.uuid4().hex[:10]}"
+    settings = stack.with_env(PROJECTORS_PG_DATABASE=database)
+    migrate(settings.pg, "digests_pub", settings.capture.table_list)
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        conn.execute("INSERT INTO users (id, handle) SELECT gen_random_uuid(), 'user ' || g || ' ü' "
+                     "FROM generate_series(1, 3000) g")
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        spec = dict(projection("graph", settings).spec_all(PostgresSource(conn)))
+    store = falkordb_store(store_servers.settings.falkordb, graph=f"d{uuid.uuid4().hex[:8]}")
+    try:
+        store.ensure_schema()
+        assert store.apply([Put(key, 1, doc) for key, doc in spec.items()]).changed == len(spec) == 3000
+        whole = verify_projection(settings, "graph", store, use_digests=False)
+        assert (whole.total, whole.items_read, whole.digests_read) == (0, 3000, 0)
+        clean = verify_projection(settings, "graph", store)
+        assert (clean.total, clean.checked, clean.held, clean.items_read) == (0, 3000, 3000, 0)
+        assert 8 <= clean.digests_read <= 16, clean.digests_read  # about 256 items per bucket
+
+        victim = sorted(k.id for k in spec)[1234]
+        store.transport.run("MATCH (u:User {id: $id}) SET u.handle = 'changed behind the projector'", {"id": victim})
         drift = verify_projection(settings, "graph", store)
-        assert (drift.wrong, drift.missing, drift.extra) == (1, 1, 1)
-        assert {(s["kind"], s["id"]) for s in drift.samples} == {
-            ("wrong", "中文"), ("missing", tagged), ("extra", "Ωmega")
-        }
+        assert (drift.wrong, drift.missing, drift.extra) == (1, 0, 0)
+        assert drift.samples[0]["id"] == victim and drift.samples[0]["differs"]["handle"]["held"].startswith("changed")
+        assert 0 < drift.items_read <= 3000 // 4, drift.items_read  # one bucket of about 3000 / 16
     finally:
         store.drop()
         store.close()

@@ -1,0 +1,134 @@
+"""Range digests computed by the graph server (FalkorDB), so a verify of a clean graph transfers a
+few hundred (count, sum of item hashes) rows per label instead of every item.
+
+Each item's hash is the CRC-32 of its document in the verify's canonical JSON (keys sorted, no
+spaces, non-ASCII escaped: ``json.dumps(doc, sort_keys=True, separators=(",", ":"))``), the
+document being what :meth:`GraphStore.live_items` gives (a node's properties without ``v``; an
+edge's with its endpoints' ids). Items fall in ``buckets`` (a power of two) by the CRC-32 of their
+id's JSON string. The server computes both with a JavaScript function library loaded with
+``GRAPH.UDF LOAD`` (FalkorDB 4.10+), the verifier the same in Python (``zlib.crc32``); a bucket whose
+count or sum differs is then compared item by item. A false difference (a value whose JSON the two
+sides render differently, such as a float's exponent) only costs reads of that bucket; a change
+is missed only if it keeps the bucket's count and its sum of CRC-32s, which chance makes
+negligible. Neo4j has no such functions without plugins: its verify reads every item.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from projectors.graph_model import EDGE_ENDS, NODE_LABELS
+
+LIBRARY = "projectors_verify"
+FINEST = 65536  # buckets are computed this fine, and folded to fewer by their low bits
+
+SCRIPT = r"""
+const TABLE = (() => {
+  const t = new Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+function crc32(s) {
+  let c = 0xffffffff;
+  for (let i = 0; i < s.length; i++) c = TABLE[(c ^ s.charCodeAt(i)) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+function esc(s) {
+  return JSON.stringify(s).replace(/[\u007f-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+function canon(v) {
+  if (v === null || v === undefined) return "null";
+  if (typeof v === "string") return esc(v);
+  if (typeof v === "boolean") return v ? "true" : "false";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : JSON.stringify(v);
+  if (typeof v === "bigint") return v.toString();
+  if (Array.isArray(v)) return "[" + v.map(canon).join(",") + "]";
+  const keys = Object.keys(v).sort();
+  return "{" + keys.map((k) => esc(k) + ":" + canon(v[k])).join(",") + "}";
+}
+function bucket(id, buckets) { return crc32(esc(String(id))) & (buckets - 1); }
+function node(props) {
+  const doc = {};
+  for (const k of Object.keys(props)) if (k !== "v") doc[k] = props[k];
+  return crc32(canon(doc));
+}
+function edge(props, from, to) {
+  const doc = { id: props.id, from: from, to: to };
+  for (const k of Object.keys(props)) if (k !== "id" && k !== "v") doc[k] = props[k];
+  return crc32(canon(doc));
+}
+falkor.register("bucket", bucket);
+falkor.register("node", node);
+falkor.register("edge", edge);
+"""
+
+
+def item_hash(doc: Mapping[str, Any]) -> int:
+    return zlib.crc32(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+
+
+def key_bucket(item_id: str) -> int:
+    """The item's bucket among ``FINEST``; among ``n`` (a power of two below it): ``& (n - 1)``."""
+    return zlib.crc32(json.dumps(item_id).encode()) & (FINEST - 1)
+
+
+def q_digests(label: str) -> str:
+    if label in NODE_LABELS:
+        return (f"MATCH (n:{label}) WITH {LIBRARY}.bucket(n.id, $buckets) AS b, {LIBRARY}.node(properties(n)) AS h "
+                "RETURN b, count(h) AS c, sum(h) AS s")
+    return (f"MATCH (a)-[n:{label}]->(z) WITH {LIBRARY}.bucket(n.id, $buckets) AS b, "
+            f"{LIBRARY}.edge(properties(n), a.id, z.id) AS h RETURN b, count(h) AS c, sum(h) AS s")
+
+
+def q_ids_in(label: str) -> str:
+    pattern = f"(n:{label})" if label in NODE_LABELS else f"()-[n:{label}]->()"
+    return f"MATCH {pattern} WHERE {LIBRARY}.bucket(n.id, $buckets) IN $chosen RETURN n.id AS id"
+
+
+def q_count(label: str) -> str:
+    pattern = f"(n:{label})" if label in NODE_LABELS else f"()-[n:{label}]->()"
+    return f"MATCH {pattern} RETURN count(n) AS c"
+
+
+class GraphDigests:
+    """Range digests of one graph, computed by the server (``transport``: a FalkorDB one)."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self._loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self.transport.load_library(LIBRARY, SCRIPT)
+            self._loaded = True
+
+    def count(self, collection: str) -> int:
+        self._check(collection)
+        rows = self.transport.run(q_count(collection))
+        return int(rows[0]["c"]) if rows else 0
+
+    def digests(self, collection: str, buckets: int) -> dict[int, tuple[int, int]]:
+        """``{bucket: (items, sum of item hashes)}`` over ``buckets`` (a power of two)."""
+        self._check(collection)
+        self._load()
+        rows = self.transport.run(q_digests(collection), {"buckets": buckets})
+        return {int(float(r["b"])): (int(r["c"]), int(float(r["s"]))) for r in rows}
+
+    def ids_in(self, collection: str, buckets: int, chosen: list[int]) -> list[str]:
+        """The ids of the items in the ``chosen`` buckets."""
+        self._check(collection)
+        self._load()
+        rows = self.transport.run(q_ids_in(collection), {"buckets": buckets, "chosen": chosen})
+        return [str(r["id"]) for r in rows]
+
+    @staticmethod
+    def _check(collection: str) -> None:
+        if collection not in NODE_LABELS and collection not in EDGE_ENDS:
+            raise ValueError(f"unknown graph collection {collection!r}")
