@@ -45,7 +45,7 @@ from projectors.projections import projection as get_projection
 from projectors.runtime.store_factory import current_generation
 from projectors.settings import Settings
 from projectors.source import PostgresSource
-from projectors.stores.graph_digests import FINEST, item_hash, key_bucket
+from projectors.stores.digests import FINEST, item_hash, key_bucket
 
 POINT_READ_CHUNK = 500  # keys per point-read call
 RECHECK_PAUSE_S = 2.0
@@ -460,7 +460,7 @@ def bucket_count(items: int) -> int:
 def verify_by_digests(
     settings: Settings, name: str, store: ProjectionStore, digester: Any, sample_limit: int, pacer: ReadPacer
 ) -> Drift | None:
-    """A whole-store verify by range digests (``stores/graph_digests.py``): the spec is streamed
+    """A whole-store verify by range digests (``stores/digests.py``): the spec is streamed
     once and hashed into buckets; the store returns each bucket's item count and sum of hashes;
     only the keys of buckets that differ (the spec's and the store's) are compared, with their
     spec now and point reads. None when so much differs that one whole read is cheaper."""

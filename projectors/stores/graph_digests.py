@@ -1,29 +1,19 @@
 """Range digests computed by the graph server (FalkorDB), so a verify of a clean graph transfers a
 few hundred (count, sum of item hashes) rows per label instead of every item.
 
-Each item's hash is the CRC-32 of its document in the verify's canonical JSON (keys sorted, no
-spaces, non-ASCII escaped: ``json.dumps(doc, sort_keys=True, separators=(",", ":"))``), the
-document being what :meth:`GraphStore.live_items` gives (a node's properties without ``v``; an
-edge's with its endpoints' ids). Items fall in ``buckets`` (a power of two) by the CRC-32 of their
-id's JSON string. The server computes both with a JavaScript function library loaded with
-``GRAPH.UDF LOAD`` (FalkorDB 4.10+), the verifier the same in Python (``zlib.crc32``); a bucket whose
-count or sum differs is then compared item by item. A false difference (a value whose JSON the two
-sides render differently, such as a float's exponent) only costs reads of that bucket; a change
-is missed only if it keeps the bucket's count and its sum of CRC-32s, which chance makes
-negligible. Neo4j has no such functions without plugins: its verify reads every item.
+The scheme (item hash, buckets) is :mod:`projectors.stores.digests`; the server computes it with a
+JavaScript function library loaded with ``GRAPH.UDF LOAD`` (FalkorDB 4.10+), on the documents
+:meth:`GraphStore.live_items` gives (a node's properties without ``v``; an edge's with its
+endpoints' ids). Neo4j has no such functions without plugins: its verify reads every item.
 """
 
 from __future__ import annotations
 
-import json
-import zlib
-from collections.abc import Mapping
 from typing import Any
 
 from projectors.graph_model import EDGE_ENDS, NODE_LABELS
 
 LIBRARY = "projectors_verify"
-FINEST = 65536  # buckets are computed this fine, and folded to fewer by their low bits
 
 SCRIPT = r"""
 const TABLE = (() => {
@@ -68,15 +58,6 @@ falkor.register("bucket", bucket);
 falkor.register("node", node);
 falkor.register("edge", edge);
 """
-
-
-def item_hash(doc: Mapping[str, Any]) -> int:
-    return zlib.crc32(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
-
-
-def key_bucket(item_id: str) -> int:
-    """The item's bucket among ``FINEST``; among ``n`` (a power of two below it): ``& (n - 1)``."""
-    return zlib.crc32(json.dumps(item_id).encode()) & (FINEST - 1)
 
 
 def q_digests(label: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from projectors.errors import Severity
 from projectors.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
+from projectors.stores.digests import item_hash, key_bucket
 from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
 from projectors.stores.search_common import INDEXES, check, topics_of, words
 
@@ -76,6 +77,11 @@ class SqliteSearchStore:
         self._shards: set[str] = set()  # full-text shards known to exist (the writer creates them)
         self._conn = self._connect()
         self._dropped = False
+
+    @property
+    def digests(self) -> SqliteDigests:
+        """Range digests computed inside SQLite (the scheme: ``stores/digests.py``)."""
+        return SqliteDigests(self)
 
     def _connect(self) -> sqlite3.Connection:
         mode = "rwc" if self.create else "rw"
@@ -284,3 +290,37 @@ class SqliteSearchStore:
         names = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'fts_*'")
         numbers = [int(m.group(1)) for (name,) in names if (m := SHARD_NAME.fullmatch(name))]
         return [f"fts_{n}" for n in sorted(numbers, reverse=True)]
+
+
+class SqliteDigests:
+    """Range digests of the embedded engine, computed by SQLite with the same item hash and buckets
+    as the graph server's (:mod:`projectors.stores.digests`). The engine runs in the verifying
+    process, so this saves holding every item, not the CPU of hashing them."""
+
+    def __init__(self, store: SqliteSearchStore) -> None:
+        self.store = store
+
+    def _run(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self.store._lock:
+            conn = self.store._conn
+            conn.create_function("item_hash", 1, lambda doc: item_hash(json.loads(doc)), deterministic=True)
+            conn.create_function("key_bucket", 2, lambda i, n: key_bucket(i) & (n - 1), deterministic=True)
+            return conn.execute(sql, params).fetchall()
+
+    def count(self, collection: str) -> int:
+        return int(self._run("SELECT count(*) FROM docs WHERE idx = ? AND deleted = 0", [collection])[0][0])
+
+    def digests(self, collection: str, buckets: int) -> dict[int, tuple[int, int]]:
+        rows = self._run(
+            "SELECT key_bucket(id, ?) AS b, count(*), sum(item_hash(doc)) FROM docs "
+            "WHERE idx = ? AND deleted = 0 GROUP BY b", [buckets, collection],
+        )
+        return {int(b): (int(c), int(total)) for b, c, total in rows}
+
+    def ids_in(self, collection: str, buckets: int, chosen: list[int]) -> list[str]:
+        marks = ", ".join("?" for _ in chosen)
+        rows = self._run(
+            f"SELECT id FROM docs WHERE idx = ? AND deleted = 0 AND key_bucket(id, ?) IN ({marks})",
+            [collection, buckets, *chosen],
+        )
+        return [str(r[0]) for r in rows]

@@ -251,3 +251,27 @@ def test_search_reads_shards_newest_first_up_to_its_candidates(
     assert [d["id"] for d in store.search("posts", "kafka", {})] == ["9"]
     everything.close()
     store.close()
+
+
+def test_the_embedded_engine_computes_the_same_range_digests_as_the_spec_side(search: SqliteSearchStore) -> None:
+    """SQLite hashes each live document as verify hashes the spec's (``stores/digests.py``); a
+    document changed in the database behind the store shows in its bucket's digest only."""
+    from projectors.stores.digests import item_hash, key_bucket
+
+    docs = [post(str(i), "ann", f"body {i} ü", ["kafka"], f"2026-01-01T00:00:{i:02d}.000000Z").doc for i in range(40)]
+    search.apply([Put(ItemKey("posts", d["id"]), 1, d) for d in docs] + [Remove(ItemKey("posts", "39"), 2)])
+    live = docs[:39]
+    expected: dict[int, tuple[int, int]] = {}
+    for doc in live:
+        bucket = key_bucket(doc["id"]) & 7
+        count, total = expected.get(bucket, (0, 0))
+        expected[bucket] = (count + 1, total + item_hash(doc))
+    digests = search.digests
+    assert digests.count("posts") == 39
+    assert digests.digests("posts", 8) == expected
+    victim = live[7]["id"]
+    search._conn.execute("UPDATE docs SET doc = json_set(doc, '$.body', 'edited') WHERE idx = 'posts' AND id = ?",
+                         (victim,))
+    changed = digests.digests("posts", 8)
+    assert {b for b in expected if changed[b] != expected[b]} == {key_bucket(victim) & 7}
+    assert victim in digests.ids_in("posts", 8, [key_bucket(victim) & 7])
