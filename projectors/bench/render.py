@@ -119,6 +119,14 @@ def markdown(r: Results) -> str:
         for mode, v in (("full", size.full), ("incremental", size.incremental)):
             lines.append(f"| {size.items:,} | {mode} | {v.seconds:.2f} | {v.items_read:,} | "
                          f"{v.requests:,} | {v.events_read:,} | {v.keys_checked:,} |")
+    if r.verify and r.verify.graph_digests:
+        g = r.verify.graph_digests
+        lines += ["", f"The graph (FalkorDB), {g.items:,} items, whole-store verify:", "",
+                  "| check | seconds | store items read | range digests |", "|---|---|---|---|",
+                  f"| every item read | {g.whole_s:.2f} | {g.whole_items_read:,} | - |",
+                  f"| by range digests, clean | {g.digests_s:.2f} | {g.digests_items_read:,} | {g.digests_read:,} |",
+                  f"| by range digests, one node changed in the store (found: {g.drift_found}) | {g.drifted_s:.2f} | "
+                  f"{g.drifted_items_read:,} | {g.digests_read:,} |"]
     if r.verify and r.verify.worker_alone and r.verify.worker_beside_verify:
         lines += ["", f"A counters worker alone: {shown(r.verify.worker_alone.events_per_s)} events/s; with full "
                   f"verifies of another generation running alongside ({r.verify.verifies_alongside} done): "

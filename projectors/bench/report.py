@@ -254,9 +254,26 @@ class VerifySize:
 
 
 @dataclass
+class DigestVerify:
+    """A whole-store verify of the graph (FalkorDB) read item by item, and by the server's range
+    digests: clean, then with one node changed behind the projector."""
+
+    items: int
+    whole_s: float
+    whole_items_read: int
+    digests_s: float
+    digests_read: int
+    digests_items_read: int
+    drifted_s: float
+    drifted_items_read: int
+    drift_found: int
+
+
+@dataclass
 class VerifyFigures:
     projection: str
     sizes: list[VerifySize]
+    graph_digests: DigestVerify | None = field(default=None, metadata=OMIT_NONE)
     worker_alone: WorkerRun | None = field(default=None, metadata=OMIT_NONE)
     worker_beside_verify: WorkerRun | None = field(default=None, metadata=OMIT_NONE)
     verifies_alongside: int | None = field(default=None, metadata=OMIT_NONE)
