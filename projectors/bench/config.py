@@ -29,6 +29,7 @@ class BenchConfig:
     verify_wait_s: float = 900.0
     verify_grow_events: int = 100_000  # change events written between the verify phase's two store sizes
     verify_touch_events: int = 100  # change events an incremental verify reads
+    verify_budget_items_s: float = 2000.0  # the read budget of the verifies beside a worker (second run)
     seed_value: int = 11
     phases: tuple[str, ...] = PHASES  # which parts run (the load always does)
     projections: tuple[str, ...] = ("feed", "counters", "graph", "search")  # whose throughput is measured

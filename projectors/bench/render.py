@@ -130,7 +130,14 @@ def markdown(r: Results) -> str:
     if r.verify and r.verify.worker_alone and r.verify.worker_beside_verify:
         lines += ["", f"A counters worker alone: {shown(r.verify.worker_alone.events_per_s)} events/s; with full "
                   f"verifies of another generation running alongside ({r.verify.verifies_alongside} done): "
-                  f"{shown(r.verify.worker_beside_verify.events_per_s)} events/s."]
+                  f"{shown(r.verify.worker_beside_verify.events_per_s)} events/s ("
+                  f"{shown(r.verify.worker_beside_verify.events_per_s / (r.verify.worker_alone.events_per_s or 1), 2)}"
+                  " of alone)."]
+    if r.verify and r.verify.worker_alone and r.verify.worker_beside_budgeted_verify:
+        paced = r.verify.worker_beside_budgeted_verify.events_per_s
+        lines += ["", f"With those verifies paced to {shown(r.verify.verify_budget_items_s)} store items/s "
+                  f"(`PROJECTORS_VERIFY_READ_BUDGET_ITEMS_S`; {r.verify.budgeted_verifies_alongside} done): "
+                  f"{shown(paced)} events/s ({shown(paced / (r.verify.worker_alone.events_per_s or 1), 2)} of alone)."]
     lines += ["", "## Scaling a projection: batches in flight, processes", "",
               "The same topics consumed by a worker that fills its next batch only after writing the current "
               "one, by one that fills it meanwhile (two batches in flight, the default), and by two processes "

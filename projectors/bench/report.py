@@ -277,6 +277,9 @@ class VerifyFigures:
     worker_alone: WorkerRun | None = field(default=None, metadata=OMIT_NONE)
     worker_beside_verify: WorkerRun | None = field(default=None, metadata=OMIT_NONE)
     verifies_alongside: int | None = field(default=None, metadata=OMIT_NONE)
+    worker_beside_budgeted_verify: WorkerRun | None = field(default=None, metadata=OMIT_NONE)
+    budgeted_verifies_alongside: int | None = field(default=None, metadata=OMIT_NONE)
+    verify_budget_items_s: float | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass

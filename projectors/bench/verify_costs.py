@@ -16,7 +16,7 @@ from projectors.bench.baselines import bare_consume
 from projectors.bench.config import BenchConfig, Say
 from projectors.bench.feed import requests_by_group, server_requests
 from projectors.bench.private_stack import count_events, fresh_store
-from projectors.bench.report import DigestVerify, Results, VerifyCheck, VerifyFigures, VerifySize
+from projectors.bench.report import DigestVerify, Results, VerifyCheck, VerifyFigures, VerifySize, WorkerRun
 from projectors.bench.worker_runs import bench_worker, run_worker_until
 from projectors.operations import offsets
 from projectors.operations.checkpoint import Checkpoint
@@ -99,35 +99,44 @@ def verify_costs(settings: Settings, config: BenchConfig, population: Population
     expected = bare_consume(settings, topics, 10**12, idle_s=2.0).events
     alone = run_worker_until(settings, bench_worker(settings, name, f"bench-v-{uuid.uuid4().hex[:6]}", False),
                              expected, config.run_limit_s)
-    stop = threading.Event()
-    verifies = [0]
 
-    def verify_loop() -> None:
-        store = open_raw_store(settings, name, 83)
-        try:
-            store.drop()
-            store.ensure_schema()
-            load_from_state(projection, store, connect)
-            while not stop.is_set():
-                verify_projection(settings, name, store, pacer=ReadPacer())
-                verifies[0] += 1
-        finally:
-            store.drop()
-            store.close()
+    # the verified generation is loaded first: the worker runs beside its reads, not beside its load
+    target = open_raw_store(settings, name, 83)
+    target.drop()
+    target.ensure_schema()
+    load_from_state(projection, target, connect)
 
-    loop = threading.Thread(target=verify_loop, daemon=True)
-    loop.start()
+    def verify_loop(items_per_s: float, stop: threading.Event, verifies: list[int]) -> None:
+        while not stop.is_set():
+            verify_projection(settings, name, target, pacer=ReadPacer(items_per_s))
+            verifies[0] += 1
+
+    beside: dict[float, tuple[WorkerRun, int]] = {}
     try:
-        beside = run_worker_until(settings, bench_worker(settings, name, f"bench-v-{uuid.uuid4().hex[:6]}", False),
-                                  expected, config.run_limit_s)
+        for budget in (0.0, config.verify_budget_items_s):
+            stop = threading.Event()
+            verifies = [0]
+            loop = threading.Thread(target=verify_loop, args=(budget, stop, verifies), daemon=True)
+            loop.start()
+            try:
+                run = run_worker_until(settings, bench_worker(settings, name, f"bench-v-{uuid.uuid4().hex[:6]}",
+                                                              False), expected, config.run_limit_s)
+            finally:
+                stop.set()
+                loop.join(600)
+            beside[budget] = (run, verifies[0])
     finally:
-        stop.set()
-        loop.join(600)
+        target.drop()
+        target.close()
     results.verify.worker_alone = alone
-    results.verify.worker_beside_verify = beside
-    results.verify.verifies_alongside = verifies[0]
+    results.verify.worker_beside_verify, results.verify.verifies_alongside = beside[0.0]
+    results.verify.worker_beside_budgeted_verify, results.verify.budgeted_verifies_alongside = (
+        beside[config.verify_budget_items_s])
+    results.verify.verify_budget_items_s = config.verify_budget_items_s
     say(f"== a {name} worker alone: {alone.events_per_s:,.0f} events/s; beside full verifies "
-        f"({verifies[0]} done): {beside.events_per_s:,.0f} events/s")
+        f"({beside[0.0][1]} done): {beside[0.0][0].events_per_s:,.0f} events/s; beside verifies paced to "
+        f"{config.verify_budget_items_s:,.0f} items/s ({beside[config.verify_budget_items_s][1]} done): "
+        f"{beside[config.verify_budget_items_s][0].events_per_s:,.0f} events/s")
 
 
 def graph_digests(settings: Settings, say: Say) -> DigestVerify:

@@ -45,6 +45,7 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
         assert incremental["events_read"] > 0 and incremental["keys_checked"] > 0 and incremental["drift"] == 0, size
         assert 0 < incremental["items_read"] < full["items_read"], size
     assert verify["worker_alone"]["events"] > 0 and verify["worker_beside_verify"]["events"] > 0, verify
+    assert verify["worker_beside_budgeted_verify"]["events"] > 0, verify
     digests = verify["graph_digests"]  # clean: no item read; one node changed: found
     assert digests["whole_items_read"] == digests["items"] > 0 and digests["digests_items_read"] == 0, digests
     assert digests["drift_found"] == 1 and 0 < digests["drifted_items_read"] <= digests["items"], digests
