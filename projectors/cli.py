@@ -393,9 +393,13 @@ def _bench_feed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench_reads(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
     from projectors.bench import reads
 
-    reads.run(reads.TINY if args.tiny else reads.ReadsBenchConfig(), args.out)
+    config = reads.TINY if args.tiny else reads.ReadsBenchConfig()
+    measured = choices("--calls", args.calls, reads.CALLS)
+    reads.run(dataclasses.replace(config, measured=measured) if measured else config, args.out)
     return 0
 
 
@@ -659,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_reads.add_argument("--tiny", action="store_true", help="a tiny input (a smoke run)")
     bench_reads.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
+    bench_reads.add_argument("--calls", help="comma-separated calls to measure (default: all); only the workers "
+                             "of their projections run")
     bench_reads.set_defaults(func=_bench_reads)
 
     dlq_cmd = sub.add_parser("dlq", help="dead letters: list | show <id> | redrive [--all | <id>...]")

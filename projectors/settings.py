@@ -264,6 +264,9 @@ class SearchSettings(Section):
     meili_url: str = "http://127.0.0.1:7700"
     meili_master_key: SecretStr = SecretStr("")
     meili_search_key: SecretStr = SecretStr("")
+    # The embedded engine ranks at most this many matching documents per search, newest first: the
+    # bound on a search's cost whatever the index holds (Meilisearch bounds its own).
+    sqlite_candidates: int = Field(default=500, ge=20, le=1_000_000)
 
     _check_sqlite_path = field_validator("sqlite_path")(_absolute)
 

@@ -41,6 +41,8 @@ from projectors.workload import Population, seed, steady
 
 Say = Callable[[str], None]
 CALLS = ("feed_page", "counters", "suggestions", "search", "notifications", "unread_count")
+CALL_PROJECTION = {"feed_page": "feed", "counters": "counters", "suggestions": "graph", "search": "search",
+                   "notifications": "notifications", "unread_count": "notifications"}
 BENCH_STORE_TIMEOUT_S = 120.0
 
 
@@ -51,6 +53,11 @@ class ReadsBenchConfig:
     write_rate: float = 50.0  # source operations/s while the calls run under writes
     pipeline_wait_s: float = 1800.0
     seed_value: int = 23
+    measured: tuple[str, ...] = CALLS  # the calls measured; only their projections' workers run
+
+    @property
+    def projections(self) -> list[str]:
+        return [p for p in PROJECTIONS if any(CALL_PROJECTION[c] == p for c in self.measured)]
 
 
 TINY = ReadsBenchConfig(sizes=(30, 120), calls=10, write_rate=5.0, pipeline_wait_s=600.0)
@@ -65,12 +72,12 @@ class ReadsResults:
     ratios: dict[str, float] = field(default_factory=dict)  # call -> p50 large / p50 small
 
 
-def store_items(settings: Settings) -> dict[str, int]:
+def store_items(settings: Settings, projections: list[str]) -> dict[str, int]:
     """Items each projection holds by its spec (read from PostgreSQL: no store is scanned)."""
     out = {}
     with psycopg.connect(settings.pg.conninfo()) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        for name in PROJECTIONS:
+        for name in projections:
             out[name] = sum(1 for _ in get_projection(name, settings).spec_all(PostgresSource(conn)))
     return out
 
@@ -101,6 +108,8 @@ def measure(
     out: dict[str, dict[str, float]] = {}
     try:
         for name, call in calls.items():
+            if name not in config.measured:
+                continue
             call()  # connections and generation pointers are set up before the timing
             before = server_requests(settings)
             times = []
@@ -133,7 +142,8 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
     rng = random.Random(config.seed_value)
     say(f"== stack in {root}")
     try:
-        local.up(settings, local.ORDER, say=say)
+        workers = tuple(f"worker-{p}" for p in config.projections)
+        local.up(settings, local.SERVERS + workers, say=say)
         first: Population | None = None
         added = 0
         for label, users in zip(("small", "large"), config.sizes, strict=True):
@@ -142,8 +152,8 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
             added = users
             first = first or population
             started = time.monotonic()
-            wait_for_pipeline(settings, list(PROJECTIONS), time.monotonic() + config.pipeline_wait_s)
-            results.stores[label] = store_items(settings)
+            wait_for_pipeline(settings, config.projections, time.monotonic() + config.pipeline_wait_s)
+            results.stores[label] = store_items(settings, config.projections)
             say(f"== {label}: {users} users, stores hold {results.stores[label]} "
                 f"(pipeline caught up in {time.monotonic() - started:.0f}s)")
             results.calls[label] = measure(settings, first, config, rng)
@@ -160,7 +170,7 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
             writer.join()
         for call, figures in results.calls["large, under writes"].items():
             say(f"   under writes, {call}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
-        for call in CALLS:
+        for call in config.measured:
             small, large = results.calls["small"][call]["p50_ms"], results.calls["large"][call]["p50_ms"]
             results.ratios[call] = large / small if small else 0.0
         say("== p50 large / small: " + ", ".join(f"{c} {r:.2f}" for c, r in results.ratios.items()))

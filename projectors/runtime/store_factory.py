@@ -92,9 +92,9 @@ def open_raw_store(
                 f"<PROJECTORS_STACK_DIR>/search.sqlite3, here {settings.search_sqlite_path}) must name the "
                 "file the search workers write"
             )
-        return SqliteSearchStore(path, create=False)
+        return SqliteSearchStore(path, create=False, candidates=settings.search.sqlite_candidates)
     settings.search_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSearchStore(path)
+    return SqliteSearchStore(path, candidates=settings.search.sqlite_candidates)
 
 
 def open_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:

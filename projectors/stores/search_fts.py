@@ -6,8 +6,9 @@ of readers.
 
 A search costs what its answer costs, not what the index holds: the text goes to FTS5 shards of
 ``SHARD_DOCS`` documents by rowid (``fts_0``, ``fts_1``, ... in the order documents were first
-written), and a search ranks (bm25, within each shard) at most ``CANDIDATES`` matching documents,
-read from the newest shard back until it has that many, as time-partitioned indexes are searched.
+written), and a search ranks (bm25, within each shard) at most ``candidates`` matching documents
+(``PROJECTORS_SEARCH_SQLITE_CANDIDATES``, 500), read from the newest shard back until it has that
+many, as time-partitioned indexes are searched.
 One FTS5 table would make every query decode whole doclists (a prefix query merges every matching
 term's), so its cost would grow with the index: measured 10x slower at 10x the documents.
 """
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS doc_topics (
 CREATE INDEX IF NOT EXISTS doc_topics_rid ON doc_topics (rid);
 """
 SHARD_DOCS = 8192  # documents per full-text shard
-CANDIDATES = 1000  # matching documents a search ranks at most, newest first (Meilisearch's maxTotalHits)
+CANDIDATES = 500  # matching documents a search ranks at most, newest first (the setting's default)
 SHARD_COLUMNS = "text, tokenize = 'unicode61 remove_diacritics 2'"
 SHARD_NAME = re.compile(r"fts_(\d+)")
 
