@@ -226,6 +226,8 @@ def chart(r: Results, path: Path) -> None:
     middle.set_xticks([x + 0.27 for x in range(len(scale_labels))], scale_labels)
     middle.set_ylabel("events/s")
     middle.set_title("Batches in flight, processes")
+    if not scale_labels:
+        middle.text(0.5, 0.5, "not run (--phases)", ha="center", va="center", transform=middle.transAxes)
     middle.legend(fontsize=8)
     labels, p50, p99 = [], [], []
     for rate, lag_run in r.lag.items():
@@ -240,6 +242,8 @@ def chart(r: Results, path: Path) -> None:
     right.set_xticks(list(xs), labels)
     right.set_ylabel("ms")
     right.set_title("COMMIT -> visible")
+    if not labels:
+        right.text(0.5, 0.5, "not run (--phases)", ha="center", va="center", transform=right.transAxes)
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
