@@ -210,7 +210,7 @@ def test_the_read_budget_paces_store_reads(counters_stack: StackHandle) -> None:
     row = report(handle.cli("verify", "counters", "--full", "--json", env=env))
     assert row["itemsRead"] == held and row["readBudgetWaitS"] > 0
     # a rebuild's check of its new generation before the swap reads through the same budget
-    rebuilt = handle.cli("rebuild", "counters", env=env, timeout=600)
+    rebuilt = handle.cli("rebuild", "counters", "--force", env=env, timeout=600)
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert re.search(r"verify generation \d+: .* read \d+ store item\(s\), \d+s of it pacing to the read budget",
                      rebuilt.stdout), rebuilt.stdout
