@@ -42,6 +42,7 @@ from projectors.operations import checkpoint as cp
 from projectors.operations.caught_up import PipelineWait, wait_for_pipeline
 from projectors.projections import Projection, descriptor
 from projectors.projections import projection as get_projection
+from projectors.runtime.stats import request_counts
 from projectors.runtime.store_factory import current_generation
 from projectors.settings import Settings
 from projectors.source import PostgresSource
@@ -138,11 +139,10 @@ class ReadPacer:
 
 def charged_request_units(store: ProjectionStore) -> Callable[[], float] | None:
     """The store's request units so far, for stores that report them (Cosmos), else None."""
-    counter = getattr(store, "requests", None)
-    snapshot = getattr(counter, "snapshot", None)
-    if not callable(snapshot):
+    counts = request_counts(store)
+    if counts is None:
         return None
-    return lambda: float(snapshot().get("request_units", 0.0))
+    return lambda: float(counts().get("request_units", 0.0))
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ def verify_projection(
     pacer = pacer or ReadPacer.for_store(settings, store)
     digester = getattr(store, "digests", None)
     if use_digests and digester is not None and type(projection).judged is Projection.judged:
-        by_digests = verify_by_digests(settings, name, store, digester, sample_limit, pacer)
+        by_digests = verify_by_digests(settings, projection, store, digester, sample_limit, pacer)
         if by_digests is not None:
             if collect is not None:
                 collect |= by_digests.keys
@@ -458,15 +458,19 @@ def bucket_count(items: int) -> int:
 
 
 def verify_by_digests(
-    settings: Settings, name: str, store: ProjectionStore, digester: Any, sample_limit: int, pacer: ReadPacer
+    settings: Settings,
+    projection: Projection,
+    store: ProjectionStore,
+    digester: Any,
+    sample_limit: int,
+    pacer: ReadPacer,
 ) -> Drift | None:
     """A whole-store verify by range digests (``stores/digests.py``): the spec is streamed
     once and hashed into buckets; the store returns each bucket's item count and sum of hashes;
     only the keys of buckets that differ (the spec's and the store's) are compared, with their
     spec now and point reads. None when so much differs that one whole read is cheaper."""
-    projection = get_projection(name, settings)
     read_before, waited_before, ru_before = pacer.items, pacer.waited_s, pacer.request_units
-    drift = Drift(name, full_reads=0, attempts=1)
+    drift = Drift(projection.name, full_reads=0, attempts=1)
     ids: dict[str, dict[int, list[str]]] = {c: {} for c in projection.collections}
     sums: dict[str, dict[int, list[int]]] = {c: {} for c in projection.collections}
     with psycopg.connect(settings.pg.conninfo()) as conn:

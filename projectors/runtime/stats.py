@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,16 @@ def stats_path(settings: Settings, name: str) -> Path:
     return stats_folder(settings) / f"{name}-{os.getpid()}.json"
 
 
+def request_counts(store: object) -> Callable[[], Mapping[str, float]] | None:
+    """What reads ``store``'s requests by kind so far (stores that count them: Cosmos), else None."""
+    snapshot = getattr(getattr(store, "requests", None), "snapshot", None)
+    return snapshot if callable(snapshot) else None
+
+
 def store_requests(projector: BatchProjector) -> dict[str, float]:
     """The store's requests by kind so far (stores that count them: Cosmos), else nothing."""
-    counter = getattr(projector.store, "requests", None)
-    snapshot = getattr(counter, "snapshot", None)
-    return dict(snapshot()) if callable(snapshot) else {}
+    counts = request_counts(projector.store)
+    return dict(counts()) if counts is not None else {}
 
 
 RATE_WINDOW_S = 60.0  # `projectors status` shows the events/s over the last minute

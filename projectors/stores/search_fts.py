@@ -90,6 +90,9 @@ class SqliteSearchStore:
             f"{self.path.absolute().as_uri()}?mode={mode}", uri=True, timeout=30, check_same_thread=False,
             isolation_level=None,
         )
+        # the range digests' functions (SqliteDigests)
+        conn.create_function("item_hash", 1, lambda doc: item_hash(json.loads(doc)), deterministic=True)
+        conn.create_function("key_bucket", 2, lambda i, n: key_bucket(i) & (n - 1), deterministic=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(SCHEMA)
@@ -303,10 +306,7 @@ class SqliteDigests:
 
     def _run(self, sql: str, params: Sequence[Any]) -> list[Any]:
         with self.store._lock:
-            conn = self.store._conn
-            conn.create_function("item_hash", 1, lambda doc: item_hash(json.loads(doc)), deterministic=True)
-            conn.create_function("key_bucket", 2, lambda i, n: key_bucket(i) & (n - 1), deterministic=True)
-            return conn.execute(sql, params).fetchall()
+            return self.store._conn.execute(sql, params).fetchall()
 
     def count(self, collection: str) -> int:
         return int(self._run("SELECT count(*) FROM docs WHERE idx = ? AND deleted = 0", [collection])[0][0])
