@@ -60,7 +60,7 @@ WORKERS = ("feed", "counters")
 # server counts those apart (``<kind>_refused``).
 RU_PER_REQUEST = {
     "point_read": 1.0, "point_write": 5.7, "patch": 5.7, "query": 2.9, "cross_partition_query": 2.9,
-    "read_feed": 2.9,
+    "read_feed": 2.9, "change_feed": 2.9,
     # a transactional batch costs the sum of its operations: counted by ``batch_items`` (created)
     "batch": 0.0, "batch_items": 5.7,
 }

@@ -193,6 +193,7 @@ class Drift:
     full_because: str | None = None  # why a verify that could be incremental ran in full
     checkpoint: cp.Checkpoint | None = None  # the checkpoint an incremental verify started from
     events: int = 0  # records read from the topics (incremental)
+    store_changes: int = 0  # items the store's change feed named since the checkpoint (incremental, Cosmos)
     recorded: cp.Checkpoint | None = None  # the checkpoint this verify, clean, committed
     start: dict[cp.Position, int] = field(default_factory=dict, repr=False)  # the topics' ends at the start
     started_at: float = 0.0
@@ -246,6 +247,7 @@ class Drift:
         if self.mode == "incremental":
             out["checkpoint"] = None if self.checkpoint is None else self.checkpoint.as_dict()
             out["eventsRead"] = self.events
+            out["storeChanges"] = self.store_changes
         if self.full_because is not None:
             out["fullBecause"] = self.full_because
         if self.recorded is not None:
@@ -588,16 +590,20 @@ def verify_incremental(
     drift = Drift(name, attempts=1, mode="incremental", checkpoint=since)
     touched = cp.touched_between(settings, projection, since.positions, end)
     drift.events = touched.records
+    changed = store_changes(projection.collections, store, since.at - FEED_MARGIN_S, pacer)
+    drift.store_changes = len(changed)
     spec: dict[ItemKey, Document] = {}
     keys: list[ItemKey] = []
-    if touched.touches:
+    if touched.touches or changed:
         with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
             source = PostgresSource(conn)
             with source.read():
-                found, _fresh = projection.targets(
-                    touched.touches, source, cast(ProjectionStore, CountedReads(store, pacer))
-                )
-                keys = sorted(found)
+                found: Collection[ItemKey] = ()
+                if touched.touches:
+                    found, _fresh = projection.targets(
+                        touched.touches, source, cast(ProjectionStore, CountedReads(store, pacer))
+                    )
+                keys = sorted(set(found) | changed)
                 spec = spec_of(projection.spec_for, keys, source)
     have = pacer.read(store, keys)
     drift.checked = drift.spec_items = len(keys)
@@ -607,6 +613,26 @@ def verify_incremental(
     drift.budget_wait_s = pacer.waited_s - waited_before
     drift.request_units = pacer.request_units - ru_before
     return drift
+
+
+# the feed is read from this much before the checkpoint: Cosmos keeps a write's time (`_ts`) in whole
+# seconds, and the store's clock may differ a little from this machine's
+FEED_MARGIN_S = 2.0
+
+
+def store_changes(collections: Iterable[str], store: ProjectionStore, since: float, pacer: ReadPacer) -> set[ItemKey]:
+    """The keys of the items written to the store at or after ``since`` (unix time), by anyone,
+    where the store keeps a change feed (``changed_since``: Cosmos); none where it does not. Every
+    item the feed returns counts as read."""
+    feed = getattr(store, "changed_since", None)
+    if feed is None:
+        return set()
+    out: set[ItemKey] = set()
+    for collection in collections:
+        found = feed(collection, since)
+        pacer.take(len(found))
+        out.update(found)
+    return out
 
 
 def spec_of(

@@ -73,7 +73,7 @@ BATCH_MAX = 100  # Azure's limit of operations in one transactional batch
 BATCH_FROM = 3  # a partition's new items in a batch from this many on
 MAX_CONFLICTS = 8  # create/patch races with other writers on one item before giving up for now
 SCAN_TIMEOUT_S = 120.0  # one page of a whole-container read
-REQUEST_KINDS = ("point_read", "point_write", "patch", "batch", "query", "cross_partition_query")
+REQUEST_KINDS = ("point_read", "point_write", "patch", "batch", "query", "cross_partition_query", "change_feed")
 # The local Cosmos REST server answers a point read of a missing item with a 500 ("Cannot read
 # properties of undefined") unless this header is set, when it answers 404 like Azure; Azure ignores
 # it on point reads.
@@ -500,6 +500,28 @@ class CosmosStore:
             doc = live_doc(item)
             if doc is not None:
                 yield ItemKey(collection, item["id"], str(item[field])), doc
+
+    def changed_since(self, collection: str, since: float) -> list[ItemKey]:
+        """The keys of the items written at or after ``since`` (unix time), by the projector or
+        anyone else, from the container's change feed (latest version: each item once; an item
+        deleted is not in it, a tombstone is). Read by an incremental verify."""
+        field = self.partition_fields[collection]
+        start = datetime.fromtimestamp(max(0.0, since), UTC)
+        keys: dict[tuple[str, str], ItemKey] = {}
+        try:
+            container = self.container(collection)
+            for feed_range in container.read_feed_ranges():  # one per physical partition
+                pages = container.query_items_change_feed(
+                    feed_range=feed_range, start_time=start, max_item_count=1000, response_hook=self.requests.hook
+                ).by_page()
+                for page in pages:
+                    self.requests.count("change_feed")
+                    for item in page:
+                        key = ItemKey(collection, item["id"], str(item[field]))
+                        keys[(key.id, key.partition)] = key
+        except Exception as exc:
+            raise _translated(exc) from exc
+        return list(keys.values())
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         field = self.partition_fields[collection]

@@ -392,7 +392,8 @@ def test_cosmos_whole_container_reads_page_through_every_item_once(store_servers
         assert {k.id for k, _ in store.live_items("counters")} == live
         ordered = [i["count"] for i in pages("SELECT c.count FROM c WHERE c.deleted = false ORDER BY c.count DESC", 64)]
         assert ordered == sorted((n for n in range(total) if n not in removed), reverse=True)
-        rows = pages("SELECT c.id, t AS tag FROM c JOIN t IN c.tags WHERE c.deleted = false", 50)  # 50: not a multiple of 3
+        # pages of 50 rows: an item's three rows are split across pages
+        rows = pages("SELECT c.id, t AS tag FROM c JOIN t IN c.tags WHERE c.deleted = false", 50)
         assert sorted((r["id"], r["tag"]) for r in rows) == sorted(
             (f"s{n}:likes", f"{p}{n}") for n in range(total) if n not in removed for p in "abc"
         )
