@@ -252,7 +252,8 @@ def verify_notes(results: list[Drift]) -> list[str]:
             lines.append(
                 f"  {r.projection:<{NAME_WIDTH}} incremental since the clean verify of {c.as_dict()['at']} "
                 f"({c.age_s():.0f}s ago, generation {c.generation}): {r.events} event(s) read, "
-                f"{r.checked} key(s) checked"
+                + (f"{r.store_changes} item(s) in the store's change feed, " if r.store_changes else "")
+                + f"{r.checked} key(s) checked"
             )
         elif r.full_because is not None:
             lines.append(f"  {r.projection:<{NAME_WIDTH}} full check ({r.full_because})")

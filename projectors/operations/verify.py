@@ -18,10 +18,12 @@ Four ways to read less of a store:
 - incremental (``projectors verify`` by default, ``verify_until_clean(incremental=True)``): after
   a clean verify the topics' end offsets taken at its start are committed as a checkpoint
   (``checkpoint.py``); the next verify reads the events since then, expands what they touched to
-  item keys as a worker does, and compares only those keys (``spec_for`` and point reads). It sees
-  what events touched since the checkpoint, nothing else: an item changed or deleted directly in
-  the store, with no event, is found only by a full verify (``--full``). Without a usable
-  checkpoint (none, another store generation, events gone) it verifies in full.
+  item keys as a worker does, adds the items the store's change feed names since then (Cosmos),
+  and compares only those keys (``spec_for`` and point reads). It sees what events touched and what
+  a change feed shows since the checkpoint, nothing else: an item deleted directly from Cosmos, or
+  changed in a store with no change feed, with no event, is found only by a full verify
+  (``--full``). Without a usable checkpoint (none, another store generation, events gone) it
+  verifies in full.
 """
 
 from __future__ import annotations
