@@ -242,6 +242,8 @@ class VerifyCheck:
     events_read: int
     keys_checked: int
     drift: int
+    store_changes: int = 0  # items the store's change feed named (incremental)
+    found: bool = False  # the item changed in the store behind the projector's back was found
 
 
 @dataclass

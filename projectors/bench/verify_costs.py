@@ -18,12 +18,14 @@ from projectors.bench.feed import requests_by_group, server_requests
 from projectors.bench.private_stack import count_events, fresh_store
 from projectors.bench.report import DigestVerify, Results, VerifyCheck, VerifyFigures, VerifySize, WorkerRun
 from projectors.bench.worker_runs import bench_worker, run_worker_until
+from projectors.model import ItemKey
 from projectors.operations import offsets
 from projectors.operations.checkpoint import Checkpoint
 from projectors.operations.load import load_from_state
 from projectors.operations.rebuild import Catchup
 from projectors.operations.replay import topics_of
 from projectors.operations.verify import (
+    FEED_MARGIN_S,
     ReadPacer,
     store_kind,
     verify_incremental,
@@ -53,9 +55,13 @@ def verify_costs(settings: Settings, config: BenchConfig, population: Population
                 bulk(conn, population, grow, rng)
         count_events(settings, topics, 0, lambda _l: None)  # capture has published what was written
         start = offsets.ends(settings, topics)
-        at = time.time()
         with fresh_store(settings, name, generation) as store:
             load_from_state(projection, store, connect)
+            # the checkpoint a clean verify of the loaded store would record: the topics' ends taken
+            # before the load, and a time after the load's writes (the change feed is read from
+            # FEED_MARGIN_S before it)
+            time.sleep(FEED_MARGIN_S + 1.5)
+            at = time.time()
             with psycopg.connect(settings.pg.conninfo()) as conn:
                 bulk(conn, population, config.verify_touch_events, rng)
             count_events(settings, topics, 0, lambda _l: None)
@@ -71,6 +77,7 @@ def verify_costs(settings: Settings, config: BenchConfig, population: Population
                         break  # offset gaps: nothing more to read up to the ends
             finally:
                 catchup.close()
+            drifted = change_one_counter(settings, store)  # behind the projector's back: no event
             checks: dict[str, VerifyCheck] = {}
             held = 0
             for mode in ("full", "incremental"):
@@ -85,15 +92,17 @@ def verify_costs(settings: Settings, config: BenchConfig, population: Population
                 served = requests_by_group(before, server_requests(settings))[name]
                 checks[mode] = VerifyCheck(seconds=seconds, items_read=drift.items_read, requests=sum(served.values()),
                                            request_kinds=served, events_read=drift.events, keys_checked=drift.checked,
-                                           drift=drift.total)
+                                           drift=drift.total, store_changes=drift.store_changes,
+                                           found=drifted in drift.keys)
                 if mode == "full":
                     held = drift.held
             row = VerifySize(full=checks["full"], items=held, incremental=checks["incremental"])
             sizes.append(row)
-            say(f"== verify {name}, {row.items:,} items: full {row.full.seconds:.1f}s, "
-                f"{row.full.items_read:,} items read, {row.full.requests:,} requests; incremental "
-                f"({row.incremental.events_read} events) {row.incremental.seconds:.1f}s, "
-                f"{row.incremental.items_read:,} items read, {row.incremental.requests:,} requests")
+            say(f"== verify {name}, {row.items:,} items, one changed in the store: full {row.full.seconds:.1f}s, "
+                f"{row.full.items_read:,} items read, {row.full.requests:,} requests, found {row.full.found}; "
+                f"incremental ({row.incremental.events_read} events, {row.incremental.store_changes} in the change "
+                f"feed) {row.incremental.seconds:.1f}s, {row.incremental.items_read:,} items read, "
+                f"{row.incremental.requests:,} requests, found {row.incremental.found}")
     results.verify = VerifyFigures(projection=name, sizes=sizes, graph_digests=graph_digests(settings, say))
     # a worker's throughput alone, then with full verifies of the larger store running alongside
     expected = bare_consume(settings, topics, 10**12, idle_s=2.0).events
@@ -137,6 +146,20 @@ def verify_costs(settings: Settings, config: BenchConfig, population: Population
         f"({beside[0.0][1]} done): {beside[0.0][0].events_per_s:,.0f} events/s; beside verifies paced to "
         f"{config.verify_budget_items_s:,.0f} items/s ({beside[config.verify_budget_items_s][1]} done): "
         f"{beside[config.verify_budget_items_s][0].events_per_s:,.0f} events/s")
+
+
+def change_one_counter(settings: Settings, store: Any) -> ItemKey:
+    """Change one followers counter directly in the store (the count plus 7), as a write that is
+    not the projector's would: the drift both checks must find. Its key."""
+    with psycopg.connect(settings.pg.conninfo()) as conn:
+        row = conn.execute("SELECT followee_id::text FROM follows ORDER BY followee_id DESC LIMIT 1").fetchone()
+    assert row is not None, "the bench's population has follows"
+    key = ItemKey("counters", f"{row[0]}:followers", row[0])
+    container = store.container("counters")  # the retry wrapper passes the Cosmos store's attributes through
+    item = container.read_item(key.id, partition_key=key.partition)
+    item["count"] += 7
+    container.replace_item(key.id, item)
+    return key
 
 
 def graph_digests(settings: Settings, say: Say) -> DigestVerify:

@@ -60,22 +60,34 @@ falkor.register("edge", edge);
 """
 
 
-def q_digests(label: str) -> str:
+# node ids per query: each digest query reads one range of node ids (an id seek), so no query holds
+# the graph for long and none meets the client's timeout, however large the graph
+ID_RANGE = 16384
+
+
+def _scope(label: str) -> str:
+    """The items of ``label`` in the node-id range [$lo, $hi): its nodes, or the relationships
+    that start at those nodes (each relationship is in the range of its start node)."""
     if label in NODE_LABELS:
-        return (f"MATCH (n:{label}) WITH {LIBRARY}.bucket(n.id, $buckets) AS b, {LIBRARY}.node(properties(n)) AS h "
-                "RETURN b, count(h) AS c, sum(h) AS s")
-    return (f"MATCH (a)-[n:{label}]->(z) WITH {LIBRARY}.bucket(n.id, $buckets) AS b, "
-            f"{LIBRARY}.edge(properties(n), a.id, z.id) AS h RETURN b, count(h) AS c, sum(h) AS s")
+        return f"MATCH (n:{label}) WHERE id(n) >= $lo AND id(n) < $hi"
+    return f"MATCH (a) WHERE id(a) >= $lo AND id(a) < $hi MATCH (a)-[n:{label}]->(z)"
+
+
+def q_digests(label: str) -> str:
+    h = f"{LIBRARY}.node(properties(n))" if label in NODE_LABELS else f"{LIBRARY}.edge(properties(n), a.id, z.id)"
+    return f"{_scope(label)} WITH {LIBRARY}.bucket(n.id, $buckets) AS b, {h} AS h RETURN b, count(h) AS c, sum(h) AS s"
 
 
 def q_ids_in(label: str) -> str:
-    pattern = f"(n:{label})" if label in NODE_LABELS else f"()-[n:{label}]->()"
-    return f"MATCH {pattern} WHERE {LIBRARY}.bucket(n.id, $buckets) IN $chosen RETURN n.id AS id"
+    return f"{_scope(label)} WITH n WHERE {LIBRARY}.bucket(n.id, $buckets) IN $chosen RETURN n.id AS id"
 
 
 def q_count(label: str) -> str:
     pattern = f"(n:{label})" if label in NODE_LABELS else f"()-[n:{label}]->()"
     return f"MATCH {pattern} RETURN count(n) AS c"
+
+
+Q_MAX_NODE_ID = "MATCH (n) RETURN max(id(n)) AS m"
 
 
 class GraphDigests:
@@ -96,18 +108,35 @@ class GraphDigests:
         return int(rows[0]["c"]) if rows else 0
 
     def digests(self, collection: str, buckets: int) -> dict[int, tuple[int, int]]:
-        """``{bucket: (items, sum of item hashes)}`` over ``buckets`` (a power of two)."""
+        """``{bucket: (items, sum of item hashes)}`` over ``buckets`` (a power of two), summed over
+        the node-id ranges."""
         self._check(collection)
         self._load()
-        rows = self.transport.run(q_digests(collection), {"buckets": buckets})
-        return {int(float(r["b"])): (int(r["c"]), int(float(r["s"]))) for r in rows}
+        out: dict[int, tuple[int, int]] = {}
+        for lo, hi in self._ranges():
+            rows = self.transport.run(q_digests(collection), {"buckets": buckets, "lo": lo, "hi": hi})
+            for r in rows:
+                b = int(float(r["b"]))
+                count, total = out.get(b, (0, 0))
+                out[b] = (count + int(r["c"]), total + int(float(r["s"])))
+        return out
 
     def ids_in(self, collection: str, buckets: int, chosen: list[int]) -> list[str]:
         """The ids of the items in the ``chosen`` buckets."""
         self._check(collection)
         self._load()
-        rows = self.transport.run(q_ids_in(collection), {"buckets": buckets, "chosen": chosen})
-        return [str(r["id"]) for r in rows]
+        ids: list[str] = []
+        for lo, hi in self._ranges():
+            rows = self.transport.run(q_ids_in(collection), {"buckets": buckets, "chosen": chosen, "lo": lo, "hi": hi})
+            ids += [str(r["id"]) for r in rows]
+        return ids
+
+    def _ranges(self) -> list[tuple[int, int]]:
+        rows = self.transport.run(Q_MAX_NODE_ID)
+        top = rows[0]["m"] if rows else None
+        if top is None:
+            return []
+        return [(lo, lo + ID_RANGE) for lo in range(0, int(top) + 1, ID_RANGE)]
 
     @staticmethod
     def _check(collection: str) -> None:

@@ -41,8 +41,13 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     assert len(verify["sizes"]) == 2 and verify["sizes"][1]["items"] >= verify["sizes"][0]["items"] > 0, verify
     for size in verify["sizes"]:
         full, incremental = size["full"], size["incremental"]
-        assert full["items_read"] == size["items"] and full["requests"] > 0 and full["drift"] == 0, size
-        assert incremental["events_read"] > 0 and incremental["keys_checked"] > 0 and incremental["drift"] == 0, size
+        # one counter changed in the store behind the projector's back: both checks find it (the
+        # incremental one in the container's change feed)
+        # (a full verify keeps digests only: it reads the wrong item once more to show its fields)
+        assert size["items"] <= full["items_read"] <= size["items"] + 1 and full["requests"] > 0, size
+        assert full["drift"] == incremental["drift"] == 1 and full["found"] and incremental["found"], size
+        assert incremental["events_read"] > 0 and incremental["keys_checked"] > 0, size
+        assert incremental["store_changes"] >= 1 and incremental["request_kinds"].get("change_feed", 0) >= 1, size
         assert 0 < incremental["items_read"] < full["items_read"], size
     assert verify["worker_alone"]["events"] > 0 and verify["worker_beside_verify"]["events"] > 0, verify
     assert verify["worker_beside_budgeted_verify"]["events"] > 0, verify

@@ -16,6 +16,7 @@ from projectors.operations.verify import verify_projection
 from projectors.projections import projection
 from projectors.read.client import ReadClient
 from projectors.source import PostgresSource
+from projectors.stores import graph_digests
 from projectors.stores.graph import GraphStore
 from projectors.stores.graph_transports import falkordb_store
 from projectors.stores.search_fts import SqliteSearchStore
@@ -108,9 +109,13 @@ def test_friend_of_friend_suggestions_through_the_read_only_session(store_server
 MIXED_TOPICS = ["é", "Z", "a", "😀", "中文", "b", "É", "\uff5a", "日本", "Ω", "zz", "A", "ß", "Ünter", "~", "0"]
 
 
-def test_verify_pages_non_ascii_ids_over_many_pages(stack: StackHandle, store_servers: StackHandle) -> None:
+def test_verify_pages_non_ascii_ids_over_many_pages(
+    stack: StackHandle, store_servers: StackHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Verify over pages of 3 (ids mixing ASCII and not): a clean store has zero drift, and one
-    wrong, one missing and one extra element are each found."""
+    wrong, one missing and one extra element are each found. The range digests are summed over
+    node-id ranges of 2 (a relationship counted in its start node's range)."""
+    monkeypatch.setattr(graph_digests, "ID_RANGE", 2)
     database = f"paging_{uuid.uuid4().hex[:10]}"
     settings = stack.with_env(PROJECTORS_PG_DATABASE=database)
     migrate(settings.pg, "paging_pub", settings.capture.table_list)
@@ -149,7 +154,7 @@ def test_verify_pages_non_ascii_ids_over_many_pages(stack: StackHandle, store_se
 
 
 def test_verify_by_range_digests_reads_only_the_buckets_that_differ(
-    stack: StackHandle, store_servers: StackHandle
+    stack: StackHandle, store_servers: StackHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """FalkorDB computes each bucket's item count and sum of item hashes: a clean graph of 3,000
     users is verified without reading one item, and a node changed directly in the store (no event)
@@ -171,6 +176,12 @@ def test_verify_by_range_digests_reads_only_the_buckets_that_differ(
         clean = verify_projection(settings, "graph", store)
         assert (clean.total, clean.checked, clean.held, clean.items_read) == (0, 3000, 3000, 0)
         assert 8 <= clean.digests_read <= 16, clean.digests_read  # about 256 items per bucket
+        with monkeypatch.context() as patched:  # the same digests, summed over node-id ranges of 500
+            patched.setattr(graph_digests, "ID_RANGE", 500)
+            digests = store.digests
+            assert digests is not None and len(digests._ranges()) >= 6
+            again = verify_projection(settings, "graph", store)
+            assert (again.total, again.items_read, again.digests_read) == (0, 0, clean.digests_read)
 
         victim = sorted(k.id for k in spec)[1234]
         store.transport.run("MATCH (u:User {id: $id}) SET u.handle = 'changed behind the projector'", {"id": victim})
