@@ -1,10 +1,16 @@
 """`projectors worker <projection>`: a faust-streaming worker for one projection.
 
 One faust app (consumer group ``projectors-<projection>``) per projection; run several workers of a
-projection and they share its partitions. The agent takes batches of events
-(``take_events``) and hands each to :class:`BatchProjector` in a thread; faust acknowledges a
-batch's offsets only after ``process`` returned, i.e. after the store applied it and the dead
-letters were flushed, and commits acknowledged offsets every ``commit_interval_s``.
+projection and they share its partitions. The agent takes batches of events and hands each to
+:class:`BatchProjector` in a thread; a batch's offsets are acknowledged only after ``process``
+returned, i.e. after the store applied it and the dead letters were flushed, and faust commits
+acknowledged offsets every ``commit_interval_s``. Two ways to take them
+(``PROJECTORS_WORKER_BATCHES_IN_FLIGHT``):
+
+- 2 (the default): ``noack_take``; each batch is written by a task of its own, which acknowledges
+  its events, in order, once written. The next batch is handed over only after the previous one
+  was written (batches are applied one after the other) while faust fills the one after;
+- 1: ``take_events``, one batch at a time, acknowledged when the agent takes the next one.
 
 faust pitfall avoided: ``take_events`` acknowledges its buffered events when the agent is cancelled
 (shutdown) even if they were not written. On SIGTERM mid-batch the worker waits up to
