@@ -35,6 +35,7 @@ import os
 import random
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import psycopg
@@ -105,8 +106,11 @@ def run(config: BenchConfig, out_dir: Path, say: Say = print) -> Results:
             fanout(settings, config, population, results, say)
             write_reports(results, out_dir)
         if "verify" in config.phases:
-            verify_costs(settings, config, population, results, say)
+            verify_costs(settings, config, population, results, say, lambda: write_reports(results, out_dir))
             write_reports(results, out_dir)
+    except Exception:
+        traceback.print_exc()  # where a phase failed, beside the one line the command prints
+        raise
     finally:
         local.down(settings, local.ORDER, say=lambda _l: None)
     if "drills" in config.phases:

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -37,7 +38,10 @@ from projectors.settings import Settings
 from projectors.workload import Population, bulk
 
 
-def verify_costs(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
+def verify_costs(
+    settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say,
+    written: Callable[[], None] = lambda: None,
+) -> None:
     """What a full and an incremental verify of counters (on the local Cosmos server) cost at two
     store sizes: seconds, store items read, store requests (counted by the server). Each size is a
     fresh generation loaded from the source's state after taking the topics' ends (the checkpoint),
@@ -103,7 +107,10 @@ def verify_costs(settings: Settings, config: BenchConfig, population: Population
                 f"incremental ({row.incremental.events_read} events, {row.incremental.store_changes} in the change "
                 f"feed) {row.incremental.seconds:.1f}s, {row.incremental.items_read:,} items read, "
                 f"{row.incremental.requests:,} requests, found {row.incremental.found}")
-    results.verify = VerifyFigures(projection=name, sizes=sizes, graph_digests=graph_digests(settings, say))
+    results.verify = VerifyFigures(projection=name, sizes=sizes)
+    written()  # each step's figures are kept as soon as it finishes
+    results.verify.graph_digests = graph_digests(settings, say)
+    written()
     # a worker's throughput alone, then with full verifies of the larger store running alongside
     expected = bare_consume(settings, topics, 10**12, idle_s=2.0).events
     alone = run_worker_until(settings, bench_worker(settings, name, f"bench-v-{uuid.uuid4().hex[:6]}", False),

@@ -60,17 +60,23 @@ falkor.register("edge", edge);
 """
 
 
-# node ids per query: each digest query reads one range of node ids (an id seek), so no query holds
-# the graph for long and none meets the client's timeout, however large the graph
-ID_RANGE = 16384
+# node ids per query: each digest query reads the nodes of one range of node ids (an id seek), or
+# the relationships that start at them, so no query holds the graph for long or meets the client's
+# timeout, however large the graph. Relationships are read from fewer start nodes at a time: a user
+# follows and reacts to many others (measured: 200,000 follows of 12,000 users, 24 queries of at
+# most 0.5 s, 1.15 times one whole-type query; by relationship id ranges, 1.4 times, every query
+# scanning every relationship of the type)
+NODE_RANGE = 8192
+EDGE_RANGE = 512
 
 
 def _scope(label: str) -> str:
-    """The items of ``label`` in the node-id range [$lo, $hi): its nodes, or the relationships
-    that start at those nodes (each relationship is in the range of its start node)."""
+    """The items of ``label`` in the node-id range [$lo, $hi): nodes of the label, or the
+    relationships of the type whose start node is in it."""
     if label in NODE_LABELS:
         return f"MATCH (n:{label}) WHERE id(n) >= $lo AND id(n) < $hi"
-    return f"MATCH (a) WHERE id(a) >= $lo AND id(a) < $hi MATCH (a)-[n:{label}]->(z)"
+    start = EDGE_ENDS[label][0]
+    return f"MATCH (a:{start}) WHERE id(a) >= $lo AND id(a) < $hi MATCH (a)-[n:{label}]->(z)"
 
 
 def q_digests(label: str) -> str:
@@ -87,7 +93,10 @@ def q_count(label: str) -> str:
     return f"MATCH {pattern} RETURN count(n) AS c"
 
 
-Q_MAX_NODE_ID = "MATCH (n) RETURN max(id(n)) AS m"
+def q_id_span(label: str) -> str:
+    """The lowest and highest node id of ``label``'s nodes, or of its relationships' start nodes' label."""
+    start = label if label in NODE_LABELS else EDGE_ENDS[label][0]
+    return f"MATCH (n:{start}) RETURN min(id(n)) AS lo, max(id(n)) AS hi"
 
 
 class GraphDigests:
@@ -113,7 +122,7 @@ class GraphDigests:
         self._check(collection)
         self._load()
         out: dict[int, tuple[int, int]] = {}
-        for lo, hi in self._ranges():
+        for lo, hi in self._ranges(collection):
             rows = self.transport.run(q_digests(collection), {"buckets": buckets, "lo": lo, "hi": hi})
             for r in rows:
                 b = int(float(r["b"]))
@@ -126,17 +135,18 @@ class GraphDigests:
         self._check(collection)
         self._load()
         ids: list[str] = []
-        for lo, hi in self._ranges():
+        for lo, hi in self._ranges(collection):
             rows = self.transport.run(q_ids_in(collection), {"buckets": buckets, "chosen": chosen, "lo": lo, "hi": hi})
             ids += [str(r["id"]) for r in rows]
         return ids
 
-    def _ranges(self) -> list[tuple[int, int]]:
-        rows = self.transport.run(Q_MAX_NODE_ID)
-        top = rows[0]["m"] if rows else None
-        if top is None:
+    def _ranges(self, collection: str) -> list[tuple[int, int]]:
+        rows = self.transport.run(q_id_span(collection))
+        if not rows or rows[0]["hi"] is None:
             return []
-        return [(lo, lo + ID_RANGE) for lo in range(0, int(top) + 1, ID_RANGE)]
+        low, high = int(rows[0]["lo"]), int(rows[0]["hi"])
+        step = NODE_RANGE if collection in NODE_LABELS else EDGE_RANGE
+        return [(lo, lo + step) for lo in range(low, high + 1, step)]
 
     @staticmethod
     def _check(collection: str) -> None:

@@ -114,8 +114,9 @@ def test_verify_pages_non_ascii_ids_over_many_pages(
 ) -> None:
     """Verify over pages of 3 (ids mixing ASCII and not): a clean store has zero drift, and one
     wrong, one missing and one extra element are each found. The range digests are summed over
-    node-id ranges of 2 (a relationship counted in its start node's range)."""
-    monkeypatch.setattr(graph_digests, "ID_RANGE", 2)
+    node-id ranges of 2 (nodes) and 1 (relationships, by their start node)."""
+    monkeypatch.setattr(graph_digests, "NODE_RANGE", 2)
+    monkeypatch.setattr(graph_digests, "EDGE_RANGE", 1)
     database = f"paging_{uuid.uuid4().hex[:10]}"
     settings = stack.with_env(PROJECTORS_PG_DATABASE=database)
     migrate(settings.pg, "paging_pub", settings.capture.table_list)
@@ -177,9 +178,9 @@ def test_verify_by_range_digests_reads_only_the_buckets_that_differ(
         assert (clean.total, clean.checked, clean.held, clean.items_read) == (0, 3000, 3000, 0)
         assert 8 <= clean.digests_read <= 16, clean.digests_read  # about 256 items per bucket
         with monkeypatch.context() as patched:  # the same digests, summed over node-id ranges of 500
-            patched.setattr(graph_digests, "ID_RANGE", 500)
+            patched.setattr(graph_digests, "NODE_RANGE", 500)
             digests = store.digests
-            assert digests is not None and len(digests._ranges()) >= 6
+            assert digests is not None and len(digests._ranges("User")) >= 6
             again = verify_projection(settings, "graph", store)
             assert (again.total, again.items_read, again.digests_read) == (0, 0, clean.digests_read)
 
