@@ -169,7 +169,8 @@ function changeFeed(req, res, dbId, collId) {
   }
   const start = req.headers["x-ms-start-epk"];
   const end = req.headers["x-ms-end-epk"];
-  if ((start !== undefined && start !== "") || (end !== undefined && end.toUpperCase() !== "FF")) {
+  const part = req.headers["x-ms-documentdb-partitionkey"] !== undefined;
+  if (part || (start !== undefined && start !== "") || (end !== undefined && end.toUpperCase() !== "FF")) {
     res.statusCode = 400;
     res.setHeader("content-type", "application/json");
     res.end(JSON.stringify({ code: "BadRequest", message: "this server serves the whole container's change feed only" }));
