@@ -187,7 +187,8 @@ def markdown(r: ReadsResults) -> str:
              "## Store sizes (items, by the spec)", "", "| size | " + " | ".join(PROJECTIONS) + " |",
              "|---|" + "---|" * len(PROJECTIONS)]
     for label, sizes in r.stores.items():
-        lines.append(f"| {label} | " + " | ".join(f"{sizes.get(n, 0):,}" for n in PROJECTIONS) + " |")
+        # a projection this run did not project (``--calls``) is "-", not an empty store
+        lines.append(f"| {label} | " + " | ".join(f"{sizes[n]:,}" if n in sizes else "-" for n in PROJECTIONS) + " |")
     lines += ["", "## Calls", "", "| store size | call | p50 ms | p99 ms | Cosmos requests/call | fallbacks |",
               "|---|---|---|---|---|---|"]
     for label, calls in r.calls.items():

@@ -24,3 +24,12 @@ def test_the_reads_bench_runs_on_a_tiny_input(tmp_path: Path) -> None:
     assert results["stores"]["large"]["feed"] > results["stores"]["small"]["feed"] > 0
     assert set(results["ratios"]) == set(results["calls"]["small"])
     assert "## p50 large ÷ small" in (tmp_path / "reads-results.md").read_text()
+
+
+def test_a_projection_the_run_did_not_project_shows_no_size() -> None:
+    """Under ``--calls`` only some projections run: the others' store sizes are "-", not 0."""
+    from projectors.bench.reads import PROJECTIONS, ReadsResults, markdown
+
+    report = markdown(ReadsResults(config={}, stores={"small": {"search": 1_234}}))
+    row = next(line for line in report.splitlines() if line.startswith("| small |"))
+    assert row.count("| - ") == len(PROJECTIONS) - 1 and "| 1,234 |" in row and " 0 " not in row, row
