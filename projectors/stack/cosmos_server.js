@@ -151,6 +151,12 @@ function feedPosition(header) {
   return Number.isFinite(position) ? position : 0;
 }
 
+function answerJson(res, status, body) {
+  res.statusCode = status;
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify(body));
+}
+
 // GET .../docs with `A-IM: Incremental feed`: the items written after If-None-Match (and at or after
 // If-Modified-Since), at most x-ms-max-item-count of them; the etag is the position to go on from
 function changeFeed(req, res, dbId, collId) {
@@ -162,18 +168,14 @@ function changeFeed(req, res, dbId, collId) {
   }
   const parent = collection && collection.read();
   if (!parent) {
-    res.statusCode = 404;
-    res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify({ code: "NotFound", message: "Resource Not Found" }));
+    answerJson(res, 404, { code: "NotFound", message: "Resource Not Found" });
     return;
   }
   const start = req.headers["x-ms-start-epk"];
   const end = req.headers["x-ms-end-epk"];
   const part = req.headers["x-ms-documentdb-partitionkey"] !== undefined;
   if (part || (start !== undefined && start !== "") || (end !== undefined && end.toUpperCase() !== "FF")) {
-    res.statusCode = 400;
-    res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify({ code: "BadRequest", message: "this server serves the whole container's change feed only" }));
+    answerJson(res, 400, { code: "BadRequest", message: "this server serves the whole container's change feed only" });
     return;
   }
   const items = collection.documents;
@@ -181,7 +183,8 @@ function changeFeed(req, res, dbId, collId) {
   let after = feedPosition(req.headers["if-none-match"]);
   if (after === null) after = latest;
   const since = req.headers["if-modified-since"] ? Math.floor(Date.parse(req.headers["if-modified-since"]) / 1000) : null;
-  const limit = parseInt(req.headers["x-ms-max-item-count"], 10) > 0 ? parseInt(req.headers["x-ms-max-item-count"], 10) : 100;
+  const asked = parseInt(req.headers["x-ms-max-item-count"], 10);
+  const limit = asked > 0 ? asked : 100;
   const at = now();
   const out = [];
   let position = after;
@@ -198,13 +201,12 @@ function changeFeed(req, res, dbId, collId) {
   res.setHeader("etag", `"${position}"`);
   res.setHeader("x-ms-item-count", String(out.length));
   res.setHeader("lsn", String(latest));
-  res.setHeader("content-type", "application/json");
   if (out.length === 0) {
     res.statusCode = 304;
     res.end();
     return;
   }
-  res.end(JSON.stringify({ _rid: parent._rid, Documents: out, _count: out.length }));
+  answerJson(res, 200, { _rid: parent._rid, Documents: out, _count: out.length });
 }
 
 function unindex(items, data) {
@@ -214,16 +216,14 @@ function unindex(items, data) {
     rids.delete(data._rid);
     if (rids.size === 0) partitions(items).delete(key);
   }
+  if (items._changes) items._changes.delete(data._rid); // nor is it in the change feed
 }
 
 const originalDelete = Items.prototype.delete;
 Items.prototype.delete = function del(idOrRid, partition) {
   const data = this._item("/id", idOrRid, partition).read();
   originalDelete.call(this, idOrRid, partition);
-  if (data) {
-    unindex(this, data);
-    if (this._changes) this._changes.delete(data._rid);
-  }
+  if (data) unindex(this, data);
 };
 
 // an item past its time to live is gone: removed from the container's indexes directly (what the
@@ -236,7 +236,6 @@ function evict(items, data) {
   }
   items._data.delete(data._rid);
   unindex(items, data);
-  if (items._changes) items._changes.delete(data._rid);
 }
 
 // a read of an expired item finds nothing (it is evicted then, before the sweep gets to it)
@@ -442,8 +441,7 @@ const handlers = server.listeners("request");
 server.removeAllListeners("request");
 server.on("request", (req, res) => {
   if (req.method === "GET" && req.url === "/_projectors/requests") {
-    res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify(served));
+    answerJson(res, 200, served);
     return;
   }
   count(req, res);

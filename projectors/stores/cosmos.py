@@ -507,7 +507,7 @@ class CosmosStore:
         deleted is not in it, a tombstone is). Read by an incremental verify."""
         field = self.partition_fields[collection]
         start = datetime.fromtimestamp(max(0.0, since), UTC)
-        keys: dict[tuple[str, str], ItemKey] = {}
+        keys: set[ItemKey] = set()
         try:
             container = self.container(collection)
             for feed_range in container.read_feed_ranges():  # one per physical partition
@@ -516,12 +516,10 @@ class CosmosStore:
                 ).by_page()
                 for page in pages:
                     self.requests.count("change_feed")
-                    for item in page:
-                        key = ItemKey(collection, item["id"], str(item[field]))
-                        keys[(key.id, key.partition)] = key
+                    keys.update(ItemKey(collection, item["id"], str(item[field])) for item in page)
         except Exception as exc:
             raise _translated(exc) from exc
-        return list(keys.values())
+        return list(keys)
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         field = self.partition_fields[collection]
