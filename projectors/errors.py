@@ -83,7 +83,11 @@ def severity(exc: BaseException) -> Severity:
     themselves (status codes, server messages) and carry the result in
     :class:`~projectors.model.ItemFailure`; everything else is judged here. An error
     nobody recognises (a bug, a value the source cannot hold) is ``REFUSED``: the event that caused
-    it is isolated and dead-lettered, the rest of its batch goes on."""
+    it is isolated and dead-lettered, the rest of its batch goes on. An error that carries a
+    ``severity`` (one judged in another process) keeps it."""
+    carried = getattr(exc, "severity", None)
+    if isinstance(carried, Severity):
+        return carried
     if isinstance(exc, (ConfigurationError, *PG_CONFIGURATION)):
         return Severity.CONFIGURATION
     if isinstance(exc, psycopg.OperationalError) and "authentication failed" in str(exc):

@@ -11,7 +11,7 @@ import logging
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -296,6 +296,11 @@ class WorkerSettings(Section):
     # PostgreSQL and writes the store (still applied one after the other, acknowledged in order,
     # each only once written); 1 fills a batch only after the previous one was written.
     batches_in_flight: int = Field(default=2, ge=1, le=2)
+    # Where a worker's batches are projected (decode, source reads, store writes): "process", a child
+    # process of its own, so faust's event loop and the projector each have a core and do not take
+    # turns on one GIL; "thread", a thread of the worker's process (one core, or to debug in one
+    # process). Delivery is the same either way: a batch is acknowledged only once applied.
+    project_in: Literal["process", "thread"] = "process"
 
 
 class VerifySettings(Section):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Mapping, Sequence
 
-from projectors.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore
+from projectors.model import ApplyResult, Document, ItemKey, Operation
 from projectors.runtime.worker import run_worker
 from projectors.settings import load_settings
 
@@ -49,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--group", required=True)
     parser.add_argument("--null-store", action="store_true")
     args = parser.parse_args(argv)
-    store: ProjectionStore | None = NullStore() if args.null_store else None
-    run_worker(load_settings(), args.projection, "warning", store=store, group=args.group)
+    run_worker(load_settings(), args.projection, "warning", store_factory=NullStore if args.null_store else None,
+               group=args.group)
 
 
 if __name__ == "__main__":

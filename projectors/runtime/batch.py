@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -48,7 +48,7 @@ class BatchStats:
     last_lsn: int = 0
     last_applied_at: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    cpu_seconds: float = 0.0  # CPU time of the thread running the batches (the projectors' own code)
+    cpu_seconds: float = 0.0  # CPU time spent in ``process`` (the projectors' own code)
     store_requests: dict[str, float] = field(default_factory=dict)  # as last reported to the metrics
 
     def snapshot(self) -> BatchStats:
@@ -59,6 +59,36 @@ class BatchStats:
 
     def timed(self, stage: str, started: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (time.perf_counter() - started)
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class StoreProbe(Protocol):
+    def ping(self) -> bool: ...
+
+
+class Projector(Protocol):
+    """What a worker needs of its projector: :class:`BatchProjector` in the worker's process, or
+    :class:`~projectors.runtime.projector_process.ProjectorProcess` running one in a child."""
+
+    stats: BatchStats
+    source_counts: SourceCounts
+
+    @property
+    def projection(self) -> Named: ...
+
+    @property
+    def store(self) -> StoreProbe: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def process(self, records: Sequence[RawRecord]) -> None: ...
 
 
 class BatchProjector:
@@ -108,6 +138,13 @@ class BatchProjector:
         letters are flushed. An event that makes the projection fail in a way no retry fixes (an
         error that is not transient) is isolated by bisection and dead-lettered with the error; the
         rest of the batch is applied."""
+        cpu = time.thread_time()
+        try:
+            self._process(records)
+        finally:
+            self.stats.cpu_seconds += time.thread_time() - cpu
+
+    def _process(self, records: Sequence[RawRecord]) -> None:
         stats = self.stats
         started = time.perf_counter()
         max_lsn = 0

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from projectors.runtime.batch import BatchProjector
+from projectors.runtime.batch import Projector
 from projectors.runtime.observe import pid_alive
 from projectors.settings import Settings
 
@@ -29,7 +29,7 @@ def request_counts(store: object) -> Callable[[], Mapping[str, float]] | None:
     return snapshot if callable(snapshot) else None
 
 
-def store_requests(projector: BatchProjector) -> dict[str, float]:
+def store_requests(projector: Projector) -> dict[str, float]:
     """The store's requests by kind so far (stores that count them: Cosmos), else nothing."""
     counts = request_counts(projector.store)
     return dict(counts()) if counts is not None else {}
@@ -70,7 +70,7 @@ def recent_rate(samples: list[tuple[float, int]], events: int, now: float, windo
 
 
 def write_stats(
-    path: Path, projector: BatchProjector, started_at: float = 0.0, recent: list[tuple[float, int]] | None = None
+    path: Path, projector: Projector, started_at: float = 0.0, recent: list[tuple[float, int]] | None = None
 ) -> None:
     s = projector.stats
     data = {

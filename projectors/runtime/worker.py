@@ -29,6 +29,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -37,9 +38,10 @@ from projectors.capture.preflight import ensure_topics
 from projectors.errors import Severity, severity
 from projectors.model import ProjectionStore
 from projectors.projections import descriptor
-from projectors.runtime.batch import BatchProjector, BatchStats
+from projectors.runtime.batch import BatchProjector, BatchStats, Projector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
+from projectors.runtime.projector_process import ProjectorProcess
 from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
 from projectors.runtime.store_factory import open_store
 from projectors.settings import KafkaSettings, Settings
@@ -90,9 +92,7 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def build_app(
-    settings: Settings, name: str, projector: BatchProjector, group: str | None = None
-) -> Any:
+def build_app(settings: Settings, name: str, projector: Projector, group: str | None = None) -> Any:
     from projectors.runtime.faust_app import app_class
 
     topics = descriptor(name).topics(settings)
@@ -132,7 +132,6 @@ def build_app(
     positions: dict[tuple[str, int], int] = {}
 
     def process_and_report(records: list[RawRecord]) -> None:
-        cpu = time.thread_time()
         before = projector.stats.snapshot()
         projector.process(records)
         record_metrics(metrics, before, projector)
@@ -142,7 +141,6 @@ def build_app(
         metrics.lag.labels(name).set(lag)
         stamps = [r.timestamp_s for r in records if r.timestamp_s]
         metrics.behind.labels(name).set(max(0.0, time.time() - max(stamps)) if lag and stamps else 0.0)
-        projector.stats.cpu_seconds += time.thread_time() - cpu
         add_rate_sample(recent, time.time(), projector.stats.events)
         write_stats(stats_file, projector, started_at, recent)
 
@@ -256,7 +254,7 @@ def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
     return total
 
 
-def record_metrics(metrics: Metrics, previous: BatchStats, projector: BatchProjector) -> None:
+def record_metrics(metrics: Metrics, previous: BatchStats, projector: Projector) -> None:
     """Move the Prometheus metrics by what the last batch added to the running totals."""
     s, name = projector.stats, projector.projection.name
 
@@ -299,18 +297,29 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def quiet_clients() -> None:
+    for noisy in ("azure", "urllib3", "neo4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def run_worker(
     settings: Settings,
     name: str,
     loglevel: str = "info",
-    store: ProjectionStore | None = None,
+    store_factory: Callable[[], ProjectionStore] | None = None,
     group: str | None = None,
 ) -> None:
-    """Run a worker until stopped (``store``, ``group``: benchmarks run a null store and groups of
-    their own)."""
+    """Run a worker until stopped (``store_factory``, ``group``: benchmarks run a null store and
+    groups of their own; the factory is called in the projector's process, so it must pickle:
+    a class or a module-level function)."""
     import faust
 
-    projector = build_projector(settings, name, store)
+    projector: Projector
+    if settings.worker.project_in == "process":
+        level = logging.getLevelName(loglevel.upper())
+        projector = ProjectorProcess(settings, name, store_factory, level if isinstance(level, int) else logging.INFO)
+    else:
+        projector = build_projector(settings, name, store_factory() if store_factory else None)
     app = build_app(settings, name, projector, group)
     log.info(
         "worker for projection %s: group %s, topics %s",
@@ -335,7 +344,6 @@ def run_worker(
 
     worker = Worker(app, loglevel=loglevel, quiet=True)
     tune_gc()
-    for noisy in ("azure", "urllib3", "neo4j"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_clients()
     sys.argv = sys.argv[:1]
     worker.execute_from_commandline()
