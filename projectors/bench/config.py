@@ -33,7 +33,7 @@ class BenchConfig:
     seed_value: int = 11
     phases: tuple[str, ...] = PHASES  # which parts run (the load always does)
     projections: tuple[str, ...] = ("feed", "counters", "graph", "search")  # whose throughput is measured
-    scale_projections: tuple[str, ...] = ("graph", "search")  # one process against two, and batches in flight
+    scale_projections: tuple[str, ...] = ("graph", "search")  # thread against child process, one worker against two
     scale_rounds: int = 2  # each shape runs this many times, interleaved
 
 

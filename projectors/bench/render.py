@@ -142,16 +142,17 @@ def markdown(r: Results) -> str:
         lines += ["", f"With those verifies paced to {shown(r.verify.verify_budget_items_s)} store items/s "
                   f"(`PROJECTORS_VERIFY_READ_BUDGET_ITEMS_S`; {r.verify.budgeted_verifies_alongside} done): "
                   f"{shown(paced)} events/s ({shown(paced / (r.verify.worker_alone.events_per_s or 1), 2)} of alone)."]
-    lines += ["", "## Scaling a projection: batches in flight, processes", "",
-              "The same topics consumed by a worker that fills its next batch only after writing the current "
-              "one, by one that fills it meanwhile (two batches in flight, the default), and by two processes "
-              "sharing the partitions in one consumer group; the best of the interleaved rounds, events/s.", ""]
+    lines += ["", "## Scaling a projection: where the projector runs, processes", "",
+              "The same topics consumed by a worker whose projector runs in a thread of its process (one GIL "
+              "with faust's event loop), by one whose projector runs in a child process (the default), and by "
+              "two workers sharing the partitions in one consumer group; the best of the interleaved rounds, "
+              "events/s.", ""]
     for name, sc in r.scale.items():
         lines += [f"{name}: {sc.topic_events:,} events in partitions of {sc.partitions}, {sc.cpus} CPUs for "
                   f"everything (broker, PostgreSQL, stores, workers); bare faust agent "
                   f"{shown(sc.bare_faust_per_s)} events/s.", "",
                   "| store | " + " | ".join(label for label, _, _ in SCALE_SHAPES)
-                  + " | two batches ÷ one | two processes ÷ one | null ÷ faust (default) |",
+                  + " | child process ÷ thread | two workers ÷ one | null ÷ faust (default) |",
                   "|---|" + "---|" * (len(SCALE_SHAPES) + 3)]
         for store in ("null", "real"):
             one, two, pair = (sc.best(store, label) for label, _, _ in SCALE_SHAPES)
@@ -229,7 +230,7 @@ def chart(r: Results, path: Path) -> None:
     middle.plot([x + 0.27 for x in range(len(scale_labels))], faust_line, "k_", markersize=30, label="bare faust")
     middle.set_xticks([x + 0.27 for x in range(len(scale_labels))], scale_labels)
     middle.set_ylabel("events/s")
-    middle.set_title("Batches in flight, processes")
+    middle.set_title("Projector in a thread or a child process; two workers")
     if not scale_labels:
         middle.text(0.5, 0.5, "not run (--phases)", ha="center", va="center", transform=middle.transAxes)
     middle.legend(fontsize=8)

@@ -1,7 +1,7 @@
-"""Scaling one projection: a worker process that fills its next batch only after writing the
-current one, one that fills it meanwhile (two batches in flight, the default), and two processes
-sharing the projection's partitions in one consumer group; each on a null store and on the real
-store, against the bare faust agent on the same topics in the same run."""
+"""Scaling one projection: a worker whose projector runs in a thread of its process (sharing one
+GIL with faust's event loop), one whose projector runs in a child process (the default), and two
+such workers sharing the projection's partitions in one consumer group; each on a null store and on
+the real store, against the bare faust agent on the same topics in the same run."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from projectors.operations.replay import topics_of
 from projectors.runtime.store_factory import open_store
 from projectors.settings import Settings
 
-# (label, processes, batches in flight)
+# (label, worker processes, where each projects its batches: PROJECTORS_WORKER_PROJECT_IN)
 SHAPES = (
-    ("one process, one batch in flight", 1, 1),
-    ("one process, two batches in flight", 1, 2),
-    ("two processes", 2, 2),
+    ("one worker, projector in a thread", 1, "thread"),
+    ("one worker, projector in a child process", 1, "process"),
+    ("two workers", 2, "process"),
 )
 
 
-def in_flight(settings: Settings, batches: int) -> Settings:
-    return settings.model_copy(update={"worker": settings.worker.model_copy(update={"batches_in_flight": batches})})
+def projecting_in(settings: Settings, where: str) -> Settings:
+    return settings.model_copy(update={"worker": settings.worker.model_copy(update={"project_in": where})})
 
 
 def empty_store(settings: Settings, name: str) -> None:
@@ -51,11 +51,11 @@ def scale(settings: Settings, config: BenchConfig, results: Results, say: Say) -
             # interleaved, in the reverse order every other round (a shared machine drifts)
             order = SHAPES if round_ % 2 == 0 else tuple(reversed(SHAPES))
             for store in ("null", "real"):
-                for label, processes, batches in order:
+                for label, processes, where in order:
                     if store == "real":
                         empty_store(settings, name)
                     group = f"bench-scale-{uuid.uuid4().hex[:6]}"
-                    shaped = in_flight(settings, batches)
+                    shaped = projecting_in(settings, where)
                     parts = [bench_worker(shaped, name, group, store == "null", index=i + 1) for i in range(processes)]
                     run = run_workers_until(settings, parts, expected, config.run_limit_s)
                     runs[store].setdefault(label, []).append(run)

@@ -1,8 +1,10 @@
 """`projectors worker <projection>`: a faust-streaming worker for one projection.
 
 One faust app (consumer group ``projectors-<projection>``) per projection; run several workers of a
-projection and they share its partitions. The agent takes batches of events and hands each to
-:class:`BatchProjector` in a thread; a batch's offsets are acknowledged only after ``process``
+projection and they share its partitions. The agent takes batches of events and hands each, from a
+thread, to the projector: a :class:`BatchProjector` in a child process
+(:mod:`projectors.runtime.projector_process`, the default) or in that thread
+(``PROJECTORS_WORKER_PROJECT_IN``). A batch's offsets are acknowledged only after ``process``
 returned, i.e. after the store applied it and the dead letters were flushed, and faust commits
 acknowledged offsets every ``commit_interval_s``. Two ways to take them
 (``PROJECTORS_WORKER_BATCHES_IN_FLIGHT``):

@@ -54,7 +54,7 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
     digests = verify["graph_digests"]  # clean: no item read; one node changed: found
     assert digests["whole_items_read"] == digests["items"] > 0 and digests["digests_items_read"] == 0, digests
     assert digests["drift_found"] == 1 and 0 < digests["drifted_items_read"] <= digests["items"], digests
-    # one process with one batch in flight, with two, and two processes in one group; null and real store
+    # one worker projecting in a thread, one in a child process, two workers in one group; null and real store
     scale = results["scale"]["graph"]
     for store in ("null", "real"):
         shapes = scale["runs"][store]
