@@ -59,18 +59,19 @@ def markdown(r: Results) -> str:
         lines.append(f"| {name} | {run.source_queries_per_event:.2f} | "
                      f"{run.source_rows_per_event:.2f} | {reading:.0%} | {requests} |")
     lines += ["", "## CPU per event (µs, from the first batch on)", "",
-              "The stage timers are wall time in the batch thread, which runs while faust fetches the next "
-              "batch; CPU time says who is busy. A worker is one Python process: faust, aiokafka and the "
-              "batches share one core (the GIL).", "",
-              "| projection | store | process busy (of a core) | whole process | projector's code | "
-              "faust + aiokafka + loop | bare faust agent |",
+              "The stage timers are wall time in the projector, which runs while faust fetches the next "
+              "batch; CPU time says who is busy. A worker is two Python processes (the default): faust, "
+              "aiokafka and the event loop in one, the projector's code in a child of its own, each with "
+              "its own GIL; their CPU is counted together.", "",
+              "| projection | store | worker busy (cores) | whole worker | projector's code | "
+              "faust + aiokafka + loop + hand-over | bare faust agent |",
               "|---|---|---|---|---|---|---|"]
     for name, t in r.throughput.items():
         for label, run in (("null", t.null_store), ("real", t.real_store)):
             if not run.cpu_us_per_event:
                 continue
             rest = run.cpu_us_per_event - run.own_cpu_us_per_event
-            lines.append(f"| {name} | {label} | {run.cpu_share:.0%} | {run.cpu_us_per_event:.0f} | "
+            lines.append(f"| {name} | {label} | {run.cpu_share:.2f} | {run.cpu_us_per_event:.0f} | "
                          f"{run.own_cpu_us_per_event:.0f} | {rest:.0f} | "
                          f"{shown(t.bare_faust_cpu_us_per_event)} |")
     lines += ["", "## Rebuild (build phase)", "",
