@@ -3,6 +3,7 @@ it publishes; its CPU and memory from ``/proc``; the totals of the stack's runni
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -50,29 +51,25 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
+def proc_texts(pid: int, name: str) -> list[str]:
+    """``/proc/<member>/<name>`` of the process and each of its descendants still running."""
+    texts = []
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            texts.append(Path(f"/proc/{member}/{name}").read_text())
+    return texts
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds the process and its descendants used so far (0 when gone)."""
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    fields = [stat.rsplit(")", 1)[1].split() for stat in proc_texts(pid, "stat")]
+    return sum(int(f[11]) + int(f[12]) for f in fields) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
     """The peak resident memory of the process and its descendants, summed."""
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return total
+    return sum(int(line.split()[1]) / 1024 for status in proc_texts(pid, "status")
+               for line in status.splitlines() if line.startswith("VmHWM:"))
 
 
 def run_worker_until(settings: Settings, part: Worker, expected: int, limit_s: float) -> WorkerRun:

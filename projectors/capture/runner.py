@@ -289,10 +289,9 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
                     # its records are published, and a next start publishes again what is not
                     # marked (the version guard absorbs it); not a failure of capture
                     log.info("the stop interrupted marking a published batch's offsets")
-                    jpype.JClass("java.lang.Thread").currentThread().interrupt()
-                    return
-                log.error("publishing a batch failed", exc_info=True)
-                self._exception = exc
+                else:
+                    log.error("publishing a batch failed", exc_info=True)
+                    self._exception = exc
                 jpype.JClass("java.lang.Thread").currentThread().interrupt()
 
         @jpype.JOverride  # type: ignore[untyped-decorator]

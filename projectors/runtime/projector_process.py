@@ -153,7 +153,7 @@ class ProjectorProcess:
     def process(self, records: Sequence[RawRecord]) -> None:
         """Apply ``records`` in the child; returns once they were applied (see BatchProjector.process)."""
         try:
-            self._batches.send(list(records))
+            self._batches.send(records)
         except (OSError, ValueError) as exc:
             raise ProjectorProcessError(f"the projector process is gone ({exc})") from None
         answer = self._receive()

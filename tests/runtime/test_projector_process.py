@@ -22,6 +22,7 @@ from projectors.capture.topics import read_from_start
 from projectors.errors import ConfigurationError, Severity, severity
 from projectors.model import ApplyResult, ItemKey, Operation
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
+from projectors.runtime.observe import pid_alive
 from projectors.runtime.projector_process import ProjectorProcess, ProjectorProcessError
 from projectors.runtime.store_factory import open_store
 from projectors.settings import SettingsError, load_settings
@@ -145,20 +146,12 @@ def test_the_child_dies_with_its_parent(stack: StackHandle) -> None:
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and alive(child):
+        while time.monotonic() < deadline and pid_alive(child):
             time.sleep(0.1)
-        assert not alive(child)
+        assert not pid_alive(child)
     finally:
         if parent.poll() is None:
             parent.kill()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_settings_choose_where_batches_are_projected() -> None:
