@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from projectors.bench.config import PHASES as BENCH_PHASES
 from projectors.errors import ConfigurationError, DataLossRisk, unanswered
 from projectors.operations.report import Progress, Reporter
-from projectors.projections import DESCRIPTORS
+from projectors.projections import DESCRIPTORS, capture_tables
 from projectors.settings import KAFKA_LOGGER, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -67,11 +67,11 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
             return path.read_text().strip() if path else ""
 
         capture, reader = args.capture_role, args.reader_role
-        apply_roles(settings.pg, settings.capture.publication, settings.capture.table_list,
+        apply_roles(settings.pg, settings.capture.publication, capture_tables(settings.capture),
                     secret(args.capture_password_file), secret(args.reader_password_file), capture, reader)
         print(f"roles {capture} (replication, reads the publication) and {reader} (reads the tables) are set")
         return 0
-    report = migrate(settings.pg, settings.capture.publication, settings.capture.table_list)
+    report = migrate(settings.pg, settings.capture.publication, capture_tables(settings.capture))
     if report.created_database:
         print(f"created database {settings.pg.database}")
     print(f"applied {len(report.applied)} migration(s){': ' + ', '.join(report.applied) if report.applied else ''}")

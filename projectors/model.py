@@ -20,6 +20,11 @@ from projectors.errors import Severity
 Document = Mapping[str, Any]
 
 
+def table_topic(prefix: str, table: str) -> str:
+    """The topic capture publishes ``table``'s changes to (Debezium's ``<prefix>.<schema>.<table>``)."""
+    return f"{prefix}.public.{table}"
+
+
 class ItemKey(NamedTuple):
     """The identity of one projected item (a named tuple: hashed and ordered in C, which matters at
     hundreds of thousands of keys a second).

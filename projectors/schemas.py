@@ -12,7 +12,7 @@ from pydantic import BaseModel, TypeAdapter, create_model
 
 from projectors.events.models import ROW_MODELS, Envelope
 from projectors.graph_model import EDGE_ENDS as EDGES
-from projectors.projections.documents import STORED
+from projectors.projections import DESCRIPTORS
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -34,8 +34,8 @@ def event_schemas() -> dict[str, dict[str, Any]]:
 
 def document_schemas() -> dict[str, dict[str, Any]]:
     out = {}
-    for projection, collections in STORED.items():
-        for collection, stored in collections.items():
+    for projection, d in DESCRIPTORS.items():
+        for collection, stored in d.stored.items():
             schema = TypeAdapter(stored).json_schema(by_alias=True)
             schema["title"] = f"{projection} projection: {collection}"
             if collection in EDGES:

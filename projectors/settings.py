@@ -16,9 +16,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "PROJECTORS_"
-SOURCE_TABLES: tuple[str, ...] = (
-    "users", "posts", "replies", "follows", "reactions", "blocks", "mutes", "notification_reads"
-)
 
 
 class SettingsError(Exception):
@@ -161,7 +158,8 @@ class CaptureSettings(Section):
     topic_prefix: str = Field(default="social", pattern=r"^[A-Za-z0-9_.-]+$")
     slot_name: str = Field(default="projectors_slot", pattern=r"^[a-z0-9_]{1,63}$")
     publication: str = Field(default="projectors_pub", pattern=r"^[a-z0-9_]{1,63}$")
-    tables: str = ",".join(SOURCE_TABLES)
+    # the tables capture publishes, comma-separated; empty: every table a projection reads
+    tables: str = ""
     heartbeat_interval_ms: int = Field(default=10_000, ge=0)
     # the modes Debezium 3.6 accepts (``never`` is gone: ``no_data``); `projectors config check` also
     # runs the connector's own validation of every property

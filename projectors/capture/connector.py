@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from projectors.db.migrate import HEARTBEAT_TABLE
+from projectors.projections import capture_tables
 from projectors.settings import CaptureSettings, PostgresSettings, Settings
 
 CONNECTOR_NAME = "projectors-postgres"
@@ -20,10 +21,6 @@ CONNECTOR_NAME = "projectors-postgres"
 # jars) and the Kafka Connect image in docker-compose.yml; a test checks that both say this.
 DEBEZIUM_VERSION = "3.6.3.Final"
 CONNECT_IMAGE = f"quay.io/debezium/connect:{DEBEZIUM_VERSION}"
-
-
-def table_topic(prefix: str, table: str) -> str:
-    return f"{prefix}.public.{table}"
 
 
 def heartbeat_topic(prefix: str) -> str:
@@ -43,7 +40,7 @@ def connector_settings(capture: CaptureSettings) -> dict[str, str]:
         "publication.name": capture.publication,
         "publication.autocreate.mode": "disabled",
         "topic.prefix": capture.topic_prefix,
-        "table.include.list": ",".join(f"public.{t}" for t in capture.table_list),
+        "table.include.list": ",".join(f"public.{t}" for t in capture_tables(capture)),
         "snapshot.mode": capture.snapshot_mode,
         # A quiet captured database still needs its slot to advance, or the server keeps WAL forever:
         # heartbeats emit a record and write a row that pgoutput turns into a confirmed position.

@@ -12,9 +12,11 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from projectors.capture.connector import heartbeat_topic, table_topic
+from projectors.capture.connector import heartbeat_topic
 from projectors.db.migrate import connect, publication_tables
 from projectors.errors import ConfigurationError, DataLossRisk
+from projectors.model import table_topic
+from projectors.projections import capture_tables
 from projectors.settings import Settings
 
 
@@ -75,7 +77,7 @@ def check_database(settings: Settings) -> None:
                 "run `projectors db migrate`"
             )
         published = set(publication_tables(conn, cap.publication))
-        missing = [t for t in cap.table_list if t not in published]
+        missing = [t for t in capture_tables(cap) if t not in published]
         if missing:
             raise ConfigurationError(
                 f"table(s) {', '.join(missing)} in PROJECTORS_CAPTURE_TABLES are not in publication "
@@ -155,7 +157,7 @@ def require_broker(settings: Settings, timeout: float = 8.0, admin: AdminClient 
 
 def capture_topics(settings: Settings) -> dict[str, int]:
     prefix = settings.capture.topic_prefix
-    topics = {table_topic(prefix, t): settings.kafka.topic_partitions for t in settings.capture.table_list}
+    topics = {table_topic(prefix, t): settings.kafka.topic_partitions for t in capture_tables(settings.capture)}
     topics[heartbeat_topic(prefix)] = 1
     return topics
 

@@ -36,6 +36,7 @@ from projectors.capture.preflight import CapturePosition, format_lsn, preflight
 from projectors.db.migrate import connect
 from projectors.errors import ConfigurationError, DataLossRisk, RetriableError
 from projectors.events.models import UNAVAILABLE
+from projectors.projections import capture_tables
 from projectors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -407,7 +408,7 @@ def run_capture(
                 log.info(
                     "capture running: slot %s, %d tables -> %s",
                     settings.capture.slot_name,
-                    len(settings.capture.table_list),
+                    len(capture_tables(settings.capture)),
                     settings.kafka.bootstrap_servers,
                 )
     finally:

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from projectors.capture.connector import table_topic
 from projectors.errors import RetriableError
+from projectors.model import table_topic
+from projectors.projections import capture_tables
 from projectors.settings import Settings
 
 
@@ -168,7 +169,7 @@ def read_to_end(
 
 
 def summarize_topics(settings: Settings, max_events: int, timeout_s: float, out: Callable[[str], None]) -> Counter[str]:
-    topics = [table_topic(settings.capture.topic_prefix, t) for t in settings.capture.table_list]
+    topics = [table_topic(settings.capture.topic_prefix, t) for t in capture_tables(settings.capture)]
     counts: Counter[str] = Counter()
     shown: set[tuple[str, str]] = set()
     for record in read_from_start(settings, topics, idle_s=5.0, timeout_s=timeout_s):

@@ -149,6 +149,17 @@ TYPED_ENVELOPES: dict[str, type[TypedEnvelope[Any]]] = {
 }
 
 
+def add_row_models(rows: dict[str, type[Row]]) -> None:
+    """Teach the decoder the row models of tables a projection module declares (``Descriptor.rows``);
+    called once, by ``projectors.projections`` when it collects the descriptors. A table that has
+    a model already keeps it: a projection cannot redefine a shared table's row."""
+    for table, row in rows.items():
+        if table in ROW_MODELS and ROW_MODELS[table] is not row:
+            raise ValueError(f"table {table!r} has a row model already ({ROW_MODELS[table].__name__})")
+        ROW_MODELS[table] = row
+        TYPED_ENVELOPES[table] = TypedEnvelope[row]  # type: ignore[valid-type]
+
+
 class ChangeEvent(NamedTuple):
     """A decoded, validated change: the table's typed rows and where it came from.
 

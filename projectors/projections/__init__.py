@@ -1,76 +1,54 @@
-"""The projections, declared once each: what every part of the system needs to know about one.
+"""The projections: every module of this package that defines ``DESCRIPTOR`` is one.
 
-A :class:`Descriptor` names a projection and says everything that is not its logic: how to build it
-from the settings, which store it writes (and the Cosmos containers with their partition paths),
-its topics and consumer group (its dead-letter topic: ``runtime/dead_letters.py``). The worker, the
-stores' factory, the operators' tools, the read client, the local stack and the CLI look a
-projection up here (:func:`descriptor`, the one place an unknown name is refused). Adding a
-projection is one module and one descriptor.
+A :class:`~projectors.projections.descriptor.Descriptor` names a projection and says everything
+that is not its logic (tables, row models, store, containers, stored item types). The worker, the
+stores' factory, the operators' tools, the read client, the local stack, capture's table list, the
+schemas and the deploy files look a projection up here (:func:`descriptor`, the one place an unknown
+name is refused). Adding a projection is adding one module (docs/extending.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING
 
 from projectors.errors import ConfigurationError
+from projectors.events.models import ROW_MODELS, add_row_models
 from projectors.projections.base import Projection
-from projectors.projections.counters import CountersProjection
-from projectors.projections.feed import CONTAINERS as FEED_CONTAINERS
-from projectors.projections.feed import FeedProjection
-from projectors.projections.graph import GraphProjection
-from projectors.projections.notifications import CONTAINERS as NOTIFICATIONS_CONTAINERS
-from projectors.projections.notifications import NotificationsProjection
-from projectors.projections.search import SearchProjection
+from projectors.projections.descriptor import Container, Descriptor, StoreKind
 
 if TYPE_CHECKING:
-    from projectors.settings import Settings
+    from projectors.settings import CaptureSettings, Settings
 
-StoreKind = Literal["cosmos", "graph", "search"]
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    name: str
-    default: Projection  # with the default settings: tables and collections
-    store: StoreKind
-    containers: Mapping[str, str] = field(default_factory=dict)  # Cosmos: container -> partition path
-    configured: Callable[[Settings], Projection] | None = None  # when a setting changes the projection
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return self.default.tables
-
-    @property
-    def group(self) -> str:
-        """The consumer group of the projection's workers."""
-        return f"projectors-{self.name}"
-
-    def build(self, settings: Settings) -> Projection:
-        return self.configured(settings) if self.configured else self.default
-
-    def topics(self, settings: Settings) -> list[str]:
-        """The capture topics of the projection's tables."""
-        from projectors.capture.connector import table_topic
-
-        return [table_topic(settings.capture.topic_prefix, t) for t in self.tables]
+# the order every list of projections is shown in; a projection not named here comes after, by name
+SHOWN_FIRST = ("feed", "counters", "graph", "search", "notifications")
 
 
-DESCRIPTORS: dict[str, Descriptor] = {
-    d.name: d
-    for d in (
-        Descriptor("feed", FeedProjection(), "cosmos", FEED_CONTAINERS,
-                   configured=lambda s: FeedProjection(s.feed.celebrity_followers)),
-        Descriptor("counters", CountersProjection(), "cosmos", {"counters": "/subjectId"}),
-        Descriptor("graph", GraphProjection(), "graph"),
-        Descriptor("search", SearchProjection(), "search"),
-        Descriptor("notifications", NotificationsProjection(), "cosmos", NOTIFICATIONS_CONTAINERS),
-    )
-}
+def _discovered() -> dict[str, Descriptor]:
+    found: list[Descriptor] = []
+    for module in pkgutil.iter_modules(__path__):
+        declared = getattr(importlib.import_module(f"{__name__}.{module.name}"), "DESCRIPTOR", None)
+        if isinstance(declared, Descriptor):
+            found.append(declared)
+    rank = {name: i for i, name in enumerate(SHOWN_FIRST)}
+    found.sort(key=lambda d: (rank.get(d.name, len(rank)), d.name))
+    names = [d.name for d in found]
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"two projection modules declare the same name: {sorted(names)}")
+    return {d.name: d for d in found}
+
+
+DESCRIPTORS: dict[str, Descriptor] = _discovered()
 PROJECTION_NAMES: tuple[str, ...] = tuple(DESCRIPTORS)
 # each projection with the default settings (names, tables, collections)
 PROJECTIONS: dict[str, Projection] = {name: d.default for name, d in DESCRIPTORS.items()}
+# every table some projection reads, in first-declared order: what capture publishes
+SOURCE_TABLES: tuple[str, ...] = tuple(dict.fromkeys(t for d in DESCRIPTORS.values() for t in d.tables))
+add_row_models({t: m for d in DESCRIPTORS.values() for t, m in d.rows.items()})
+_unmodelled = [t for t in SOURCE_TABLES if t not in ROW_MODELS]
+if _unmodelled:
+    raise ConfigurationError(f"no row model for the tables {_unmodelled}: declare them in the projection's rows")
 
 
 def descriptor(name: str) -> Descriptor:
@@ -86,4 +64,13 @@ def projection(name: str, settings: Settings) -> Projection:
     return descriptor(name).build(settings)
 
 
-__all__ = ["DESCRIPTORS", "PROJECTIONS", "PROJECTION_NAMES", "Descriptor", "Projection", "descriptor", "projection"]
+def capture_tables(capture: CaptureSettings) -> list[str]:
+    """The tables capture publishes: ``PROJECTORS_CAPTURE_TABLES`` when set, else every table a
+    projection reads."""
+    return capture.table_list or list(SOURCE_TABLES)
+
+
+__all__ = [
+    "DESCRIPTORS", "PROJECTIONS", "PROJECTION_NAMES", "SOURCE_TABLES", "Container", "Descriptor", "Projection",
+    "StoreKind", "capture_tables", "descriptor", "projection",
+]

@@ -12,6 +12,8 @@ from typing import Any
 from projectors.events.models import ChangeEvent, FollowRow, PostRow, ReactionRow, ReplyRow, UserRow
 from projectors.model import Document, ItemKey
 from projectors.projections.base import ItemKind, KindsProjection, Touch
+from projectors.projections.descriptor import Descriptor
+from projectors.projections.documents import DOCUMENTS, STORED
 
 COLLECTION = "counters"
 
@@ -75,3 +77,10 @@ class CountersProjection(KindsProjection):
             elif isinstance(row, UserRow):
                 out += [counter_key(row.id, k) for k in ("followers", "following", "posts")]
         return out
+
+
+DESCRIPTOR = Descriptor(
+    "counters", CountersProjection(), "cosmos", {COLLECTION: "/subjectId"},
+    documents=DOCUMENTS["counters"], stored=STORED["counters"],
+    cosmos_account="counters",
+)

@@ -256,7 +256,7 @@ def _expiring(doc: type[Doc], partition: str) -> Any:
     return _stored(doc, CosmosExpiring) | _tombstone(doc, CosmosTombstone, ("id", partition), COSMOS_TOMBSTONE)
 
 
-def _container(doc: type[Doc], partition: str) -> Any:
+def cosmos_container(doc: type[Doc], partition: str) -> Any:
     live = _stored(doc, CosmosLive)
     return live | _tombstone(doc, CosmosTombstone, ("id", partition), COSMOS_TOMBSTONE)
 
@@ -325,12 +325,12 @@ class SearchTombstone(Stored):
 # collection -> the type of what a read service gets from the store's client, per projection
 STORED: dict[str, dict[str, Any]] = {
     "feed": {
-        "userFeed": _container(FeedItem, "recipientId"),
-        "feedPosts": _container(FeedPost, "authorId"),
-        "feedFollows": _container(FeedFollow, "recipientId"),
-        "feedAuthors": _container(FeedAuthor, "authorId"),
+        "userFeed": cosmos_container(FeedItem, "recipientId"),
+        "feedPosts": cosmos_container(FeedPost, "authorId"),
+        "feedFollows": cosmos_container(FeedFollow, "recipientId"),
+        "feedAuthors": cosmos_container(FeedAuthor, "authorId"),
     },
-    "counters": {"counters": _container(CounterItem, "subjectId")},
+    "counters": {"counters": cosmos_container(CounterItem, "subjectId")},
     "graph": {
         "User": _node(UserNode),
         "Post": _node(PostNode),

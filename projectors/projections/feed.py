@@ -36,6 +36,8 @@ from typing import Any, Protocol, runtime_checkable
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
 from projectors.model import Document, ItemKey, ProjectionStore
 from projectors.projections.base import Projection, Touch, is_uuid, iso
+from projectors.projections.descriptor import Descriptor
+from projectors.projections.documents import DOCUMENTS, STORED
 from projectors.source import PostgresSource
 
 COLLECTION = "userFeed"
@@ -381,3 +383,9 @@ class FeedProjection(Projection):
             yield follow_key(recipient, author), follow_doc(recipient, author)
         for (author,) in source.stream(f"SELECT followee_id::text FROM {celebs} AS c(followee_id)", threshold):
             yield author_key(author), author_doc(author)
+
+
+DESCRIPTOR = Descriptor(
+    "feed", FeedProjection(), "cosmos", CONTAINERS, documents=DOCUMENTS["feed"], stored=STORED["feed"],
+    configured=lambda s: FeedProjection(s.feed.celebrity_followers),
+)

@@ -24,6 +24,8 @@ from projectors.events.models import (
 from projectors.graph_model import EDGE_TYPES, NODE_LABELS
 from projectors.model import Document, ItemKey
 from projectors.projections.base import ItemKind, KindsProjection, Touch, iso, split_ids
+from projectors.projections.descriptor import Descriptor
+from projectors.projections.documents import DOCUMENTS, STORED
 
 
 def edge(rel: str, key_id: str, start: str, end: str, **props: Any) -> tuple[ItemKey, Document]:
@@ -165,3 +167,6 @@ class GraphProjection(KindsProjection):
             elif isinstance(row, ReplyRow):
                 out.append(ItemKey("REPLIED", row.id))
         return out
+
+
+DESCRIPTOR = Descriptor("graph", GraphProjection(), "graph", documents=DOCUMENTS["graph"], stored=STORED["graph"])

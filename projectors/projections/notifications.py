@@ -60,6 +60,8 @@ from projectors.events.models import (
 )
 from projectors.model import Document, ItemKey, ProjectionStore
 from projectors.projections.base import Projection, Touch, is_uuid, iso
+from projectors.projections.descriptor import Descriptor
+from projectors.projections.documents import DOCUMENTS, STORED
 from projectors.projections.feed import pair_unhidden
 from projectors.source import PostgresSource, array_literal
 
@@ -325,3 +327,10 @@ class NotificationsProjection(Projection):
         if len(left) == len(expiries):
             return doc
         return {**doc, "count": len(left), "expiresAt": left[-1], "unreadExpiresAt": left}
+
+
+DESCRIPTOR = Descriptor(
+    "notifications", NotificationsProjection(), "cosmos", CONTAINERS,
+    documents=DOCUMENTS["notifications"], stored=STORED["notifications"],
+    cosmos_account="notifications",
+)

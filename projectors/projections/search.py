@@ -8,6 +8,8 @@ from typing import Any
 from projectors.events.models import ChangeEvent, PostRow, UserRow
 from projectors.model import Document, ItemKey
 from projectors.projections.base import ItemKind, KindsProjection, Touch, iso
+from projectors.projections.descriptor import Descriptor
+from projectors.projections.documents import DOCUMENTS, STORED
 
 
 def _ids(keys: Sequence[ItemKey]) -> list[Any]:
@@ -60,3 +62,6 @@ class SearchProjection(KindsProjection):
             elif isinstance(row, UserRow):
                 out.append(ItemKey("users", row.id))
         return out
+
+
+DESCRIPTOR = Descriptor("search", SearchProjection(), "search", documents=DOCUMENTS["search"], stored=STORED["search"])

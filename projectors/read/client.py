@@ -202,7 +202,7 @@ class ReadClient:
         """The Cosmos database of ``projection``'s account, connected on first use (the client reads
         the account at creation)."""
         if projection not in self._cosmos:
-            c = self.settings.cosmos.of(projection)
+            c = self.settings.cosmos.of(descriptor(projection).cosmos_account)
             self._cosmos[projection] = CosmosClient(
                 c.endpoint, credential=c.reader_key(), connection_verify=c.verify_tls,
                 enable_endpoint_discovery=False, connection_timeout=max(1, int(self.settings.read.store_timeout_s)),

@@ -19,18 +19,19 @@ from projectors.stores.generations import Generations, meili_prefix, sqlite_path
 log = logging.getLogger(__name__)
 
 # the Cosmos projections' containers and partition paths (from their descriptors)
-COSMOS_CONTAINERS = {name: d.containers for name, d in DESCRIPTORS.items() if d.store == "cosmos"}
+COSMOS_CONTAINERS = {name: d.partitions for name, d in DESCRIPTORS.items() if d.store == "cosmos"}
 
 
 def generations(settings: Settings, projection: str) -> Generations:
     """The pointer of ``projection``'s live generation, kept in its own store."""
-    store = descriptor(projection).store
+    d = descriptor(projection)
+    store = d.store
     from projectors.stores import generations as g
 
     if store == "cosmos":
         from projectors.stores.cosmos import CosmosStore
 
-        return g.CosmosPointer(CosmosStore(settings.cosmos.of(projection), {}).database, projection)
+        return g.CosmosPointer(CosmosStore(settings.cosmos.of(d.cosmos_account), {}).database, projection)
     if store == "graph":
         if settings.graph.backend == "neo4j":
             import neo4j
@@ -66,7 +67,9 @@ def open_raw_store(
     if d.store == "cosmos":
         from projectors.stores.cosmos import CosmosStore
 
-        return CosmosStore(settings.cosmos.of(projection), d.containers, suffix=suffix(generation))
+        return CosmosStore(
+            settings.cosmos.of(d.cosmos_account), d.partitions, suffix=suffix(generation), indexing=d.indexing
+        )
     if d.store == "graph":
         if settings.graph.backend == "neo4j":
             from projectors.stores.graph_transports import neo4j_store

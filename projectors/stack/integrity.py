@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from projectors.errors import ConfigurationError
-from projectors.projections import PROJECTION_NAMES
+from projectors.projections import PROJECTION_NAMES, descriptor
 from projectors.runtime.observe import pid_alive
 from projectors.settings import Settings
 
@@ -116,7 +116,7 @@ def read_marker(settings: Settings, projection: str) -> str | None:
     from projectors.stores.cosmos import CosmosStore
     from projectors.stores.generations import POINTER_CONTAINER
 
-    store = CosmosStore(settings.cosmos.of(projection), {})
+    store = CosmosStore(settings.cosmos.of(descriptor(projection).cosmos_account), {})
     try:
         items = list(
             store.database.get_container_client(POINTER_CONTAINER).query_items(
@@ -153,7 +153,7 @@ def write_marker(settings: Settings, projection: str, stack_id: str) -> None:
     from projectors.stores.cosmos import CosmosStore
     from projectors.stores.generations import POINTER_CONTAINER
 
-    store = CosmosStore(settings.cosmos.of(projection), {})
+    store = CosmosStore(settings.cosmos.of(descriptor(projection).cosmos_account), {})
     try:
         database = store.client.create_database_if_not_exists(settings.cosmos.database)
         container = database.create_container_if_not_exists(POINTER_CONTAINER, PartitionKey("/id"))

@@ -14,12 +14,13 @@ from pathlib import Path
 from projectors.db.migrate import migrate
 from projectors.errors import ConfigurationError
 from projectors.operations.deployment import WorkerProcess
+from projectors.projections import PROJECTION_NAMES, capture_tables
 from projectors.settings import Settings
 from projectors.stack import integrity
 from projectors.stack.processes import PART_CLASSES, Broker, Capture, Part, PartStatus, Worker, worker_processes
 
 SERVERS = ("postgres", "broker", "falkordb", "cosmos", "cosmos-counters", "cosmos-notifications", "capture")
-WORKERS = ("worker-feed", "worker-counters", "worker-graph", "worker-search", "worker-notifications")
+WORKERS = tuple(f"worker-{p}" for p in PROJECTION_NAMES)  # one per projection module
 ORDER = SERVERS + WORKERS
 
 
@@ -156,7 +157,7 @@ def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], No
                 if isinstance(part, Broker):
                     integrity.broker_started(settings)
             if part.name == "postgres":
-                migrate(settings.pg, settings.capture.publication, settings.capture.table_list)
+                migrate(settings.pg, settings.capture.publication, capture_tables(settings.capture))
         except BaseException:
             # a part that cannot start (a taken port, a missing prerequisite) leaves nothing behind:
             # what this call started is stopped again, what ran before is left running

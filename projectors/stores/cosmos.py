@@ -160,8 +160,10 @@ class CosmosStore:
         tombstone_ttl_s: int | None = None,  # None: PROJECTORS_COSMOS_TOMBSTONE_TTL_S
         writers: int = 4,
         suffix: str = "",
+        indexing: Mapping[str, Mapping[str, Any]] | None = None,  # container -> its indexing policy
     ) -> None:
         self.settings = settings
+        self.indexing = dict(indexing or {})
         self.suffix = suffix  # a rebuild's generation: ``userFeed-g2`` (stores/generations.py)
         self.partition_fields = {name: path.lstrip("/") for name, path in containers.items()}
         self.paths = dict(containers)
@@ -230,7 +232,11 @@ class CosmosStore:
             database = self.client.create_database_if_not_exists(self.settings.database)
             for name, path in self.paths.items():
                 # time to live on, no default expiry: only tombstones (which carry a ttl) expire
-                database.create_container_if_not_exists(name + self.suffix, PartitionKey(path), default_ttl=-1)
+                policy = self.indexing.get(name)
+                database.create_container_if_not_exists(
+                    name + self.suffix, PartitionKey(path), default_ttl=-1,
+                    indexing_policy=dict(policy) if policy else None,
+                )
         except Exception as exc:
             raise _translated(exc) from exc
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import psycopg
 
-from projectors.capture.connector import heartbeat_topic, table_topic
+from projectors.capture.connector import heartbeat_topic
 from projectors.capture.debezium_offsets import UnreadableOffsets, read_offsets, server_offset
 from projectors.capture.topics import TopicRecord, read_from_start
-from projectors.settings import SOURCE_TABLES, Settings
+from projectors.model import table_topic
+from projectors.projections import SOURCE_TABLES
+from projectors.settings import Settings
 from projectors.stack.processes import Capture
 from tests.conftest import StackHandle
 

@@ -17,7 +17,7 @@ from projectors.capture.connector import connector_settings
 from projectors.db.migrate import migrate
 from projectors.db.roles import apply_roles
 from projectors.model import ItemKey
-from projectors.projections import PROJECTIONS, projection
+from projectors.projections import PROJECTIONS, capture_tables, projection
 from projectors.settings import PostgresSettings
 from projectors.source import PostgresSource
 from tests.conftest import StackHandle
@@ -36,7 +36,7 @@ class Roles:
 def roles(stack: StackHandle) -> Iterator[Roles]:
     """A fresh migrated database with some activity, and the two roles (names of this test's own)."""
     owner = stack.settings.pg.model_copy(update={"database": f"roles_{uuid.uuid4().hex[:10]}"})
-    tables = stack.settings.capture.table_list
+    tables = capture_tables(stack.settings.capture)
     migrate(owner, "roles_pub", tables)
     tag = uuid.uuid4().hex[:8]
     capture_role, reader_role = f"capture_{tag}", f"reader_{tag}"
@@ -131,7 +131,7 @@ def test_applying_the_roles_again_takes_back_a_privilege_granted_since(stack: St
         conn.execute(sql.SQL("GRANT INSERT ON users TO {}").format(sql.Identifier(roles.reader.user)))
     assert not refused(roles.reader, "INSERT INTO users (id, handle) VALUES (gen_random_uuid(), 'granted')")
     apply_roles(
-        roles.owner, "roles_pub", stack.settings.capture.table_list, "capture-pw", "reader pw 'quoted'",
+        roles.owner, "roles_pub", capture_tables(stack.settings.capture), "capture-pw", "reader pw 'quoted'",
         roles.capture.user, roles.reader.user,
     )
     assert refused(roles.reader, "INSERT INTO users (id, handle) VALUES (gen_random_uuid(), 'again')")

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from projectors.capture.connector import table_topic
 from projectors.cli import EXIT_BROKEN_PIPE
 from projectors.db.migrate import connect
+from projectors.model import table_topic
 from projectors.operations.verify import verify_until_clean
 from projectors.projections import PROJECTIONS
 from projectors.runtime.observe import pid_alive

@@ -17,10 +17,9 @@ import pytest
 from confluent_kafka import Producer
 from psycopg import sql
 
-from projectors.capture.connector import table_topic
 from projectors.capture.topics import read_from_start
 from projectors.db.migrate import connect
-from projectors.model import ItemKey
+from projectors.model import ItemKey, table_topic
 from projectors.operations.dlq import letters
 from projectors.operations.offsets import reset_to_earliest
 from projectors.operations.verify import Drift, verify_until_clean

@@ -17,6 +17,7 @@ import pytest
 from projectors.db.migrate import migrate
 from projectors.events.decode import decode
 from projectors.model import Document, ItemKey, Put
+from projectors.projections import capture_tables
 from projectors.projections.notifications import (
     NotificationsProjection,
     item_key,
@@ -35,7 +36,7 @@ DAY = timedelta(days=1)
 @pytest.fixture()
 def pg(stack: StackHandle) -> Iterator[PostgresSettings]:
     settings = stack.settings.pg.model_copy(update={"database": f"notif_{uuid.uuid4().hex[:10]}"})
-    migrate(settings, "notif_pub", stack.settings.capture.table_list)
+    migrate(settings, "notif_pub", capture_tables(stack.settings.capture))
     yield settings
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from projectors.db.migrate import migrate
 from projectors.model import ItemKey
-from projectors.projections import PROJECTIONS, Projection
+from projectors.projections import PROJECTIONS, Projection, capture_tables
 from projectors.projections.feed import FeedProjection
 from projectors.settings import PostgresSettings
 from projectors.source import PostgresSource
@@ -27,7 +27,7 @@ from tests.conftest import StackHandle
 def pg(stack: StackHandle) -> Iterator[PostgresSettings]:
     """A fresh, migrated database of its own on the session's PostgreSQL."""
     settings = stack.settings.pg.model_copy(update={"database": f"spec_{uuid.uuid4().hex[:10]}"})
-    migrate(settings, "spec_pub", stack.settings.capture.table_list)
+    migrate(settings, "spec_pub", capture_tables(stack.settings.capture))
     yield settings
 
 

@@ -14,8 +14,7 @@ from pydantic import TypeAdapter
 
 from projectors import schemas
 from projectors.db.migrate import migrate
-from projectors.projections import PROJECTIONS, Projection
-from projectors.projections.documents import DOCUMENTS
+from projectors.projections import DESCRIPTORS, PROJECTIONS, Projection, capture_tables
 from projectors.projections.feed import FeedProjection
 from projectors.source import PostgresSource
 from projectors.workload import SocialWorkload
@@ -36,7 +35,7 @@ def test_drift_is_detected(tmp_path: Path) -> None:
 
 def test_every_projected_document_validates_against_its_model(stack: StackHandle) -> None:
     pg = stack.settings.pg.model_copy(update={"database": f"schema_{uuid.uuid4().hex[:10]}"})
-    migrate(pg, "schema_pub", stack.settings.capture.table_list)
+    migrate(pg, "schema_pub", capture_tables(stack.settings.capture))
     with psycopg.connect(pg.conninfo()) as conn:
         SocialWorkload(conn, rng=random.Random(4)).run(300)
         seen: set[str] = set()
@@ -45,8 +44,9 @@ def test_every_projected_document_validates_against_its_model(stack: StackHandle
         for projection in hybrid:
             name = projection.name
             for key, doc in projection.spec_all(PostgresSource(conn)):
-                model = DOCUMENTS[name][key.collection]
+                model = DESCRIPTORS[name].documents[key.collection]
                 jsonschema.validate(doc, TypeAdapter(model).json_schema(by_alias=True))
                 seen.add(f"{name}/{key.collection}")
-    assert len(seen) >= 15, seen
-    assert {"feed/feedPosts", "feed/feedFollows", "feed/feedAuthors", "notifications/notifications"} <= seen
+    assert len(seen) >= 16, seen
+    assert {"feed/feedPosts", "feed/feedFollows", "feed/feedAuthors", "notifications/notifications",
+            "publicProfiles/publicProfiles"} <= seen

@@ -13,7 +13,7 @@ import redis
 from projectors.db.migrate import migrate
 from projectors.model import ItemKey, Put, Remove
 from projectors.operations.verify import verify_projection
-from projectors.projections import projection
+from projectors.projections import capture_tables, projection
 from projectors.read.client import ReadClient
 from projectors.source import PostgresSource
 from projectors.stores import graph_digests
@@ -119,7 +119,7 @@ def test_verify_pages_non_ascii_ids_over_many_pages(
     monkeypatch.setattr(graph_digests, "EDGE_RANGE", 1)
     database = f"paging_{uuid.uuid4().hex[:10]}"
     settings = stack.with_env(PROJECTORS_PG_DATABASE=database)
-    migrate(settings.pg, "paging_pub", settings.capture.table_list)
+    migrate(settings.pg, "paging_pub", capture_tables(settings.capture))
     author = str(uuid.uuid4())
     with psycopg.connect(settings.pg.conninfo()) as conn:
         conn.execute("INSERT INTO users (id, handle) VALUES (%s, 'ünïcødé')", (author,))
@@ -162,7 +162,7 @@ def test_verify_by_range_digests_reads_only_the_buckets_that_differ(
     is found by reading only the items of its bucket."""
     database = f"digests_{uuid.uuid4().hex[:10]}"
     settings = stack.with_env(PROJECTORS_PG_DATABASE=database)
-    migrate(settings.pg, "digests_pub", settings.capture.table_list)
+    migrate(settings.pg, "digests_pub", capture_tables(settings.capture))
     with psycopg.connect(settings.pg.conninfo()) as conn:
         conn.execute("INSERT INTO users (id, handle) SELECT gen_random_uuid(), 'user ' || g || ' ü' "
                      "FROM generate_series(1, 3000) g")
