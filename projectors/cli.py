@@ -122,6 +122,31 @@ def _schemas(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    """Every file derived from the projections' descriptors: the schemas, the Kafka Connect
+    connector file and the workers' deploy files."""
+    from projectors import deploy_files, schemas
+    from projectors.capture.connector import connect_file_path, render_connect_file
+
+    connector, connector_text = connect_file_path(), render_connect_file(settings.capture)
+    root = deploy_files.ROOT
+    if args.check:
+        stale = [f"schemas/{name}" for name in schemas.drift(schemas.SCHEMAS_DIR)] + deploy_files.stale()
+        if not connector.exists() or connector.read_text() != connector_text:
+            stale.append(str(connector.relative_to(root)))
+        for name in stale:
+            print(f"{name} differs from what the projections' descriptors give: run `projectors generate`",
+                  file=sys.stderr)
+        return 1 if stale else 0
+    written = [f"schemas/{name}" for name in schemas.write(schemas.SCHEMAS_DIR)] + deploy_files.write()
+    if not connector.exists() or connector.read_text() != connector_text:
+        connector.write_text(connector_text)
+        written.append(str(connector.relative_to(root)))
+    for name in written or ["(all up to date)"]:
+        print(f"wrote {name}" if written else name)
+    return 0
+
+
 def _sample(args: argparse.Namespace, settings: Settings) -> int:
     import random
 
@@ -550,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     schemas_cmd.add_argument("action", choices=("write", "check"))
     schemas_cmd.add_argument("--dir", default=None, help="default: the repository's schemas/")
     schemas_cmd.set_defaults(func=_schemas)
+
+    generate = sub.add_parser(
+        "generate", help="write every file derived from the projections' descriptors (schemas, connector, deploy)"
+    )
+    generate.add_argument("--check", action="store_true", help="only list the files that differ; exit 1 if any")
+    generate.set_defaults(func=_generate)
 
     sample = sub.add_parser(
         "sample", help="write sample social activity into PostgreSQL",

@@ -65,6 +65,8 @@ class Descriptor:
     rows: Mapping[str, type[Row]] = field(default_factory=dict)
     # which Cosmos account (endpoint setting) holds the containers: the feed's is PROJECTORS_COSMOS_ENDPOINT
     cosmos_account: CosmosAccount = "feed"
+    # a worker's Kubernetes resources: cpu and memory requests, then limits
+    resources: tuple[str, str, str, str] = ("250m", "256Mi", "1", "512Mi")
 
     @property
     def tables(self) -> tuple[str, ...]:

@@ -387,5 +387,5 @@ class FeedProjection(Projection):
 
 DESCRIPTOR = Descriptor(
     "feed", FeedProjection(), "cosmos", CONTAINERS, documents=DOCUMENTS["feed"], stored=STORED["feed"],
-    configured=lambda s: FeedProjection(s.feed.celebrity_followers),
+    configured=lambda s: FeedProjection(s.feed.celebrity_followers), resources=("500m", "512Mi", "2", "1Gi"),
 )

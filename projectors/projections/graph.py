@@ -169,4 +169,7 @@ class GraphProjection(KindsProjection):
         return out
 
 
-DESCRIPTOR = Descriptor("graph", GraphProjection(), "graph", documents=DOCUMENTS["graph"], stored=STORED["graph"])
+DESCRIPTOR = Descriptor(
+    "graph", GraphProjection(), "graph", documents=DOCUMENTS["graph"], stored=STORED["graph"],
+    resources=("500m", "512Mi", "2", "1Gi"),
+)

@@ -64,4 +64,7 @@ class SearchProjection(KindsProjection):
         return out
 
 
-DESCRIPTOR = Descriptor("search", SearchProjection(), "search", documents=DOCUMENTS["search"], stored=STORED["search"])
+DESCRIPTOR = Descriptor(
+    "search", SearchProjection(), "search", documents=DOCUMENTS["search"], stored=STORED["search"],
+    resources=("250m", "384Mi", "1", "768Mi"),
+)

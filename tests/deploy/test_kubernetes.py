@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from projectors.deploy_files import kebab
 from projectors.runtime.observe import Metrics
 from projectors.settings import known_variables, secret_variables
 
@@ -43,6 +44,7 @@ WORKER_SECRETS = {
     "notifications": SHARED | {"PROJECTORS_COSMOS_KEY"},
     "graph": SHARED | {"PROJECTORS_GRAPH_NEO4J_PASSWORD"},
     "search": SHARED | {"PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
+    "public-profiles": SHARED | {"PROJECTORS_COSMOS_KEY"},
 }
 READ_ONLY = {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY"}
 
@@ -88,7 +90,7 @@ def test_each_worker_gets_only_its_own_stores_secrets() -> None:
 def test_every_worker_has_probes_scrape_annotations_and_resources() -> None:
     deployments = [d for d in documents() if d["kind"] == "Deployment"]
     assert sorted(d["metadata"]["name"] for d in deployments) == [
-        f"projectors-worker-{p}" for p in ("counters", "feed", "graph", "notifications", "search")
+        f"projectors-worker-{p}" for p in ("counters", "feed", "graph", "notifications", "public-profiles", "search")
     ]
     for d in deployments:
         pod = d["spec"]["template"]
@@ -98,7 +100,8 @@ def test_every_worker_has_probes_scrape_annotations_and_resources() -> None:
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-        assert container["args"][0] == "worker" and container["args"][1] in d["metadata"]["name"]
+        assert container["args"][0] == "worker"
+        assert kebab(container["args"][1]) == d["metadata"]["name"].removeprefix("projectors-worker-")
 
 
 def test_dashboard_queries_only_metrics_the_workers_export() -> None:
