@@ -41,6 +41,7 @@ from azure.cosmos import CosmosClient
 from prometheus_client import Counter as MetricCounter
 
 from projectors.errors import ConfigurationError, ProjectorsError
+from projectors.model import ItemKey
 from projectors.projections import descriptor
 from projectors.projections.base import is_uuid, iso
 from projectors.projections.counters import CountersProjection, counter_key
@@ -130,8 +131,15 @@ class Counts(dict[str, dict[str, int]]):
     caught_up: bool | None = None
 
 
+class Items(dict[str, Any]):
+    """Items by id, with ``source`` and ``caught_up`` as :class:`Page`."""
+
+    source: str = "store"
+    caught_up: bool | None = None
+
+
 def marked(answer: Any, source: str) -> Any:
-    out = Counts(answer) if isinstance(answer, dict) else Page(answer)
+    out = Items(answer) if isinstance(answer, Items) else Counts(answer) if isinstance(answer, dict) else Page(answer)
     out.source = source
     return out
 
@@ -451,6 +459,24 @@ class ReadClient:
         return self._answer(  # type: ignore[no-any-return]
             "search", read, lambda: self._postgres.search(index, query, filters or {}, limit), after
         )
+
+    def items(self, projection: str, keys: Iterable[ItemKey], after: int | None = None) -> Items:
+        """The live items of ``keys`` in a Cosmos projection (absent: no such item), by point reads
+        run together; from the projection's own spec in PostgreSQL when the store does not answer.
+        The read of any projection whose items are looked up by key, e.g.
+        ``items("publicProfiles", [profile_key(user_id), ...])``."""
+        wanted = [k for k in dict.fromkeys(keys) if is_uuid(k.partition or k.id)]
+        if descriptor(projection).store != "cosmos":
+            raise ConfigurationError(f"items() reads Cosmos projections by key; {projection!r} is not one")
+
+        def read(generation: int) -> Items:
+            found = self._store(projection, generation).read_items(wanted) if wanted else {}
+            return Items({key.id: doc for key, doc in found.items()})
+
+        def fallback() -> Items:
+            return Items(self._postgres.items(projection, wanted))
+
+        return self._answer(projection, read, fallback, after)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._freshness.close()

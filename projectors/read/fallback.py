@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from projectors.model import Document, ItemKey
+from projectors.projections import projection as projection_of
 from projectors.projections.base import is_uuid
 from projectors.projections.counters import CountersProjection, counter_key
 from projectors.projections.feed import POST_COLUMNS, item_of, post_fields, visible_to
@@ -86,6 +88,11 @@ class PostgresReads:
         for key, doc in found.items():
             out[key.partition][str(doc["kind"])] = int(doc["count"])
         return out
+
+    def items(self, projection: str, keys: Sequence[ItemKey]) -> dict[str, Document]:
+        """The projection's spec of ``keys``: what its store holds for them when it is caught up."""
+        found = projection_of(projection, self.settings).spec_for(keys, self._source()) if keys else {}
+        return {key.id: doc for key, doc in found.items()}
 
     def notifications(self, user_id: str, limit: int, unread_only: bool) -> list[dict[str, Any]]:
         """The notifications spec of the user's items, newest first (``latestAt``, then id)."""
