@@ -125,20 +125,20 @@ def _schemas(args: argparse.Namespace, settings: Settings) -> int:
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     """Every file derived from the projections' descriptors: the schemas, the Kafka Connect
     connector file and the workers' deploy files."""
-    from projectors import deploy_files, schemas
+    from projectors import generated, schemas
     from projectors.capture.connector import connect_file_path, render_connect_file
 
     connector, connector_text = connect_file_path(), render_connect_file(settings.capture)
-    root = deploy_files.ROOT
+    root = generated.ROOT
     if args.check:
-        stale = [f"schemas/{name}" for name in schemas.drift(schemas.SCHEMAS_DIR)] + deploy_files.stale()
+        stale = [f"schemas/{name}" for name in schemas.drift(schemas.SCHEMAS_DIR)] + generated.stale()
         if not connector.exists() or connector.read_text() != connector_text:
             stale.append(str(connector.relative_to(root)))
         for name in stale:
             print(f"{name} differs from what the projections' descriptors give: run `projectors generate`",
                   file=sys.stderr)
         return 1 if stale else 0
-    written = [f"schemas/{name}" for name in schemas.write(schemas.SCHEMAS_DIR)] + deploy_files.write()
+    written = [f"schemas/{name}" for name in schemas.write(schemas.SCHEMAS_DIR)] + generated.write()
     if not connector.exists() or connector.read_text() != connector_text:
         connector.write_text(connector_text)
         written.append(str(connector.relative_to(root)))

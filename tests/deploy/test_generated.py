@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from projectors import deploy_files
+from projectors import generated
 from projectors.projections import DESCRIPTORS
 from tests.conftest import cli
 
@@ -20,37 +20,39 @@ def test_the_committed_generated_files_are_what_the_descriptors_give() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def copy_of_the_deploy_files(tmp_path: Path) -> Path:
-    shutil.copytree(deploy_files.K8S, tmp_path / "deploy" / "k8s")
-    shutil.copy(deploy_files.COMPOSE, tmp_path / "docker-compose.yml")
+def copy_of_the_generated(tmp_path: Path) -> Path:
+    shutil.copytree(generated.K8S, tmp_path / "deploy" / "k8s")
+    shutil.copy(generated.COMPOSE, tmp_path / "docker-compose.yml")
+    (tmp_path / "docs").mkdir()
+    shutil.copy(generated.ROOT / "docs" / "projections.md", tmp_path / "docs" / "projections.md")
     return tmp_path
 
 
 def test_a_new_or_changed_descriptor_makes_the_files_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = copy_of_the_deploy_files(tmp_path)
-    assert deploy_files.stale(root) == []
+    root = copy_of_the_generated(tmp_path)
+    assert generated.stale(root) == []
     extra = replace(DESCRIPTORS["counters"], name="orderTotals")
     monkeypatch.setitem(DESCRIPTORS, "orderTotals", extra)
-    assert deploy_files.stale(root) == [
+    assert generated.stale(root) == [
         "deploy/k8s/kustomization.yaml", "deploy/k8s/secret-workers.example.yaml",
-        "deploy/k8s/worker-order-totals.yaml", "docker-compose.yml",
+        "deploy/k8s/worker-order-totals.yaml", "docker-compose.yml", "docs/projections.md",
     ]
-    deploy_files.write(root)
-    assert deploy_files.stale(root) == []
+    generated.write(root)
+    assert generated.stale(root) == []
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
     assert compose["services"]["worker-order-totals"]["command"] == ["worker", "orderTotals"]
     kustomization = yaml.safe_load((root / "deploy" / "k8s" / "kustomization.yaml").read_text())
     assert "worker-order-totals.yaml" in kustomization["resources"]
     monkeypatch.delitem(DESCRIPTORS, "orderTotals")
-    assert deploy_files.stale(root) == [  # the projection is gone: its manifest is left behind
+    assert generated.stale(root) == [  # the projection is gone: its manifest is left behind
         "deploy/k8s/kustomization.yaml", "deploy/k8s/secret-workers.example.yaml",
-        "deploy/k8s/worker-order-totals.yaml", "docker-compose.yml",
+        "deploy/k8s/worker-order-totals.yaml", "docker-compose.yml", "docs/projections.md",
     ]
 
 
 def test_a_compose_file_without_the_markers_is_refused(tmp_path: Path) -> None:
-    root = copy_of_the_deploy_files(tmp_path)
+    root = copy_of_the_generated(tmp_path)
     compose = root / "docker-compose.yml"
-    compose.write_text(compose.read_text().replace(deploy_files.BEGIN, ""))
+    compose.write_text(compose.read_text().replace(generated.BEGIN, ""))
     with pytest.raises(ValueError, match="markers are missing"):
-        deploy_files.stale(root)
+        generated.stale(root)

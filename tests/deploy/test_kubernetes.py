@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from projectors.deploy_files import kebab
+from projectors.generated import kebab
 from projectors.runtime.observe import Metrics
 from projectors.settings import known_variables, secret_variables
 
