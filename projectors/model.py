@@ -90,7 +90,23 @@ class ItemFailure:
 
 
 @runtime_checkable
-class ProjectionStore(Protocol):
+class HeldItems(Protocol):
+    """What a projection may read of its store while it plans (``Projection.expand``): point reads
+    and keys by field. Verify hands it a counted, paced view of the store with these two only."""
+
+    def read_items(self, keys: Sequence[ItemKey]) -> Mapping[ItemKey, Document]:
+        """The live documents of ``keys`` (absent: no item or a tombstone), by point reads: what
+        ``verify`` re-checks and samples with. A document is what ``live_items`` gives."""
+
+    def find_keys(
+        self, collection: str, equals: Mapping[str, str], partition: str | None = None
+    ) -> list[ItemKey]:
+        """Keys of the live items whose fields equal ``equals`` (within ``partition`` when given):
+        how a projection finds what the store holds for a post or an author before removing it."""
+
+
+@runtime_checkable
+class ProjectionStore(HeldItems, Protocol):
     """A store adapter: narrow, batch-shaped, reporting per-item failures."""
 
     def ensure_schema(self) -> None:
@@ -102,16 +118,6 @@ class ProjectionStore(Protocol):
     def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
         """Every live item of a collection (tombstones excluded), streamed, for ``verify``."""
 
-    def read_items(self, keys: Sequence[ItemKey]) -> Mapping[ItemKey, Document]:
-        """The live documents of ``keys`` (absent: no item or a tombstone), by point reads: what
-        ``verify`` re-checks and samples with. A document is what :meth:`live_items` gives."""
-
-    def find_keys(
-        self, collection: str, equals: Mapping[str, str], partition: str | None = None
-    ) -> list[ItemKey]:
-        """Keys of the live items whose fields equal ``equals`` (within ``partition`` when given):
-        how a projection finds what the store holds for a post or an author before removing it."""
-
     def ping(self) -> bool:
         """True when the store answers (readiness)."""
 
@@ -119,3 +125,35 @@ class ProjectionStore(Protocol):
         """Delete everything this store holds (``rebuild`` drops the generation it replaced)."""
 
     def close(self) -> None: ...
+
+
+# -- what some stores can do beyond ProjectionStore (checked with isinstance, never with getattr) ---
+
+
+class RangeDigester(Protocol):
+    """Range digests of a collection computed where the items are (``stores/digests.py``'s scheme):
+    verify compares them with the spec's and reads only the ranges that differ."""
+
+    def count(self, collection: str) -> int: ...
+
+    def digests(self, collection: str, buckets: int) -> dict[int, tuple[int, int]]:
+        """``{bucket: (items, sum of item hashes)}`` over ``buckets`` (a power of two)."""
+
+    def ids_in(self, collection: str, buckets: int, chosen: list[int]) -> list[str]:
+        """The ids of the items in the ``chosen`` buckets."""
+
+
+@runtime_checkable
+class RangeDigests(Protocol):
+    """A store whose items can be digested by range (FalkorDB, SQLite FTS5); ``digests`` is None
+    when this instance cannot (a graph on Neo4j)."""
+
+    @property
+    def digests(self) -> RangeDigester | None: ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A store that keeps a change feed (Cosmos): the items written since a time, by anyone."""
+
+    def changed_since(self, collection: str, since: float) -> list[ItemKey]: ...

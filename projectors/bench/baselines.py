@@ -197,7 +197,8 @@ def run_faust_counter(
     import faust
 
     from projectors.runtime.faust_app import app_class
-    from projectors.runtime.worker import faust_credentials, tune_gc
+    from projectors.runtime.projector_build import tune_gc
+    from projectors.runtime.worker import faust_credentials
 
     app = app_class(settings.worker.fetch_max_wait_ms)(
         f"projectors-bench-faust-{uuid.uuid4().hex[:8]}",

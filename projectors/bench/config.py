@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from projectors.errors import ConfigurationError
 
 Say = Callable[[str], None]  # where progress lines go
 
@@ -35,6 +39,24 @@ class BenchConfig:
     projections: tuple[str, ...] = ("feed", "counters", "graph", "search")  # whose throughput is measured
     scale_projections: tuple[str, ...] = ("graph", "search")  # thread against child process, one worker against two
     scale_rounds: int = 2  # each shape runs this many times, interleaved
+
+    def sized(self, **overrides: Any) -> tuple[BenchConfig, list[str]]:
+        """This config with ``overrides`` (None: keep), kept coherent, and what was adjusted: a
+        small population's celebrities get half of its users as followers; the rebuild phase builds
+        only the projections measured."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        notes: list[str] = []
+        users = changes.get("users", self.users)
+        if users < 2:
+            raise ConfigurationError(f"--users: at least 2, not {users}")
+        if self.celebrity_followers > users // 2:
+            changes["celebrity_followers"] = users // 2
+            notes.append(
+                f"the {self.celebrities} celebrities get {users // 2} followers each (half of --users {users})"
+            )
+        if "projections" in changes:
+            changes["rebuild_projections"] = tuple(p for p in self.rebuild_projections if p in changes["projections"])
+        return dataclasses.replace(self, **changes), notes
 
 
 TINY = BenchConfig(

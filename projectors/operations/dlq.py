@@ -158,6 +158,23 @@ def choose(settings: Settings, letter_ids: list[str]) -> list[DeadLetter]:
     return chosen
 
 
+def to_redrive(
+    settings: Settings, letter_ids: list[str], every: bool, projection: str | None, value: bytes | None
+) -> list[DeadLetter]:
+    """Which dead letters a redrive takes: every one not redriven yet (``every``, of ``projection``
+    or all), or the named ones (two ids of one origin: redriven once). A corrected ``value``
+    replaces one letter's event, so it needs exactly one."""
+    if every:
+        chosen = [x for x in letters(settings, projection) if not x.redriven]
+    elif letter_ids:
+        chosen = choose(settings, letter_ids)
+    else:
+        raise ConfigurationError("dlq redrive needs --all or dead letter ids")
+    if value is not None and len(chosen) != 1:
+        raise ConfigurationError("--value-file corrects one dead letter: give exactly one id")
+    return chosen
+
+
 def original_value(settings: Settings, origin: dict[str, Any], timeout_s: float = 30.0) -> bytes | None:
     """The value of the record at the letter's origin (still there until the topic's retention)."""
     from confluent_kafka import Consumer, TopicPartition

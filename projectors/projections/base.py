@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from projectors.events.models import ChangeEvent
-from projectors.model import Document, ItemKey, Operation, ProjectionStore, Put, Remove
+from projectors.model import Document, HeldItems, ItemKey, Operation, Put, Remove
 from projectors.source import PostgresSource
 
 Touch = Hashable
@@ -121,7 +121,7 @@ class Projection(ABC):
         """What ``event`` may have changed (pure)."""
 
     def expand(
-        self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore
+        self, touches: Collection[Touch], source: PostgresSource, held: HeldItems
     ) -> set[ItemKey]:
         """Touches -> item keys. By default touches are item keys already."""
         return {t for t in touches if isinstance(t, ItemKey)}
@@ -135,7 +135,7 @@ class Projection(ABC):
         """Every item the projection must hold, streamed."""
 
     def targets(
-        self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore
+        self, touches: Collection[Touch], source: PostgresSource, held: HeldItems
     ) -> tuple[set[ItemKey], Collection[ItemKey] | None]:
         """:meth:`expand`, and the keys likely new where the projection can tell (None: it cannot);
         a store that writes without reading first tries the likelier write first."""
@@ -146,7 +146,7 @@ class Projection(ABC):
         judged at all (an item within a margin of its expiry). Default: as it is."""
         return doc
 
-    def plan(self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore) -> list[Operation]:
+    def plan(self, touches: Collection[Touch], source: PostgresSource, held: HeldItems) -> list[Operation]:
         """Read the intended state of everything ``touches`` names (one ticket, one snapshot)."""
         with source.read() as ticket:
             keys, fresh = self.targets(touches, source, held)

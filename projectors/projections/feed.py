@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from projectors.events.models import BlockRow, ChangeEvent, FollowRow, MuteRow, PostRow
-from projectors.model import Document, ItemKey, ProjectionStore
+from projectors.model import Document, HeldItems, ItemKey
 from projectors.projections.base import Projection, Touch, is_uuid, iso
 from projectors.projections.descriptor import Descriptor
 from projectors.projections.documents import DOCUMENTS, STORED
@@ -222,11 +222,11 @@ class FeedProjection(Projection):
             return set()
         return {a for a, n in source.rows(FOLLOWER_COUNTS, [wanted]) if n >= self.celebrity_followers}
 
-    def expand(self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore) -> set[ItemKey]:
+    def expand(self, touches: Collection[Touch], source: PostgresSource, held: HeldItems) -> set[ItemKey]:
         return self.targets(touches, source, held)[0]
 
     def targets(
-        self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore
+        self, touches: Collection[Touch], source: PostgresSource, held: HeldItems
     ) -> tuple[set[ItemKey], set[ItemKey]]:
         """The keys, and those likely new: a new post's items, a follow's or unmute's items."""
         fresh: set[ItemKey] = set()

@@ -58,7 +58,7 @@ from projectors.events.models import (
     ReactionRow,
     ReplyRow,
 )
-from projectors.model import Document, ItemKey, ProjectionStore
+from projectors.model import Document, HeldItems, ItemKey
 from projectors.projections.base import Projection, Touch, is_uuid, iso
 from projectors.projections.descriptor import Descriptor
 from projectors.projections.documents import DOCUMENTS, STORED
@@ -218,7 +218,7 @@ class NotificationsProjection(Projection):
                 out.append(ReaderTouch(row.user_id))
         return out
 
-    def expand(self, touches: Collection[Touch], source: PostgresSource, held: ProjectionStore) -> set[ItemKey]:
+    def expand(self, touches: Collection[Touch], source: PostgresSource, held: HeldItems) -> set[ItemKey]:
         keys = {t for t in touches if isinstance(t, ItemKey)}
         posts: dict[str, str | None] = {}
         for t in touches:

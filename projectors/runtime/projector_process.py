@@ -37,6 +37,8 @@ from projectors.errors import ConfigurationError, ProjectorsError, Severity, sev
 from projectors.model import ProjectionStore
 from projectors.runtime.batch import BatchStats
 from projectors.runtime.dead_letters import RawRecord
+from projectors.runtime.projector_build import build_projector, quiet_clients, tune_gc
+from projectors.runtime.stats import store_requests
 from projectors.settings import Settings
 from projectors.source import SourceCounts
 
@@ -220,8 +222,6 @@ def child_main(
     store_factory: Callable[[], ProjectionStore] | None,
     loglevel: int,
 ) -> None:
-    from projectors.runtime.stats import store_requests
-    from projectors.runtime.worker import build_projector, quiet_clients, tune_gc
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the parent, which stops us

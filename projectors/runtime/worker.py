@@ -25,7 +25,6 @@ in-flight events has no bound).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -34,45 +33,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-
 from projectors.capture.preflight import ensure_topics
 from projectors.errors import Severity, severity
+from projectors.exit_codes import ExitCode
 from projectors.model import ProjectionStore
 from projectors.projections import descriptor
-from projectors.runtime.batch import BatchProjector, BatchStats, Projector
-from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
+from projectors.runtime.batch import BatchStats, Projector
+from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
+from projectors.runtime.projector_build import build_projector, quiet_clients, tune_gc
 from projectors.runtime.projector_process import ProjectorProcess
 from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
-from projectors.runtime.store_factory import open_store
 from projectors.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
-EXIT_ABANDONED = 75  # sysexits EX_TEMPFAIL: the batch in flight is redelivered
-EXIT_CONFIGURATION = 78  # sysexits EX_CONFIG: a setting, credential or privilege is wrong
+EXIT_ABANDONED = ExitCode.BATCH_ABANDONED  # the batch in flight is redelivered
+EXIT_CONFIGURATION = ExitCode.WORKER_CONFIGURATION  # a setting, credential or privilege is wrong
 
 
 def group_id(projection: str) -> str:
     return descriptor(projection).group
-
-
-def build_projector(settings: Settings, name: str, store: ProjectionStore | None = None) -> BatchProjector:
-    projection = descriptor(name).build(settings)
-    store = store or open_store(settings, name)
-    store.ensure_schema()
-
-    def connect_source() -> psycopg.Connection:
-        return psycopg.connect(settings.pg.conninfo(), autocommit=True)
-
-    return BatchProjector(
-        projection,
-        store,
-        connect_source,
-        DeadLetterWriter(settings, name),
-        retry_initial_s=settings.worker.retry_initial_s,
-        retry_max_s=settings.worker.retry_max_s,
-    )
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:
@@ -284,24 +264,6 @@ def record_metrics(metrics: Metrics, previous: BatchStats, projector: Projector)
             else:
                 metrics.store_requests.labels(name, kind).inc(more)
     s.store_requests = now
-
-
-GC_THRESHOLDS = (100_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """Fewer cyclic garbage collections: a worker allocates a few Python objects per event in faust,
-    aiokafka and the decode, and the default threshold (700) ran a collection every few events,
-    scanning faust's long-lived objects from whichever thread tripped it. The objects that exist
-    at start are frozen out of the scans. Measured on the graph worker with a null store:
-    2,600 -> 3,000-3,200 events/s on 2 cores; peak RSS is in the bench report."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def quiet_clients() -> None:
-    for noisy in ("azure", "urllib3", "neo4j"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_worker(

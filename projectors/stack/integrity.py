@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from projectors.errors import ConfigurationError
+from projectors.operations.deployment import Deployment
 from projectors.projections import PROJECTION_NAMES, descriptor
 from projectors.runtime.observe import pid_alive
 from projectors.settings import Settings
@@ -241,11 +242,13 @@ def behind(
         time.sleep(1.0)
 
 
-def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str], None]) -> None:
-    """Before the workers of ``projections`` start: mark new stores, restore lost or at-risk ones."""
+def reconcile(
+    settings: Settings, projections: Iterable[str], say: Callable[[str], None], deployment: Deployment
+) -> None:
+    """Before the workers of ``projections`` start: mark new stores, restore lost or at-risk ones
+    (a restore is a rebuild, which pauses the projection's workers through ``deployment``)."""
     from projectors.operations.rebuild import rebuild
     from projectors.operations.report import Lines
-    from projectors.stack.local import LocalDeployment
 
     found = record(settings)
     for projection in projections:
@@ -272,7 +275,7 @@ def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str
             try:
                 report = rebuild(
                     settings, projection, force=True, report=Lines(lambda line: say(f"    {line}")),
-                    deployment=LocalDeployment(settings),
+                    deployment=deployment,
                 )
             finally:
                 flag.unlink(missing_ok=True)

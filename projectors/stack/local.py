@@ -149,7 +149,7 @@ def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], No
         was_running = part.pid() is not None
         try:
             if isinstance(part, Worker) and starting:
-                integrity.reconcile(settings, dict.fromkeys(starting), say)
+                integrity.reconcile(settings, dict.fromkeys(starting), say, LocalDeployment(settings))
                 starting = []
             part.start(timeout)
             if not was_running:

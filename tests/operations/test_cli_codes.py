@@ -17,14 +17,14 @@ def test_an_awkward_password_is_one_value_of_the_connection_string() -> None:
     assert info["password"] == AWKWARD and info["host"] == "127.0.0.1" and info["dbname"] == "social"
 
 
-def test_verify_that_cannot_reach_its_stores_exits_3_with_one_line_and_no_secret() -> None:
+def test_verify_that_cannot_reach_its_stores_exits_unavailable_with_one_line_and_no_secret() -> None:
     env = {
         "PROJECTORS_PG_PORT": str(free_port()),
         "PROJECTORS_PG_PASSWORD": AWKWARD,
         "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
     }
     done = cli("verify", "counters", env=env, timeout=180)
-    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.returncode == EXIT_UNAVAILABLE, done.stdout + done.stderr  # no verdict, not a data-loss refusal
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("verify: could not check ("), done.stderr
     assert "Traceback" not in done.stderr
@@ -63,7 +63,7 @@ def test_sample_help_shows_the_defaults_and_how_fan_out_grows() -> None:
 
 def test_a_store_that_does_not_answer_is_one_line_naming_it_never_a_traceback() -> None:
     """rebuild, replay and verify against a Cosmos server that is not there (a closed port): one line
-    on stderr that says which store did not answer, exit 69 (or verify's 3), nothing changed."""
+    on stderr that says which store did not answer, exit 69, nothing changed."""
     env = {"PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
            "PROJECTORS_COSMOS_COUNTERS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
            "PROJECTORS_PG_PORT": str(free_port()), "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}

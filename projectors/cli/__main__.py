@@ -1,0 +1,5 @@
+import sys
+
+from projectors.cli import main
+
+sys.exit(main())
