@@ -22,10 +22,10 @@ from projectors.operations.verify import (
     verify_until_clean,
 )
 from projectors.projections import PROJECTIONS
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import Settings
 from projectors.stack import local
 from projectors.stack.processes import PART_CLASSES
+from projectors.stores.factory import open_raw_store
 from projectors.workload import seed, steady
 
 

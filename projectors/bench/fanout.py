@@ -14,8 +14,8 @@ from projectors.bench.report import FanoutRun, Results
 from projectors.operations.caught_up import wait_for_pipeline
 from projectors.projections.feed import feed_key, post_key
 from projectors.read.client import commit_token
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import Settings
+from projectors.stores.factory import open_raw_store
 from projectors.workload import Population, celebrity_post
 
 

@@ -42,12 +42,13 @@ import psycopg
 
 from projectors.bench.private_stack import bench_settings, count_letters
 from projectors.operations.verify import verify_until_clean
+from projectors.projections import descriptor
 from projectors.read.client import ReadClient
 from projectors.runtime.stats import read_stats
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import Settings
 from projectors.stack import local
 from projectors.stack.processes import Worker
+from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
 
 Say = Callable[[str], None]
@@ -172,8 +173,6 @@ def wait_idle(settings: Settings, names: tuple[str, ...], quiet_s: float, timeou
     """Until each worker of ``names`` has committed the end of its topics (nothing left to do) and
     published nothing new for ``quiet_s``; the wall-clock time of their last applied batch."""
     from projectors.operations import offsets
-    from projectors.projections import descriptor
-    from projectors.runtime.worker import group_id
 
     deadline = time.monotonic() + timeout_s
     topics = {n: descriptor(n).topics(settings) for n in names}
@@ -187,7 +186,7 @@ def wait_idle(settings: Settings, names: tuple[str, ...], quiet_s: float, timeou
             done = True
             for n in names:
                 ends = offsets.ends(settings, topics[n], idle_s=0.5)
-                committed = offsets.committed(settings, group_id(n))
+                committed = offsets.committed(settings, descriptor(n).group)
                 done = done and all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
             if done:
                 # no worker published yet (empty topics): nothing was applied, so idle since now

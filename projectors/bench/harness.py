@@ -51,8 +51,7 @@ from projectors.bench.report import Conditions, LoadFigures, Results
 from projectors.bench.scale import scale
 from projectors.bench.throughput import throughput
 from projectors.bench.verify_costs import verify_costs
-from projectors.operations.replay import topics_of
-from projectors.projections import PROJECTIONS
+from projectors.projections import PROJECTIONS, descriptor
 from projectors.stack import local
 from projectors.workload import bulk, seed
 
@@ -83,7 +82,7 @@ def run(config: BenchConfig, out_dir: Path, say: Say = print) -> Results:
                                    bulk_s=bulked, rows=rows)
         say(f"== load: {rows} rows ({sum(population.seeded.values())} seeded in {seeded:.1f}s, "
             f"{sum(counts.values())} more in {bulked:.1f}s)")
-        every_topic = sorted({t for n in PROJECTIONS for t in topics_of(settings, n)})
+        every_topic = sorted({t for n in PROJECTIONS for t in descriptor(n).topics(settings)})
         results.load.topic_events = count_events(settings, every_topic, rows, say)
         if "throughput" in config.phases:
             throughput(settings, config, results, say)

@@ -10,8 +10,8 @@ from projectors.bench.config import BenchConfig, Say
 from projectors.bench.private_stack import live_workers
 from projectors.bench.report import LagRun, Percentiles, Results, WriterRate
 from projectors.bench.worker_runs import batch_profile, worker_totals
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import Settings
+from projectors.stores.factory import open_raw_store
 from projectors.workload import Population, steady
 
 

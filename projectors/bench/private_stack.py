@@ -14,10 +14,9 @@ from projectors.bench.baselines import bare_consume
 from projectors.bench.config import Say
 from projectors.model import ProjectionStore
 from projectors.operations import offsets
-from projectors.operations.replay import topics_of
+from projectors.projections import descriptor
 from projectors.runtime.dead_letters import dead_letter_topic
-from projectors.runtime.store_factory import open_store
-from projectors.runtime.worker import group_id
+from projectors.runtime.retry import open_store
 from projectors.settings import Settings, load_settings
 from projectors.stack import local
 
@@ -63,9 +62,9 @@ def fresh_store(settings: Settings, name: str, generation: int = 80) -> Iterator
 def live_workers(settings: Settings, names: list[str]) -> Iterator[None]:
     """The stack's workers of ``names``, started at the current end of their topics."""
     for name in names:
-        ends = offsets.ends(settings, topics_of(settings, name))
+        ends = offsets.ends(settings, descriptor(name).topics(settings))
 
-        offsets.commit(settings, group_id(name), [TopicPartition(t, p, o) for (t, p), o in ends.items()])
+        offsets.commit(settings, descriptor(name).group, [TopicPartition(t, p, o) for (t, p), o in ends.items()])
     parts = [f"worker-{n}" for n in names]
     local.up(settings, parts, say=lambda _l: None)
     try:

@@ -14,7 +14,7 @@ from projectors.bench.render import shown
 from projectors.bench.report import BuildFigures, RebuildRun, Results, TopicReplay
 from projectors.operations.load import bulk_write, load_from_state, spec_items
 from projectors.operations.rebuild import Catchup
-from projectors.operations.replay import topics_of
+from projectors.projections import descriptor
 from projectors.projections import projection as get_projection
 from projectors.settings import Settings
 
@@ -49,7 +49,7 @@ def rebuild_times(settings: Settings, config: BenchConfig, results: Results, say
             f"({from_state.items_per_s:,.0f} items/s; the store's bulk load alone {bulk_load.items_per_s:,.0f}/s, "
             f"ratio {shown(row.ratio_state_vs_bulk, 2)})")
         if name in config.rebuild_from_topics:
-            expected = bare_consume(settings, topics_of(settings, name), 10**12, idle_s=2.0).events
+            expected = bare_consume(settings, descriptor(name).topics(settings), 10**12, idle_s=2.0).events
             with fresh_store(settings, name) as store:
                 catchup = Catchup(settings, name, store, 80)
                 started = time.monotonic()

@@ -12,8 +12,8 @@ from projectors.bench.baselines import bare_consume, bare_faust
 from projectors.bench.config import BenchConfig, Say
 from projectors.bench.report import Results, ScaleRun, WorkerRun
 from projectors.bench.worker_runs import bench_worker, run_workers_until
-from projectors.operations.replay import topics_of
-from projectors.runtime.store_factory import open_store
+from projectors.projections import descriptor
+from projectors.runtime.retry import open_store
 from projectors.settings import Settings
 
 # (label, worker processes, where each projects its batches: PROJECTORS_WORKER_PROJECT_IN)
@@ -40,7 +40,7 @@ def empty_store(settings: Settings, name: str) -> None:
 
 def scale(settings: Settings, config: BenchConfig, results: Results, say: Say) -> None:
     for name in (n for n in config.scale_projections if n in config.projections):
-        topics = topics_of(settings, name)
+        topics = descriptor(name).topics(settings)
         expected = bare_consume(settings, topics, 10**12, idle_s=2.0).events
         say(f"== scale: {name} ({expected} events in {len(topics)} topics of "
             f"{settings.kafka.topic_partitions} partitions; {os.cpu_count()} CPUs)")

@@ -13,9 +13,9 @@ from projectors.bench.config import BenchConfig, Say
 from projectors.bench.report import RawStoreRun, Results, ThroughputRun
 from projectors.bench.worker_runs import bench_worker, run_worker_until
 from projectors.model import Put
-from projectors.operations.replay import topics_of
+from projectors.projections import descriptor
 from projectors.projections import projection as get_projection
-from projectors.runtime.store_factory import open_store
+from projectors.runtime.retry import open_store
 from projectors.settings import Settings
 from projectors.source import PostgresSource
 
@@ -59,7 +59,7 @@ def raw_store_rate(settings: Settings, projection: str, batch: int, limit: int, 
 
 def throughput(settings: Settings, config: BenchConfig, results: Results, say: Say) -> None:
     for name in config.projections:
-        topics = topics_of(settings, name)
+        topics = descriptor(name).topics(settings)
         expected = bare_consume(settings, topics, 10**12, idle_s=2.0).events
         say(f"== throughput: {name} ({expected} events in {', '.join(topics)})")
         bare = bare_consume(settings, topics, expected)

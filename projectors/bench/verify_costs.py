@@ -24,7 +24,6 @@ from projectors.operations import offsets
 from projectors.operations.checkpoint import Checkpoint
 from projectors.operations.load import load_from_state
 from projectors.operations.rebuild import Catchup
-from projectors.operations.replay import topics_of
 from projectors.operations.verify import (
     FEED_MARGIN_S,
     ReadPacer,
@@ -32,9 +31,10 @@ from projectors.operations.verify import (
     verify_incremental,
     verify_projection,
 )
+from projectors.projections import descriptor
 from projectors.projections import projection as get_projection
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import Settings
+from projectors.stores.factory import open_raw_store
 from projectors.workload import Population, bulk
 
 
@@ -49,7 +49,7 @@ def verify_costs(
     Then a worker's throughput alone and with full verifies of that store running alongside."""
     name = "counters"
     projection = get_projection(name, settings)
-    topics = topics_of(settings, name)
+    topics = descriptor(name).topics(settings)
     connect = lambda: psycopg.connect(settings.pg.conninfo(), autocommit=True)  # noqa: E731
     rng = random.Random(config.seed_value + 1)
     sizes: list[VerifySize] = []

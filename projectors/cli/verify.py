@@ -14,8 +14,8 @@ from projectors.exit_codes import ExitCode
 from projectors.operations.repair import repair_drifted
 from projectors.operations.verify import RECHECK_PAUSE_S, Drift, Sample, describe_diff, verify_until_clean
 from projectors.projections import PROJECTION_NAMES
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import Settings
+from projectors.stores.factory import open_raw_store
 
 
 def add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:

@@ -79,9 +79,6 @@ def wait_for_capture(settings: Settings, start_lsn: int, deadline: float, sleep:
         sleep(POLL_S)
 
 
-def topics_of(settings: Settings, name: str) -> list[str]:
-    return descriptor(name).topics(settings)
-
 
 def remaining(
     settings: Settings, name: str, targets: dict[tuple[str, int], int], lows: dict[tuple[str, int], int]
@@ -110,12 +107,12 @@ def wait_for_pipeline(
     if start_lsn is None:
         start_lsn = current_lsn(settings)
     capture = wait_for_capture(settings, start_lsn, deadline, sleep)
-    topics = sorted({t for name in names for t in topics_of(settings, name)})
+    topics = sorted({t for name in names for t in descriptor(name).topics(settings)})
     targets = ends(settings, topics)
     lows = {(tp.topic, tp.partition): tp.offset for tp in earliest(settings, topics)}
     out: dict[str, PipelineWait] = {}
     for name in names:
-        mine = {tp: end for tp, end in targets.items() if tp[0] in set(topics_of(settings, name))}
+        mine = {tp: end for tp, end in targets.items() if tp[0] in set(descriptor(name).topics(settings))}
         left = remaining(settings, name, mine, lows)
         while left and time.monotonic() < deadline:
             sleep(POLL_S)

@@ -33,7 +33,6 @@ from projectors.errors import PoisonEventError, RetriableError
 from projectors.events.decode import decode
 from projectors.events.models import ChangeEvent
 from projectors.operations import offsets
-from projectors.operations.replay import topics_of
 from projectors.projections import descriptor
 from projectors.projections.base import Projection
 from projectors.settings import Settings
@@ -251,7 +250,7 @@ def touched_between(
 
 def lows_and_ends(settings: Settings, projection: str) -> tuple[dict[Position, int], dict[Position, int]]:
     """Each partition's first offset and its end, now."""
-    topics = topics_of(settings, projection)
+    topics = descriptor(projection).topics(settings)
     end = offsets.ends(settings, topics)
     lows = {(tp.topic, tp.partition): tp.offset for tp in offsets.earliest(settings, topics)}
     return lows, end

@@ -34,7 +34,7 @@ from projectors.projections import DESCRIPTORS
 from projectors.projections import projection as get_projection
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord, dead_letter_topic
-from projectors.runtime.store_factory import open_store
+from projectors.runtime.retry import open_store
 from projectors.settings import Settings
 
 

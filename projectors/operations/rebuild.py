@@ -42,15 +42,15 @@ from projectors.operations import offsets
 from projectors.operations.deployment import Deployment, Elsewhere
 from projectors.operations.dlq import dead_lettered
 from projectors.operations.load import LoadReport, load_from_state
-from projectors.operations.replay import topics_of
 from projectors.operations.report import Progress, Reporter, Silent
 from projectors.operations.verify import Drift, verify_projection
 from projectors.projections import descriptor
 from projectors.projections import projection as get_projection
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
-from projectors.runtime.store_factory import generations, open_store
+from projectors.runtime.retry import open_store
 from projectors.settings import Settings
+from projectors.stores.factory import generations
 
 log = logging.getLogger(__name__)
 DROP_GRACE_S = 5.0
@@ -119,7 +119,7 @@ class Catchup:
             }
         )
         if start is None:
-            start = offsets.earliest(settings, topics_of(settings, name))
+            start = offsets.earliest(settings, descriptor(name).topics(settings))
         self.positions: dict[Position, int] = {(tp.topic, tp.partition): tp.offset for tp in start}
         self.consumer.assign(start)
         self.events = 0
@@ -219,7 +219,7 @@ def rebuild(
         catchup = Catchup(settings, name, target, new)
     else:
         out(f"rebuilding {name}: live generation {old}, building generation {new} from the state of the source")
-        start = offsets.ends(settings, topics_of(settings, name))  # before the snapshot
+        start = offsets.ends(settings, descriptor(name).topics(settings))  # before the snapshot
         try:
             loaded = load_from_state(
                 get_projection(name, settings),
@@ -239,7 +239,7 @@ def rebuild(
     try:
         # 1-2. build and catch up while the live workers run
         begin = dict(catchup.positions)
-        ends = offsets.ends(settings, topics_of(settings, name))
+        ends = offsets.ends(settings, descriptor(name).topics(settings))
         total = sum(max(0, ends[k] - begin.get(k, 0)) for k in ends)
 
         def tick() -> None:

@@ -83,7 +83,7 @@ class RepairReport:
 def repair_drifted(settings: Settings, drifted: Iterable[Drift]) -> list[RepairReport]:
     """Verify, repair, verify: rewrite the keys each verify found drifted, then check exactly those
     keys again; a projection clean after its repair records a verify checkpoint."""
-    from projectors.runtime.store_factory import open_raw_store
+    from projectors.stores.factory import open_raw_store
 
     reports = []
     for found in drifted:

@@ -21,12 +21,8 @@ from projectors.projections import descriptor
 from projectors.settings import Settings
 
 
-def topics_of(settings: Settings, projection: str) -> list[str]:
-    return descriptor(projection).topics(settings)
-
-
 def targets(settings: Settings, projection: str, start: str) -> list[TopicPartition]:
-    topics = topics_of(settings, projection)
+    topics = descriptor(projection).topics(settings)
     if start == "earliest":
         return offsets.earliest(settings, topics)
     if ":" in start and not start[:4].isdigit():
@@ -89,7 +85,7 @@ def follow(
     """The group's progress from ``start`` to the end offsets taken now, until done or ``wait_s``."""
     group = descriptor(projection).group
     begin = {(t.topic, t.partition): t.offset for t in start}
-    end = offsets.ends(settings, topics_of(settings, projection))
+    end = offsets.ends(settings, descriptor(projection).topics(settings))
     total = sum(max(0, end[k] - begin.get(k, end[k])) for k in end)
     started = time.monotonic()
     deadline = started + wait_s

@@ -23,8 +23,8 @@ from projectors.operations.offsets import committed, ends, partitions
 from projectors.projections import DESCRIPTORS, descriptor
 from projectors.runtime.dead_letters import dead_letter_topic
 from projectors.runtime.stats import RATE_WINDOW_S, read_stats, recent_rate
-from projectors.runtime.store_factory import current_generation, open_raw_store
 from projectors.settings import Settings
+from projectors.stores.factory import current_generation, open_raw_store
 
 
 @dataclass

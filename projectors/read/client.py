@@ -47,8 +47,8 @@ from projectors.projections.base import is_uuid, iso
 from projectors.projections.counters import CountersProjection, counter_key
 from projectors.projections.notifications import unread_at, unread_key
 from projectors.read.fallback import PostgresReads
-from projectors.runtime.store_factory import generations, open_raw_store
 from projectors.settings import Settings
+from projectors.stores.factory import generations, open_raw_store
 from projectors.stores.generations import CosmosPointer, Generations, Neo4jPointer, suffix
 from projectors.stores.graph_transports import graph_reader
 

@@ -13,7 +13,7 @@ from projectors.model import ProjectionStore
 from projectors.projections import descriptor
 from projectors.runtime.batch import BatchProjector
 from projectors.runtime.dead_letters import DeadLetterWriter
-from projectors.runtime.store_factory import open_store
+from projectors.runtime.retry import open_store
 from projectors.settings import Settings
 
 

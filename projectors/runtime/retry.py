@@ -17,7 +17,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from projectors.errors import ConfigurationError, RetriableError, Severity, response_headers, severity
 from projectors.model import (
@@ -28,6 +28,8 @@ from projectors.model import (
     Operation,
     ProjectionStore,
 )
+from projectors.settings import Settings
+from projectors.stores.factory import current_generation, open_raw_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -228,3 +230,20 @@ class RetryingStore:
     def __getattr__(self, name: str) -> Any:
         # read-side extras of a store (graph ``query``, search ``search``) pass through
         return getattr(self.store, name)
+
+
+def open_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:
+    """``projection``'s store (``stores/factory.py``) wrapped in the retry policy: retriable failures
+    are retried until they succeed. The live generation is read with the same patience (the store
+    may be down when a worker starts)."""
+    policy = RetryPolicy(
+        initial_s=settings.worker.retry_initial_s, max_s=settings.worker.retry_max_s, multiplier=2.0, max_attempts=None
+    )
+    if generation is None:
+        # any client's failure but a configuration error: the store may still be starting
+        patient = Retry(policy, classify=lambda e: Severity.CONFIGURATION if severity(e) is Severity.CONFIGURATION
+                        else Severity.RETRIABLE)
+        generation = patient.call(
+            f"{projection}: reading the live generation", lambda: current_generation(settings, projection)
+        )
+    return cast(ProjectionStore, RetryingStore(open_raw_store(settings, projection, generation), policy))

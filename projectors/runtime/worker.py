@@ -51,9 +51,6 @@ EXIT_ABANDONED = ExitCode.BATCH_ABANDONED  # the batch in flight is redelivered
 EXIT_CONFIGURATION = ExitCode.WORKER_CONFIGURATION  # a setting, credential or privilege is wrong
 
 
-def group_id(projection: str) -> str:
-    return descriptor(projection).group
-
 
 def faust_credentials(kafka: KafkaSettings) -> Any:
     """faust (aiokafka) credentials matching ``KafkaSettings.client_config`` (SASL and/or TLS)."""
@@ -86,7 +83,7 @@ def build_app(settings: Settings, name: str, projector: Projector, group: str | 
         },
     )
     app = app_class(settings.worker.fetch_max_wait_ms)(
-        group or group_id(name),
+        group or descriptor(name).group,
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
@@ -288,7 +285,7 @@ def run_worker(
     log.info(
         "worker for projection %s: group %s, topics %s",
         name,
-        group or group_id(name),
+        group or descriptor(name).group,
         ", ".join(descriptor(name).topics(settings)),
     )
     watchdog = shutdown_watchdog(settings.worker.shutdown_grace_s)

@@ -104,7 +104,7 @@ def read_marker(settings: Settings, projection: str) -> str | None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
     if projection == "search":
-        from projectors.runtime.store_factory import current_generation
+        from projectors.stores.factory import current_generation
         from projectors.stores.generations import sqlite_path
 
         live = sqlite_path(settings.search_sqlite_path, current_generation(settings, "search"))
@@ -144,7 +144,7 @@ def write_marker(settings: Settings, projection: str, stack_id: str) -> None:
             client.close()
         return
     if projection == "search":
-        from projectors.runtime.store_factory import open_raw_store
+        from projectors.stores.factory import open_raw_store
 
         open_raw_store(settings, "search").close()  # the live generation's file exists
         _sqlite_marker(settings).write_text(stack_id + "\n")
@@ -219,8 +219,6 @@ def behind(
     ``wait_s`` for their workers to catch up (less when their groups commit nothing for ``stall_s``:
     a worker that cannot write its store does not catch up)."""
     from projectors.operations import offsets
-    from projectors.operations.replay import topics_of
-    from projectors.runtime.worker import group_id
 
     deadline = time.monotonic() + wait_s
     left = list(projections)
@@ -228,8 +226,8 @@ def behind(
     while True:
         still, committed = [], 0
         for projection in left:
-            ends = offsets.ends(settings, topics_of(settings, projection), idle_s=0.3)
-            done = offsets.committed(settings, group_id(projection))
+            ends = offsets.ends(settings, descriptor(projection).topics(settings), idle_s=0.3)
+            done = offsets.committed(settings, descriptor(projection).group)
             committed += sum(max(0, v) for v in done.values())
             if any(done.get(k, 0) < end for k, end in ends.items() if end > 0):
                 still.append(projection)

@@ -28,10 +28,10 @@ from projectors.operations.verify import verify_until_clean
 from projectors.projections import PROJECTIONS
 from projectors.runtime.observe import pid_alive
 from projectors.runtime.stats import read_stats
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import load_settings
 from projectors.stack import local
 from projectors.stack.processes import FalkorDB, Part
+from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle, free_port, private_dir, stack_env, worker_part
 

@@ -17,7 +17,7 @@ import pytest
 from projectors.db.migrate import connect
 from projectors.projections import PROJECTIONS
 from projectors.read.client import ReadClient
-from projectors.runtime.store_factory import current_generation
+from projectors.stores.factory import current_generation
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack
 from tests.operations.test_operators import assert_clean

@@ -19,9 +19,9 @@ from projectors.db.migrate import connect
 from projectors.operations.caught_up import wait_for_pipeline
 from projectors.operations.checkpoint import Checkpoint, unusable
 from projectors.operations.verify import FEED_MARGIN_S
-from projectors.runtime.store_factory import current_generation, open_raw_store
 from projectors.stack import local
 from projectors.stores.cosmos import CosmosStore
+from projectors.stores.factory import current_generation, open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack
 from tests.operations.test_verify_scaling import counters_worker, delta, follow_burst, replace_counter, report, served

@@ -20,11 +20,11 @@ from projectors.db.migrate import connect
 from projectors.model import ItemKey
 from projectors.operations.verify import Sample
 from projectors.projections import projection as get_projection
-from projectors.runtime.store_factory import open_raw_store
 from projectors.source import PostgresSource
 from projectors.stack import local
 from projectors.stack.processes import Part
 from projectors.stores.cosmos import CosmosStore
+from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack, worker_part
 

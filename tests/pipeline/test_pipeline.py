@@ -23,17 +23,16 @@ from projectors.model import ItemKey, table_topic
 from projectors.operations.dlq import letters
 from projectors.operations.offsets import reset_to_earliest
 from projectors.operations.verify import Drift, verify_until_clean
-from projectors.projections import DESCRIPTORS, PROJECTIONS
+from projectors.projections import DESCRIPTORS, PROJECTIONS, descriptor
 from projectors.projections.feed import FeedProjection
 from projectors.read.client import ReadClient
 from projectors.runtime.dead_letters import dead_letter_topic
 from projectors.runtime.stats import read_stats
-from projectors.runtime.store_factory import open_raw_store
-from projectors.runtime.worker import group_id
 from projectors.settings import load_settings
 from projectors.source import PostgresSource
 from projectors.stack import local
 from projectors.stack.processes import Part
+from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle, private_dir, stack_env, worker_part
 
@@ -139,7 +138,7 @@ def test_replaying_every_topic_twice_changes_nothing(pipeline: StackHandle) -> N
             worker(pipeline, name).stop()
         for name in NAMES:
             topics = [table_topic(settings.capture.topic_prefix, t) for t in PROJECTIONS[name].tables]
-            reset_to_earliest(settings, group_id(name), topics)
+            reset_to_earliest(settings, descriptor(name).group, topics)
         expected = {
             name: sum(
                 1

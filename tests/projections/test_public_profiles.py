@@ -19,7 +19,7 @@ from projectors.db.migrate import connect
 from projectors.events.models import ChangeEvent, FollowRow, PostRow, UserRow
 from projectors.projections.public_profiles import COLLECTION, PublicProfilesProjection, profile_key
 from projectors.read.client import ReadClient
-from projectors.runtime.store_factory import open_raw_store
+from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack
 from tests.operations.test_operators import assert_clean

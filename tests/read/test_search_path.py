@@ -12,8 +12,8 @@ import pytest
 
 from projectors.errors import ConfigurationError
 from projectors.read.client import ReadClient
-from projectors.runtime.store_factory import open_raw_store
 from projectors.settings import SettingsError, load_settings
+from projectors.stores.factory import open_raw_store
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ from projectors.model import ApplyResult, ItemKey, Operation
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
 from projectors.runtime.observe import pid_alive
 from projectors.runtime.projector_process import ProjectorProcess, ProjectorProcessError
-from projectors.runtime.store_factory import open_store
+from projectors.runtime.retry import open_store
 from projectors.settings import SettingsError, load_settings
 from tests.conftest import StackHandle
 

@@ -30,20 +30,21 @@ from projectors.bench.feed import server_requests
 from projectors.db.migrate import connect
 from projectors.graph_model import EDGE_ENDS as EDGES
 from projectors.model import Put, Remove
-from projectors.projections import PROJECTIONS
+from projectors.projections import DESCRIPTORS, PROJECTIONS
 from projectors.projections.counters import CountersProjection
 from projectors.projections.documents import STORED
 from projectors.read.client import ReadClient, ReadUnavailable
-from projectors.runtime.store_factory import COSMOS_CONTAINERS, generations, open_raw_store
 from projectors.settings import Settings
 from projectors.source import PostgresSource
 from projectors.stores.cosmos import POINT_READ_HEADERS
+from projectors.stores.factory import generations, open_raw_store
 from projectors.stores.search_common import INDEXES
 from projectors.stores.search_meili import MeilisearchStore
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack
 from tests.operations.test_operators import assert_clean
 
+COSMOS_CONTAINERS = {name: d.partitions for name, d in DESCRIPTORS.items() if d.store == "cosmos"}
 CELEBRITY_FOLLOWERS = 4
 
 

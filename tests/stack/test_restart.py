@@ -20,10 +20,10 @@ from projectors.projections import PROJECTIONS
 from projectors.read.client import ReadClient
 from projectors.runtime.observe import pid_alive
 from projectors.runtime.stats import read_stats
-from projectors.runtime.store_factory import current_generation
 from projectors.settings import Settings, load_settings
 from projectors.stack import local
 from projectors.stack.processes import Cosmos, FalkorDB
+from projectors.stores.factory import current_generation
 from projectors.stores.generations import suffix
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle, private_dir, stack_env

@@ -41,8 +41,8 @@ from projectors.operations.verify.pacer import CountedReads, ReadPacer
 from projectors.operations.verify.recheck import recheck
 from projectors.operations.verify.sample import verify_sample
 from projectors.projections import descriptor
-from projectors.runtime.store_factory import current_generation
 from projectors.settings import Settings
+from projectors.stores.factory import current_generation
 
 RECHECK_PAUSE_S = 2.0
 

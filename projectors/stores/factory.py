@@ -1,4 +1,5 @@
-"""Which store each projection writes, from the settings (one place), in which generation.
+"""Which store each projection writes (its descriptor), from the settings (one place), in which
+generation. The runtime wraps what it opens here in its retry policy (``runtime/retry.open_store``).
 
 A rebuild (``operations/rebuild.py``) builds a new generation next to the live one and swaps it in;
 ``generations`` gives the pointer (or the Meilisearch swap) that says which one is live
@@ -8,19 +9,14 @@ A rebuild (``operations/rebuild.py``) builds a new generation next to the live o
 from __future__ import annotations
 
 import logging
-from typing import cast
 
-from projectors.errors import ConfigurationError, Severity, severity
+from projectors.errors import ConfigurationError
 from projectors.model import ProjectionStore
-from projectors.projections import DESCRIPTORS, descriptor
+from projectors.projections import descriptor
 from projectors.settings import Settings
 from projectors.stores.generations import Generations, meili_prefix, sqlite_path, suffix
 
 log = logging.getLogger(__name__)
-
-# the Cosmos projections' containers and partition paths (from their descriptors)
-COSMOS_CONTAINERS = {name: d.partitions for name, d in DESCRIPTORS.items() if d.store == "cosmos"}
-
 
 def generations(settings: Settings, projection: str) -> Generations:
     """The pointer of ``projection``'s live generation, kept in its own store."""
@@ -98,21 +94,3 @@ def open_raw_store(
         return SqliteSearchStore(path, create=False, candidates=settings.search.sqlite_candidates)
     settings.search_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteSearchStore(path, candidates=settings.search.sqlite_candidates)
-
-
-def open_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:
-    """The store wrapped in the retry policy: retriable failures are retried until they succeed. The
-    live generation is read with the same patience (the store may be down when a worker starts)."""
-    from projectors.runtime.retry import Retry, RetryingStore, RetryPolicy
-
-    policy = RetryPolicy(
-        initial_s=settings.worker.retry_initial_s, max_s=settings.worker.retry_max_s, multiplier=2.0, max_attempts=None
-    )
-    if generation is None:
-        # any client's failure but a configuration error: the store may still be starting
-        patient = Retry(policy, classify=lambda e: Severity.CONFIGURATION if severity(e) is Severity.CONFIGURATION
-                        else Severity.RETRIABLE)
-        generation = patient.call(
-            f"{projection}: reading the live generation", lambda: current_generation(settings, projection)
-        )
-    return cast(ProjectionStore, RetryingStore(open_raw_store(settings, projection, generation), policy))
