@@ -157,3 +157,30 @@ class ChangeFeed(Protocol):
     """A store that keeps a change feed (Cosmos): the items written since a time, by anyone."""
 
     def changed_since(self, collection: str, since: float) -> list[ItemKey]: ...
+
+
+class RequestSnapshot(Protocol):
+    def snapshot(self) -> Mapping[str, float]:
+        """Requests sent so far, by kind (and ``request_units`` where the store charges them)."""
+
+
+@runtime_checkable
+class CountsRequests(Protocol):
+    """A store that counts its requests (Cosmos): the worker's metrics and verify's budget read them."""
+
+    @property
+    def requests(self) -> RequestSnapshot: ...
+
+
+@runtime_checkable
+class BulkLoad(Protocol):
+    """A store with a faster path for new items into an empty store (a rebuild's first fill)."""
+
+    def load(self, ops: Sequence[Operation]) -> ApplyResult: ...
+
+
+@runtime_checkable
+class Stoppable(Protocol):
+    """A store (or its wrapper) that waits on something and can be told to stop waiting."""
+
+    def stop(self) -> None: ...

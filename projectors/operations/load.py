@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from projectors.model import ItemFailure, ItemKey, ProjectionStore, Put
+from projectors.model import BulkLoad, ItemFailure, ItemKey, ProjectionStore, Put
 from projectors.projections.base import Projection
 from projectors.source import PostgresSource
 
@@ -72,7 +72,7 @@ def bulk_write(
     chunk being produced (read from the source) while the store applies the previous one."""
     report = LoadReport(ticket=version)
     # the store's path for an empty store where it has one (the graph skips its guard's reads)
-    write: Callable[[list[Put]], Any] = getattr(store, "load", store.apply)
+    write: Callable[[list[Put]], Any] = store.load if isinstance(store, BulkLoad) else store.apply
     chunks: queue.Queue[list[Put] | None] = queue.Queue(maxsize=QUEUED_CHUNKS)
     errors: list[BaseException] = []
 

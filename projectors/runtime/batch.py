@@ -19,7 +19,7 @@ import psycopg
 from projectors.errors import DeadLetterFailed, PoisonEventError, RetriableError, Severity, severity
 from projectors.events.decode import decode
 from projectors.events.models import ChangeEvent
-from projectors.model import ProjectionStore
+from projectors.model import ProjectionStore, Stoppable
 from projectors.projections.base import Projection, Touch
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
 from projectors.runtime.retry import Retry, RetryPolicy
@@ -124,9 +124,8 @@ class BatchProjector:
         """The process is stopping (SIGTERM): retries end at once and the batch in flight raises,
         unacknowledged, so the next worker of the group gets it again."""
         self.retry.stop()  # and the dead letters' loop: they share the event
-        stop = getattr(self.store, "stop", None)
-        if callable(stop):
-            stop()
+        if isinstance(self.store, Stoppable):
+            self.store.stop()
 
     def _source(self) -> PostgresSource:
         if self._conn is None or self._conn.closed:

@@ -32,12 +32,14 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import NamedTuple
 
 from projectors.errors import ConfigurationError, ProjectorsError, Severity, severity
-from projectors.model import ProjectionStore
+from projectors.model import ProjectionStore, RequestSnapshot
 from projectors.runtime.batch import BatchStats
 from projectors.runtime.dead_letters import RawRecord
 from projectors.runtime.projector_build import build_projector, quiet_clients, tune_gc
+from projectors.runtime.retry import RetryingStore
 from projectors.runtime.stats import store_requests
 from projectors.settings import Settings
 from projectors.source import SourceCounts
@@ -86,11 +88,16 @@ class StoreView:
     counts: dict[str, float] = field(default_factory=dict)
 
     @property
-    def requests(self) -> StoreView:  # stats.request_counts reads ``store.requests.snapshot()``
-        return self
+    def requests(self) -> RequestSnapshot:
+        """The child's store's request counts, as of its last report (a :class:`CountsRequests`)."""
+        return Counts(dict(self.counts))
+
+
+class Counts(NamedTuple):
+    counts: dict[str, float]
 
     def snapshot(self) -> Mapping[str, float]:
-        return dict(self.counts)
+        return self.counts
 
 
 class ProjectionName:
@@ -236,8 +243,8 @@ def child_main(
 
     def report() -> Report:
         store = projector.store
-        return Report(projector.stats, projector.source_counts, store_requests(projector),
-                      int(getattr(store, "retries", 0)), bool(getattr(store, "healthy", True)))
+        retries, healthy = (store.retries, store.healthy) if isinstance(store, RetryingStore) else (0, True)
+        return Report(projector.stats, projector.source_counts, store_requests(projector), retries, healthy)
 
     def serve_control() -> None:
         while True:

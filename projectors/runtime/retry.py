@@ -22,11 +22,14 @@ from typing import Any, TypeVar, cast
 from projectors.errors import ConfigurationError, RetriableError, Severity, response_headers, severity
 from projectors.model import (
     ApplyResult,
+    BulkLoad,
+    CountsRequests,
     Document,
     ItemFailure,
     ItemKey,
     Operation,
     ProjectionStore,
+    RequestSnapshot,
 )
 from projectors.settings import Settings
 from projectors.stores.factory import current_generation, open_raw_store
@@ -150,7 +153,7 @@ class RetryingStore:
     def load(self, ops: Sequence[Operation]) -> ApplyResult:
         """New items into an empty store (a rebuild's first fill): the store's bulk path where it
         has one (``load``), else ``apply``; retried the same way."""
-        return self._apply(ops, getattr(self.store, "load", self.store.apply))
+        return self._apply(ops, self.store.load if isinstance(self.store, BulkLoad) else self.store.apply)
 
     def _apply(self, ops: Sequence[Operation], write: Callable[[Sequence[Operation]], ApplyResult]) -> ApplyResult:
         changed = stale = unchanged = 0
@@ -227,9 +230,18 @@ class RetryingStore:
     def close(self) -> None:
         self.store.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # read-side extras of a store (graph ``query``, search ``search``) pass through
-        return getattr(self.store, name)
+    @property
+    def requests(self) -> RequestSnapshot:
+        """The wrapped store's request counts (none for a store that does not count them)."""
+        return self.store.requests if isinstance(self.store, CountsRequests) else NO_REQUESTS
+
+
+class _NoRequests:
+    def snapshot(self) -> Mapping[str, float]:
+        return {}
+
+
+NO_REQUESTS = _NoRequests()
 
 
 def open_store(settings: Settings, projection: str, generation: int | None = None) -> ProjectionStore:

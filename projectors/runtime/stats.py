@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from projectors.model import CountsRequests
 from projectors.runtime.batch import Projector
 from projectors.runtime.observe import pid_alive
 from projectors.settings import Settings
@@ -25,8 +26,7 @@ def stats_path(settings: Settings, name: str) -> Path:
 
 def request_counts(store: object) -> Callable[[], Mapping[str, float]] | None:
     """What reads ``store``'s requests by kind so far (stores that count them: Cosmos), else None."""
-    snapshot = getattr(getattr(store, "requests", None), "snapshot", None)
-    return snapshot if callable(snapshot) else None
+    return store.requests.snapshot if isinstance(store, CountsRequests) else None
 
 
 def store_requests(projector: Projector) -> dict[str, float]:
