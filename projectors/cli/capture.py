@@ -31,7 +31,7 @@ def capture_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_connector(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     connector = sub.add_parser("connector", help=help)
-    connector.add_argument("action", choices=("render",))
+    connector.add_argument("action", choices=("render",), help="write the file (or compare it, with --check)")
     connector.add_argument("--check", action="store_true", help="fail if the file differs from the rendering")
     connector.set_defaults(func=connector_command)
 
@@ -53,7 +53,7 @@ def connector_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     config = sub.add_parser("config", help=help)
-    config.add_argument("action", choices=("check",))
+    config.add_argument("action", choices=("check",), help="print and validate the settings")
     config.add_argument("--no-connector", action="store_true",
                         help="skip the connector validation (it starts a JVM: a few seconds)")
     config.set_defaults(func=config_command)

@@ -14,7 +14,7 @@ from projectors.settings import Settings
 
 def add_schemas(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     schemas_cmd = sub.add_parser("schemas", help=help)
-    schemas_cmd.add_argument("action", choices=("write", "check"))
+    schemas_cmd.add_argument("action", choices=("write", "check"), help="write the files, or list those that differ")
     schemas_cmd.add_argument("--dir", default=None, help="default: the repository's schemas/")
     schemas_cmd.set_defaults(func=schemas_command)
 

@@ -23,7 +23,7 @@ from projectors.stack.local import LocalDeployment
 def add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     status = sub.add_parser("status", help=help)
     status.add_argument("projection", nargs="*", type=projection_name, help="default: all")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the rows as JSON")
     status.set_defaults(func=status_command)
 
 
@@ -38,7 +38,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     replay_cmd = sub.add_parser("replay", help=help)
-    replay_cmd.add_argument("projection", choices=PROJECTION_NAMES)
+    replay_cmd.add_argument("projection", choices=PROJECTION_NAMES, help="the projection to reprocess")
     replay_cmd.add_argument(
         "--from", dest="start", default="earliest", help="earliest | ISO time | topic:partition:offset,..."
     )
@@ -57,7 +57,7 @@ def replay_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_rebuild(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     rebuild_cmd = sub.add_parser("rebuild", help=help)
-    rebuild_cmd.add_argument("projection", choices=PROJECTION_NAMES)
+    rebuild_cmd.add_argument("projection", choices=PROJECTION_NAMES, help="the projection to rebuild")
     rebuild_cmd.add_argument(
         "--force", action="store_true", help="pause the local workers of the projection for the swap (seconds)"
     )
@@ -90,9 +90,9 @@ def rebuild_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     dlq_cmd = sub.add_parser("dlq", help=help)
-    dlq_cmd.add_argument("action", choices=("list", "show", "redrive"))
+    dlq_cmd.add_argument("action", choices=("list", "show", "redrive"), help="what to do with the dead letters")
     dlq_cmd.add_argument("ids", nargs="*", help="dead letter ids: <projection>:<partition>:<offset>")
-    dlq_cmd.add_argument("--projection", choices=PROJECTION_NAMES)
+    dlq_cmd.add_argument("--projection", choices=PROJECTION_NAMES, help="only this projection's dead letters")
     dlq_cmd.add_argument("--all", action="store_true", help="redrive every dead letter not redriven yet")
     dlq_cmd.add_argument("--value-file", help="redrive one letter with this corrected value (JSON file)")
     dlq_cmd.set_defaults(func=dlq_command)

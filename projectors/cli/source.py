@@ -17,9 +17,10 @@ from projectors.workload import SocialWorkload
 
 def add_db(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     db = sub.add_parser("db", help=help)
-    db.add_argument("action", choices=("migrate", "roles"))
-    db.add_argument("--capture-role", default="projectors_capture")
-    db.add_argument("--reader-role", default="projectors_reader")
+    db.add_argument("action", choices=("migrate", "roles"),
+                    help="migrate: apply the migrations and the publication; roles: set the least-privilege roles")
+    db.add_argument("--capture-role", default="projectors_capture", help="roles: the capture (replication) role")
+    db.add_argument("--reader-role", default="projectors_reader", help="roles: the workers' read-only role")
     db.add_argument("--capture-password-file", type=Path, help="roles: the capture role's password")
     db.add_argument("--reader-password-file", type=Path, help="roles: the reader role's password")
     db.set_defaults(func=db_command)
@@ -75,7 +76,7 @@ def add_topics(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: s
         "--show", type=int, default=5,
         help="events to show, the first of each topic and operation, one line each (operation, table, key, LSN)",
     )
-    topics.add_argument("--timeout", type=float, default=30.0)
+    topics.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the events")
     topics.set_defaults(func=lambda args, settings: print_topics(settings, args.show, args.timeout))
 
 

@@ -17,7 +17,7 @@ from projectors.stack import local
 
 def add_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     stack = sub.add_parser("stack", help=help)
-    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("action", choices=("up", "down", "status"), help="start, stop, or show each part")
     stack.add_argument("--only", help="comma-separated parts (postgres,broker,falkordb,cosmos,cosmos-counters,...)")
     stack.add_argument("--json", action="store_true", help="status as JSON")
     stack.set_defaults(func=stack_command)

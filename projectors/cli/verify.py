@@ -31,7 +31,7 @@ def add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: s
         help="check a seeded random share of the spec's keys (1%% or 0.01) by point reads",
     )
     verify.add_argument("--seed", type=int, default=None, help="the sample's seed (default: a new one, printed)")
-    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--json", action="store_true", help="print the verdicts as JSON (stdout holds the JSON alone)")
     verify.add_argument("--repair", action="store_true", help="rewrite exactly the drifted items from the spec")
     verify.add_argument(
         "--full", action="store_true",

@@ -12,7 +12,7 @@ from projectors.settings import Settings
 
 def add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     worker = sub.add_parser("worker", help=help)
-    worker.add_argument("projection", choices=PROJECTION_NAMES)
+    worker.add_argument("projection", choices=PROJECTION_NAMES, help="the projection this worker projects")
     worker.set_defaults(func=worker_command)
 
 

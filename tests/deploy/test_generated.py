@@ -56,3 +56,23 @@ def test_a_compose_file_without_the_markers_is_refused(tmp_path: Path) -> None:
     compose.write_text(compose.read_text().replace(generated.BEGIN, ""))
     with pytest.raises(ValueError, match="markers are missing"):
         generated.stale(root)
+
+
+def test_every_command_and_flag_has_an_entry_with_a_meaning_in_the_cli_reference() -> None:
+    import argparse
+
+    from projectors.cli import COMMANDS, build_parser
+
+    reference = (generated.ROOT / "docs" / "cli.md").read_text()
+    assert reference == generated.cli_reference()  # committed as the parser gives it
+    sub = next(a for a in build_parser(every=True)._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(COMMANDS)
+    for name, command in sub.choices.items():
+        section = reference.split(f"## `projectors {name}`\n", 1)[1].split("\n## ", 1)[0]
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            shown = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.dest}`"
+            row = next((line for line in section.splitlines() if line.startswith(f"| {shown}")), None)
+            assert row is not None, (name, shown)
+            assert row.rsplit("|", 2)[1].strip(), f"projectors {name} {shown} has no meaning in its help"
