@@ -423,7 +423,15 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         print(f"bench: the {config.celebrities} celebrities get {users // 2} followers each (half of --users {users})")
     if "projections" in overrides:  # the rebuild phase builds the same ones
         overrides["rebuild_projections"] = tuple(p for p in config.rebuild_projections if p in overrides["projections"])
-    run(dataclasses.replace(config, **overrides), args.out)
+    config = dataclasses.replace(config, **overrides)
+    if args.before:
+        from projectors.bench.compare import write_comparison
+
+        before = run(config, args.out / "before", before=args.before)
+        after = run(config, args.out)
+        print(write_comparison(before, after, args.before, args.out))
+        return 0
+    run(config, args.out)
     return 0
 
 
@@ -646,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{','.join(BENCH_PHASES)}; the load always runs)")
     bench.add_argument("--projections", help="comma-separated projections whose throughput and rebuild are "
                        "measured (default: all four; the scale phase measures graph and search among them)")
+    bench.add_argument("--before", help="first run the same phases with every process the bench starts running "
+                       "this git revision (reports in OUT/before, a comparison in OUT/comparison.md)")
     bench.set_defaults(func=_bench)
 
     bench_feed = sub.add_parser(
