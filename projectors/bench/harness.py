@@ -40,6 +40,7 @@ from pathlib import Path
 
 import psycopg
 
+from projectors.bench import other_code
 from projectors.bench.config import PHASES, TINY, BenchConfig, Say
 from projectors.bench.drills import drills
 from projectors.bench.fanout import fanout
@@ -58,7 +59,13 @@ from projectors.workload import bulk, seed
 __all__ = ["PHASES", "TINY", "BenchConfig", "Results", "run"]  # the command line's entry (`projectors bench`)
 
 
-def run(config: BenchConfig, out_dir: Path, say: Say = print) -> Results:
+def run(config: BenchConfig, out_dir: Path, say: Say = print, before: str | None = None) -> Results:
+    """Run the bench's phases; ``before``: every process the bench starts runs the code of that
+    git revision instead (``other_code``), for a before/after pair from one invocation."""
+    if before:
+        with other_code.running(before):
+            say(f"== the processes run the code of {before}")
+            return run(config, out_dir, say)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = Results(config=config)
     results.conditions = Conditions(

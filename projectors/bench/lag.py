@@ -1,4 +1,5 @@
-"""Lag: PostgreSQL COMMIT -> visible in the graph and the search index, under steady writes."""
+"""Lag: PostgreSQL COMMIT -> visible in the graph and the search index, under steady writes, and
+where each change's time went: the workers run with their batch clock on (``runtime/clock.py``)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ import time
 
 from projectors.bench.config import BenchConfig, Say
 from projectors.bench.private_stack import live_workers
-from projectors.bench.report import LagRun, Percentiles, Results, WriterRate
+from projectors.bench.report import LAG_STAGES, TOTAL, LagRun, Percentiles, Results, WriterRate
 from projectors.bench.worker_runs import batch_profile, worker_totals
+from projectors.runtime.clock import read_clock
 from projectors.settings import Settings
 from projectors.stores.factory import open_raw_store
 from projectors.workload import Population, steady
 
+PROBE_S = 0.01  # the prober's pause between two looks at the stores
+
 
 class Prober:
     """Polls the graph and the search index for posts committed in PostgreSQL; records commit ->
-    visible for each (50 ms resolution)."""
+    visible for each (a look at both stores every ``PROBE_S`` plus the queries' time)."""
 
     def __init__(self, settings: Settings) -> None:
         self.pending: dict[str, dict[str, float]] = {"graph": {}, "search": {}}
         self.latencies: dict[str, list[float]] = {"graph": [], "search": []}
+        self.visible: dict[str, dict[str, float]] = {"graph": {}, "search": {}}  # post id -> first seen
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.graph = open_raw_store(settings, "graph")
@@ -60,7 +65,8 @@ class Prober:
                         at = waiting.pop(post_id, None)
                     if at is not None:
                         self.latencies[store].append(now - at)
-            time.sleep(0.05)
+                        self.visible[store][post_id] = now
+            time.sleep(PROBE_S)
 
     def __enter__(self) -> Prober:
         self.thread.start()
@@ -104,12 +110,31 @@ def warm_up(settings: Settings, population: Population, prober: Prober, timeout_
     with prober.lock:
         for values in prober.latencies.values():
             values.clear()
+        for seen in prober.visible.values():
+            seen.clear()
         for waiting in prober.pending.values():
             waiting.clear()
 
 
+def stage_times(clocked: dict[str, list[float | None]], visible: dict[str, float]) -> dict[str, Percentiles]:
+    """Each stage's time per change (the posts both clocked by the worker and seen by the prober)."""
+    spans: dict[str, list[float]] = {stage: [] for stage in (*LAG_STAGES, TOTAL)}
+    for post_id, seen in visible.items():
+        times = clocked.get(post_id)
+        if times is None:
+            continue
+        marks = [*times, seen]
+        for stage, start, end in zip(LAG_STAGES, marks, marks[1:], strict=False):
+            if start is not None and end is not None:
+                spans[stage].append(max(0.0, end - start))
+        if marks[0] is not None:
+            spans[TOTAL].append(max(0.0, seen - marks[0]))
+    return {stage: percentiles(values) for stage, values in spans.items()}
+
+
 def lag(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
     stores = ("graph", "search")
+    settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"clock": True})})
     with live_workers(settings, list(stores)):
         for rate in config.lag_rates:
             with Prober(settings) as prober:
@@ -124,6 +149,9 @@ def lag(settings: Settings, config: BenchConfig, population: Population, results
                 stores={store: percentiles(v) for store, v in prober.latencies.items()},
                 writer=WriterRate(achieved_per_s=report.achieved_rate, target_per_s=rate),
             )
+            results.lag_stages[str(rate)] = {
+                store: stage_times(read_clock(settings, store), prober.visible[store]) for store in stores
+            }
             for store in stores:
                 p = results.lag[str(rate)].stores[store]
                 b = results.lag_batches[str(rate)][store]
@@ -131,3 +159,7 @@ def lag(settings: Settings, config: BenchConfig, population: Population, results
                     + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in p.figures().items())
                     + f"; {b.batches} batches of {b.events_per_batch:.0f} events, ms per batch: "
                     + ", ".join(f"{k} {v:.1f}" for k, v in b.stage_ms_per_batch.items()))
+                stages = results.lag_stages[str(rate)][store]
+                say("   stages p50/p99 ms: " + ", ".join(
+                    f"{k} {v.p50 * 1000:.0f}/{(v.p99 or 0) * 1000:.0f}"
+                    for k, v in stages.items() if v.p50 is not None))

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from projectors.bench.report import Results, WorkerRun, plain
+from projectors.bench.lag import PROBE_S
+from projectors.bench.report import LAG_STAGES, TOTAL, Percentiles, Results, WorkerRun, plain
 from projectors.bench.scale import SHAPES as SCALE_SHAPES
 from projectors.runtime.batch import STAGES as BATCH_STAGES
 
@@ -107,6 +108,18 @@ def markdown(r: Results) -> str:
                 ms = profile.stage_ms_per_batch
                 lines.append(f"| {rate} | {name} | {profile.batches} | {profile.events_per_batch:.0f} | "
                              + " | ".join(f"{ms.get(stage, 0.0):.1f}" for stage in BATCH_STAGES) + " |")
+    if r.lag_stages:
+        lines += ["", "Where each change's time went, per stage, p50 / p99 ms (the posts the workers' batch clock "
+                  "and the prober both saw; `commit` is the source's ts_ms, `visible` includes the prober's "
+                  f"look every {PROBE_S * 1000:.0f} ms plus its query):", "",
+                  "| writes/s | store | n | " + " | ".join([*LAG_STAGES, TOTAL]) + " |",
+                  "|---|---|---|" + "---|" * (len(LAG_STAGES) + 1)]
+        for rate, by_store in r.lag_stages.items():
+            for store, stages in by_store.items():
+                n = stages[TOTAL].n if TOTAL in stages else 0
+                cells = [f"{shown(p.p50 and p.p50 * 1000)} / {shown(p.p99 and p.p99 * 1000)}" if p.n else "-"
+                         for p in (stages.get(stage, Percentiles(n=0)) for stage in (*LAG_STAGES, TOTAL))]
+                lines.append(f"| {rate} | {store} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "## Fan-out (feed)", "", "| followers | feed writes | seconds until every feed has it |",
               "|---|---|---|"]
     for f in r.fanout:
@@ -202,7 +215,7 @@ def chart(r: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(19, 5))
+    fig, (left, middle, right, stages) = plt.subplots(1, 4, figsize=(25, 5))
     names = list(r.throughput)
     runs = list(r.throughput.values())
     series = [("bare consumer", [t.bare_consume_per_s for t in runs]),
@@ -251,6 +264,25 @@ def chart(r: Results, path: Path) -> None:
     if not labels:
         right.text(0.5, 0.5, "not run (--phases)", ha="center", va="center", transform=right.transAxes)
     right.legend(fontsize=8)
+    stage_panel(stages, r)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def stage_panel(ax: Any, r: Results) -> None:
+    """Stacked bars: each stage's p50 per store and write rate (commit -> visible, stage by stage)."""
+    labels = [f"{store}\n{rate}/s" for rate, by_store in r.lag_stages.items() for store in by_store]
+    bottoms = [0.0] * len(labels)
+    for stage in LAG_STAGES:
+        values = [(s.get(stage) or Percentiles(n=0)).p50 or 0.0
+                  for by_store in r.lag_stages.values() for s in by_store.values()]
+        ms = [v * 1000 for v in values]
+        ax.bar(range(len(labels)), ms, 0.6, bottom=bottoms, label=stage)
+        bottoms = [b + v for b, v in zip(bottoms, ms, strict=True)]
+    ax.set_xticks(list(range(len(labels))), labels)
+    ax.set_ylabel("ms (p50 of each stage)")
+    ax.set_title("Where a change's time goes")
+    if not labels:
+        ax.text(0.5, 0.5, "not run (--phases)", ha="center", va="center", transform=ax.transAxes)
+    ax.legend(fontsize=7)

@@ -190,6 +190,14 @@ class Percentiles:
                 if v is not None}
 
 
+# a change's way, one stage per step (``bench/lag.py``): from the commit (the source's ts_ms) to read
+# by Debezium (the envelope's ts_ms), published (the record's timestamp), fetched by the worker (in its
+# batch buffer), handed to the projector, applied (the store returned), visible (the prober saw it)
+LAG_STAGES = ("commit -> read", "read -> published", "published -> fetched", "fetched -> handed",
+              "handed -> applied", "applied -> visible")
+TOTAL = "commit -> visible"
+
+
 @dataclass
 class WriterRate:
     achieved_per_s: float
@@ -293,6 +301,8 @@ class Results:
     rebuild: dict[str, RebuildRun] = field(default_factory=dict)
     lag: dict[str, LagRun] = field(default_factory=dict)
     lag_batches: dict[str, dict[str, BatchProfile]] = field(default_factory=dict)
+    # writes/s -> store -> stage (LAG_STAGES and TOTAL, timed from the source's commit) -> seconds
+    lag_stages: dict[str, dict[str, dict[str, Percentiles]]] = field(default_factory=dict)
     fanout: list[FanoutRun] = field(default_factory=list)
     drills: list[Drill] = field(default_factory=list)
     verify: VerifyFigures | None = field(default=None, metadata=EMPTY_WHEN_NONE)

@@ -58,7 +58,7 @@ def kafka_connect_producer(settings: Settings) -> Producer:
             "partitioner": "murmur2_random",
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 5,
+            "linger.ms": 0,  # each Debezium batch is flushed at once anyway
             "compression.type": "none",
             "message.timeout.ms": 30_000,
             "message.max.bytes": settings.capture.max_message_bytes,

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from projectors.bench import feed, reads
+from projectors.bench.compare import write_comparison
 from projectors.bench.config import PHASES, TINY, BenchConfig
 from projectors.bench.harness import run
 from projectors.cli.common import choices
@@ -28,6 +29,8 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: st
     bench.add_argument("--projections", help="comma-separated projections whose throughput and rebuild are "
                        "measured (default: feed, counters, graph, search; the scale phase measures graph and search "
                        "among them)")
+    bench.add_argument("--before", help="first run the same phases with every process the bench starts running "
+                       "this git revision (reports in OUT/before, a comparison in OUT/comparison.md)")
     bench.set_defaults(func=bench_command)
 
 
@@ -39,6 +42,11 @@ def bench_command(args: argparse.Namespace, settings: Settings) -> int:
     )
     for note in notes:
         print(f"bench: {note}")
+    if args.before:
+        before = run(config, args.out / "before", before=args.before)
+        after = run(config, args.out)
+        print(write_comparison(before, after, args.before, args.out))
+        return ExitCode.OK
     run(config, args.out)
     return ExitCode.OK
 

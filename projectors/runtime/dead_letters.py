@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaException, Message, Producer
 
@@ -26,9 +25,9 @@ def dead_letter_topic(settings: Settings, projection: str) -> str:
     return f"{settings.worker.dead_letter_prefix}.{projection}"
 
 
-@dataclass(frozen=True)
-class RawRecord:
-    """One consumed Kafka record, as it came (bytes), with where it came from."""
+class RawRecord(NamedTuple):
+    """One consumed Kafka record, as it came (bytes), with where it came from. A named tuple: a
+    worker makes one per event, and a batch crosses to its projector process as plain tuples."""
 
     topic: str
     partition: int

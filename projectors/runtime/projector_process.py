@@ -162,7 +162,7 @@ class ProjectorProcess:
     def process(self, records: Sequence[RawRecord]) -> None:
         """Apply ``records`` in the child; returns once they were applied (see BatchProjector.process)."""
         try:
-            self._batches.send(records)
+            self._batches.send([tuple(r) for r in records])  # plain tuples pickle several times faster
         except (OSError, ValueError) as exc:
             raise ProjectorProcessError(f"the projector process is gone ({exc})") from None
         answer = self._receive()
@@ -269,7 +269,7 @@ def child_main(
         if records is None:
             break
         try:
-            projector.process(records)
+            projector.process([RawRecord._make(r) for r in records])
         except Exception as exc:
             batches.send(Failure(severity(exc), type(exc).__name__, str(exc), traceback.format_exc(), report()))
             continue

@@ -6,16 +6,21 @@ thread, to the projector: a :class:`BatchProjector` in a child process
 (:mod:`projectors.runtime.projector_process`, the default) or in that thread
 (``PROJECTORS_WORKER_PROJECT_IN``). A batch's offsets are acknowledged only after ``process``
 returned, i.e. after the store applied it and the dead letters were flushed, and faust commits
-acknowledged offsets every ``commit_interval_s``. Two ways to take them
+acknowledged offsets every ``commit_interval_s``.
+
+Batches are natural (:mod:`projectors.runtime.natural_batches`): a batch is handed over as soon as
+the consumer has nothing more buffered, or when full (``batch_within_s`` is only a ceiling), so one
+change alone is applied at once and a burst goes in big batches. Two ways to take them
 (``PROJECTORS_WORKER_BATCHES_IN_FLIGHT``):
 
-- 2 (the default): ``noack_take``; each batch is written by a task of its own, which acknowledges
-  its events, in order, once written. The next batch is handed over only after the previous one
-  was written (batches are applied one after the other) while faust fills the one after;
-- 1: ``take_events``, one batch at a time, acknowledged when the agent takes the next one.
+- 2 (the default): each batch is written by a task of its own, which acknowledges its events, in
+  order, once written. The next batch is handed over only after the previous one was written
+  (batches are applied one after the other); what arrives meanwhile fills it;
+- 1: one batch at a time, acknowledged once written, before the next is taken.
 
-faust pitfall avoided: ``take_events`` acknowledges its buffered events when the agent is cancelled
-(shutdown) even if they were not written. On SIGTERM mid-batch the worker waits up to
+faust pitfall avoided: faust's ``take_events`` acknowledges its buffered events when the agent is
+cancelled (shutdown) even if they were not written; here nothing is acknowledged unless written.
+On SIGTERM mid-batch the worker waits up to
 ``shutdown_grace_s`` for the batch to finish; if it cannot (the store is down), the process exits at
 once without committing, exactly like a crash: the batch is redelivered to the next worker. A
 watchdog armed by the signal bounds the whole shutdown by the same grace (faust's own wait for
@@ -39,7 +44,9 @@ from projectors.exit_codes import ExitCode
 from projectors.model import ProjectionStore
 from projectors.projections import descriptor
 from projectors.runtime.batch import BatchStats, Projector
+from projectors.runtime.clock import BatchClock, clock_path
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
+from projectors.runtime.natural_batches import Taken, ack_all, natural_batches
 from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.projector_build import build_projector, quiet_clients, tune_gc
 from projectors.runtime.projector_process import ProjectorProcess
@@ -159,21 +166,29 @@ def build_app(settings: Settings, name: str, projector: Projector, group: str | 
             raise
         written(work)
 
-    def to_records(events: Any) -> list[RawRecord]:
+    def to_records(events: list[Any]) -> list[RawRecord]:
         return [
-            RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
-                      e.message.timestamp)
-            for e in events
+            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            for m in (e.message for e in events)
         ]
+
+    clock = BatchClock(clock_path(settings, name)) if settings.worker.clock else None
+
+    def project_batch(taken: Taken) -> None:
+        records = to_records(taken.events)
+        handed = time.time()
+        process_and_report(records)
+        if clock is not None:
+            clock.write(records, taken.arrived, handed, time.time())
 
     if settings.worker.batches_in_flight == 1:
 
         @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
         async def project(stream: Any) -> None:
             loop = asyncio.get_running_loop()
-            async for events in stream.take_events(batch_size, within=within):
-                # take_events acknowledges the batch when this body returns: after it was written
-                await finish(loop.run_in_executor(None, process_and_report, to_records(events)))
+            async for taken in natural_batches(stream, batch_size, within, clock=clock is not None):
+                await finish(loop.run_in_executor(None, project_batch, taken))
+                ack_all(stream, taken.events)  # acknowledged only once written (never on shutdown)
 
     else:
 
@@ -185,15 +200,16 @@ def build_app(settings: Settings, name: str, projector: Projector, group: str | 
             loop = asyncio.get_running_loop()
             previous: asyncio.Future[None] | None = None
 
-            async def write_then_ack(records: list[RawRecord], events: list[Any]) -> None:
-                await finish(loop.run_in_executor(None, process_and_report, records))
-                for event in events:
-                    await stream.ack(event)
+            async def write_then_ack(taken: Taken) -> None:
+                await finish(loop.run_in_executor(None, project_batch, taken))
+                ack_all(stream, taken.events)
 
-            async for events in stream.noack_take(batch_size, within=within):
+            async def writer_free() -> None:
                 if previous is not None:
                     await finish(previous)  # the batch thread takes one batch at a time
-                previous = asyncio.ensure_future(write_then_ack(to_records(events), list(events)))
+
+            async for taken in natural_batches(stream, batch_size, within, writer_free, clock is not None):
+                previous = asyncio.ensure_future(write_then_ack(taken))
 
     return app
 

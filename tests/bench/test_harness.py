@@ -36,6 +36,8 @@ def test_the_harness_runs_on_a_tiny_input(tmp_path: Path) -> None:
         assert results["lag"]["50"][store]["n"] > 0, results["lag"]
         batches = results["lag_batches"]["50"][store]
         assert batches["batches"] > 0 and batches["stage_ms_per_batch"]["store apply"] > 0, batches
+        stages = results["lag_stages"]["50"][store]  # every stage timed, from the workers' batch clock
+        assert all(stages[stage]["n"] > 0 for stage in stages), stages
     assert results["fanout"] and all(f["feed_writes"] >= f["followers"] > 0 for f in results["fanout"]), results
     verify = results["verify"]  # a full and an incremental verify at two store sizes, and a worker beside one
     assert len(verify["sizes"]) == 2 and verify["sizes"][1]["items"] >= verify["sizes"][0]["items"] > 0, verify
