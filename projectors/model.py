@@ -184,3 +184,15 @@ class Stoppable(Protocol):
     """A store (or its wrapper) that waits on something and can be told to stop waiting."""
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """A store (its retry wrapper, or the worker's view of a child process's store) that knows
+    whether its last call succeeded and how many times it retried: readiness and metrics."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def retries(self) -> int: ...

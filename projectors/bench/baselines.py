@@ -198,7 +198,7 @@ def run_faust_counter(
 
     from projectors.runtime.faust_app import app_class
     from projectors.runtime.projector_build import tune_gc
-    from projectors.runtime.worker import faust_credentials
+    from projectors.runtime.worker_parts import faust_credentials
 
     app = app_class(settings.worker.fetch_max_wait_ms)(
         f"projectors-bench-faust-{uuid.uuid4().hex[:8]}",

@@ -29,197 +29,35 @@ in-flight events has no bound).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from projectors.capture.preflight import ensure_topics
-from projectors.errors import Severity, severity
-from projectors.exit_codes import ExitCode
 from projectors.model import ProjectionStore
 from projectors.projections import descriptor
-from projectors.runtime.batch import BatchStats, Projector
+from projectors.runtime.batch import Projector
 from projectors.runtime.clock import BatchClock, clock_path
-from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
-from projectors.runtime.natural_batches import Taken, ack_all, natural_batches
-from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.projector_build import build_projector, quiet_clients, tune_gc
 from projectors.runtime.projector_process import ProjectorProcess
-from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
-from projectors.settings import KafkaSettings, Settings
+from projectors.runtime.worker_parts import BatchGuard, BatchReport, abandon, add_agent, batch_writer, faust_app
+from projectors.settings import Settings
 
 log = logging.getLogger(__name__)
-EXIT_ABANDONED = ExitCode.BATCH_ABANDONED  # the batch in flight is redelivered
-EXIT_CONFIGURATION = ExitCode.WORKER_CONFIGURATION  # a setting, credential or privilege is wrong
 
 
-
-def faust_credentials(kafka: KafkaSettings) -> Any:
-    """faust (aiokafka) credentials matching ``KafkaSettings.client_config`` (SASL and/or TLS)."""
-    import ssl
-
-    import faust
-
-    if kafka.security_protocol == "PLAINTEXT":
-        return None
-    context = ssl.create_default_context(cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None)
-    if kafka.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password.get_secret_value(),
-            mechanism=kafka.sasl_mechanism,
-            ssl_context=context if kafka.security_protocol == "SASL_SSL" else None,
-        )
-    return faust.SSLCredentials(context)
-
-
-def build_app(settings: Settings, name: str, projector: Projector, group: str | None = None) -> Any:
-    from projectors.runtime.faust_app import app_class
-
-    topics = descriptor(name).topics(settings)
-    ensure_topics(
-        settings,
-        {
-            **{t: settings.kafka.topic_partitions for t in topics},
-            dead_letter_topic(settings, name): 1,
-        },
-    )
-    app = app_class(settings.worker.fetch_max_wait_ms)(
-        group or descriptor(name).group,
-        broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
-        broker_credentials=faust_credentials(settings.kafka),
-        store="memory://",
-        topic_partitions=settings.kafka.topic_partitions,
-        topic_replication_factor=settings.kafka.replication_factor,
-        broker_commit_interval=settings.worker.commit_interval_s,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,  # /health and /metrics are served by runtime/observe.py
-        autodiscover=False,
-        stream_wait_empty=True,
-        broker_session_timeout=settings.worker.session_timeout_s,
-        broker_heartbeat_interval=settings.worker.session_timeout_s / 5,
-    )
-    source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    grace = settings.worker.shutdown_grace_s
-    batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
-
-    stats_file = stats_path(settings, name)
-    stats_file.parent.mkdir(parents=True, exist_ok=True)
-    started_at = time.time()
-    metrics = Metrics(name)
-    recent: list[tuple[float, int]] = []  # (time, events so far): the recent rate (add_rate_sample)
-    add_rate_sample(recent, started_at, 0)
-
-    positions: dict[tuple[str, int], int] = {}
-
-    def process_and_report(records: list[RawRecord]) -> None:
-        before = projector.stats.snapshot()
-        projector.process(records)
-        record_metrics(metrics, before, projector)
-        for r in records:
-            positions[(r.topic, r.partition)] = r.offset + 1
-        lag = lag_of(app, positions)
-        metrics.lag.labels(name).set(lag)
-        stamps = [r.timestamp_s for r in records if r.timestamp_s]
-        metrics.behind.labels(name).set(max(0.0, time.time() - max(stamps)) if lag and stamps else 0.0)
-        add_rate_sample(recent, time.time(), projector.stats.events)
-        write_stats(stats_file, projector, started_at, recent)
-
-    def readiness() -> dict[str, bool]:
-        store_up = bool(getattr(projector.store, "healthy", True)) and projector.store.ping()
-        metrics.store_up.labels(name).set(1 if store_up else 0)
-        return {"store": store_up, "consuming": projector.stats.batches > 0 or app.consumer.assignment() != set()}
-
-    if settings.worker.web_port > 0:
-        HealthServer(settings.worker.web_port, metrics, readiness).start()
-    write_stats(stats_file, projector, started_at, recent)
-
-    def written(work: asyncio.Future[None]) -> None:
-        """The outcome of a batch handed to the batch thread: nothing if it was written; otherwise
-        the process exits, acknowledging nothing more (the batch is redelivered)."""
-        exc = work.exception()
-        if exc is None:
-            return
-        # never acknowledge a batch that was not written: exit, and the next worker of the
-        # group (or this one, restarted) gets it again
-        if severity(exc) is Severity.CONFIGURATION:
-            abandon(f"stopping on a configuration error ({type(exc).__name__}: {exc})", EXIT_CONFIGURATION)
-        log.error("batch failed", exc_info=exc)
-        why = "stopped mid-batch" if projector.stopping else f"batch failed ({type(exc).__name__}: {exc})"
-        abandon(why)
-
-    async def finish(work: asyncio.Future[None]) -> None:
-        """Wait for a batch in the batch thread; on shutdown wait up to the grace, then give up."""
-        try:
-            await asyncio.wait([work])
-        except asyncio.CancelledError:
-            log.warning("stopping mid-batch: waiting up to %.0fs for the batch to be written", grace)
-            done, _ = await asyncio.wait([work], timeout=grace)
-            if not done:
-                abandon("batch not written in time")
-            written(work)
-            raise
-        written(work)
-
-    def to_records(events: list[Any]) -> list[RawRecord]:
-        return [
-            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-            for m in (e.message for e in events)
-        ]
-
+def build_app(
+    settings: Settings, name: str, projector: Projector, group: str | None = None, client_id: str | None = None
+) -> Any:
+    """The faust app of one worker, from its parts (``worker_parts.py``): the app and its topic,
+    the report after each batch, the guard of a batch in flight, the agent."""
+    app, source = faust_app(settings, name, group, client_id)
+    report = BatchReport(settings, name, projector, app)
+    guard = BatchGuard(projector, settings.worker.shutdown_grace_s)
     clock = BatchClock(clock_path(settings, name)) if settings.worker.clock else None
-
-    def project_batch(taken: Taken) -> None:
-        records = to_records(taken.events)
-        handed = time.time()
-        process_and_report(records)
-        if clock is not None:
-            clock.write(records, taken.arrived, handed, time.time())
-
-    if settings.worker.batches_in_flight == 1:
-
-        @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
-        async def project(stream: Any) -> None:
-            loop = asyncio.get_running_loop()
-            async for taken in natural_batches(stream, batch_size, within, clock=clock is not None):
-                await finish(loop.run_in_executor(None, project_batch, taken))
-                ack_all(stream, taken.events)  # acknowledged only once written (never on shutdown)
-
-    else:
-
-        @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
-        async def project(stream: Any) -> None:
-            """Two batches at once: faust fills the next batch while the batch thread writes this
-            one. Batches are still written one after the other, and each is acknowledged (in order)
-            only once written, by its own task, so the last batch before a pause is committed too."""
-            loop = asyncio.get_running_loop()
-            previous: asyncio.Future[None] | None = None
-
-            async def write_then_ack(taken: Taken) -> None:
-                await finish(loop.run_in_executor(None, project_batch, taken))
-                ack_all(stream, taken.events)
-
-            async def writer_free() -> None:
-                if previous is not None:
-                    await finish(previous)  # the batch thread takes one batch at a time
-
-            async for taken in natural_batches(stream, batch_size, within, writer_free, clock is not None):
-                previous = asyncio.ensure_future(write_then_ack(taken))
-
+    add_agent(app, source, name, settings, batch_writer(report, clock), guard, clocked=clock is not None)
     return app
-
-
-def abandon(why: str, code: int = EXIT_ABANDONED) -> None:
-    """Exit at once, committing nothing more: what was acknowledged was written; the rest is
-    redelivered to the next worker of the group."""
-    log.error("%s: exiting without committing the batch in flight (it will be redelivered)", why)
-    logging.shutdown()
-    os._exit(code)
 
 
 def shutdown_watchdog(grace_s: float) -> threading.Timer:
@@ -233,58 +71,13 @@ def shutdown_watchdog(grace_s: float) -> threading.Timer:
     return timer
 
 
-def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
-    """Events between what this worker applied and the end of its partitions (the broker's high
-    watermark: a lower bound on the local broker, which reports it short after batched produce)."""
-    from faust.types import TP
-
-    total = 0
-    for (topic, partition), position in positions.items():
-        try:
-            high = app.consumer.highwater(TP(topic, partition))
-        except Exception:  # partition revoked meanwhile
-            continue
-        if high is not None:
-            total += max(0, int(high) - position)
-    return total
-
-
-def record_metrics(metrics: Metrics, previous: BatchStats, projector: Projector) -> None:
-    """Move the Prometheus metrics by what the last batch added to the running totals."""
-    s, name = projector.stats, projector.projection.name
-
-    def added(now: int, before: int) -> int:  # a counter never goes back (a store's odd count cannot crash us)
-        return max(0, now - before)
-
-    metrics.events.labels(name).inc(added(s.events, previous.events))
-    metrics.batches.labels(name).inc(added(s.batches, previous.batches))
-    metrics.batch_size.labels(name).observe(added(s.events, previous.events))
-    metrics.operations.labels(name, "changed").inc(added(s.changed, previous.changed))
-    metrics.operations.labels(name, "stale").inc(added(s.skipped_stale, previous.skipped_stale))
-    metrics.operations.labels(name, "written").inc(added(s.operations, previous.operations))
-    metrics.dead_letters.labels(name).inc(added(s.dead_letters, previous.dead_letters))
-    metrics.retries.labels(name).set(s.retries + int(getattr(projector.store, "retries", 0)))
-    metrics.last_lsn.labels(name).set(s.last_lsn)
-    metrics.last_applied.labels(name).set(s.last_applied_at)
-    for stage, seconds in s.stage_seconds.items():
-        metrics.stage.labels(name, stage).observe(seconds - previous.stage_seconds.get(stage, 0.0))
-    now = store_requests(projector)
-    for kind, count in now.items():
-        more = count - previous.store_requests.get(kind, 0)
-        if more > 0:
-            if kind == "request_units":
-                metrics.request_units.labels(name).inc(more)
-            else:
-                metrics.store_requests.labels(name, kind).inc(more)
-    s.store_requests = now
-
-
 def run_worker(
     settings: Settings,
     name: str,
     loglevel: str = "info",
     store_factory: Callable[[], ProjectionStore] | None = None,
     group: str | None = None,
+    client_id: str | None = None,
 ) -> None:
     """Run a worker until stopped (``store_factory``, ``group``: benchmarks run a null store and
     groups of their own; the factory is called in the projector's process, so it must pickle:
@@ -297,7 +90,7 @@ def run_worker(
         projector = ProjectorProcess(settings, name, store_factory, level if isinstance(level, int) else logging.INFO)
     else:
         projector = build_projector(settings, name, store_factory() if store_factory else None)
-    app = build_app(settings, name, projector, group)
+    app = build_app(settings, name, projector, group, client_id)
     log.info(
         "worker for projection %s: group %s, topics %s",
         name,
