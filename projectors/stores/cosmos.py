@@ -25,248 +25,40 @@ query) with the request units the server charged (``x-ms-request-charge``), for 
 
 from __future__ import annotations
 
-import contextlib
-import math
-import re
-import threading
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import DecodeError, ServiceRequestError, ServiceResponseError
-from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
-from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
+from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
-from projectors.errors import Severity, response_headers, translated
-from projectors.model import (
-    ApplyResult,
-    Document,
-    ItemFailure,
-    ItemKey,
-    Operation,
-    Put,
+from projectors.model import ApplyResult, ItemFailure, ItemKey, Operation, Put
+from projectors.stores.cosmos_common import (
+    BATCH_FROM,
+    BATCH_MAX,
+    BOOKKEEPING,
+    MAX_CONFLICTS,
+    NEW_SHARE_WEIGHT,
+    PATCH_MAX_OPS,
+    POINT_READ_HEADERS,
+    RequestCounter,
+    held,
+    live_doc,
+    severity,
+    ttl_of,
 )
-from projectors.settings import CosmosSettings
-from projectors.stores.guard import Held, Outcome, newest_per_key, outcome, tally
+from projectors.stores.cosmos_reads import CosmosContainers
+from projectors.stores.guard import Outcome, newest_per_key, outcome, tally
 
-BOOKKEEPING = {"sourceVersion", "deleted", "ttl", "_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"}
-# what Azure documents as transient: timeout, gone (a partition moved), throttled, retry-with, server
-RETRIABLE_STATUS = {408, 410, 429, 449, 500, 502, 503, 504}
-# failures of the transport, not answers of the server: the request may never have arrived, or its
-# answer was cut off (every write is versioned, so sending it again is safe)
-TRANSPORT_ERRORS = (
-    ServiceRequestError,
-    ServiceResponseError,
-    CosmosClientTimeoutError,
-    DecodeError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
-FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NEW_SHARE_WEIGHT = 0.1
-PATCH_MAX_OPS = 10  # Azure's limit of operations in one patch
-BATCH_MAX = 100  # Azure's limit of operations in one transactional batch
-BATCH_FROM = 3  # a partition's new items in a batch from this many on
-MAX_CONFLICTS = 8  # create/patch races with other writers on one item before giving up for now
-SCAN_TIMEOUT_S = 120.0  # one page of a whole-container read
-REQUEST_KINDS = ("point_read", "point_write", "patch", "batch", "query", "cross_partition_query", "change_feed")
-# The local Cosmos REST server answers a point read of a missing item with a 500 ("Cannot read
-# properties of undefined") unless this header is set, when it answers 404 like Azure; Azure ignores
-# it on point reads.
-POINT_READ_HEADERS = {"x-ms-documentdb-query-enablecrosspartition": "true"}
+# what other modules import from here, where it lives now
+__all__ = ["BOOKKEEPING", "POINT_READ_HEADERS", "CosmosContainers", "CosmosStore", "RequestCounter", "live_doc",
+           "severity", "ttl_of"]
 
 
-def ttl_of(doc: Document, now: datetime | None = None) -> int:
-    """A live item's ``ttl``: -1 (never expires), or for a document with an ``expiresAt`` (ISO-8601,
-    UTC) the seconds from this write until then (at least 1: Cosmos counts from the item's last
-    write)."""
-    expires = doc.get("expiresAt")
-    if not isinstance(expires, str):
-        return -1
-    left = datetime.fromisoformat(expires) - (now or datetime.now(UTC))
-    return max(1, math.ceil(left.total_seconds()))
+class CosmosStore(CosmosContainers):
+    """The containers with the version guard on every write (the module's docstring says how)."""
 
-
-def severity(exc: Exception) -> Severity:
-    """Transport failures and transient statuses may succeed when sent again; a wrong or read-only
-    key (401, 403) is the configuration; the server's other definite refusals (400 bad request,
-    404, 413 too large...) refuse the item."""
-    if isinstance(exc, CosmosHttpResponseError):
-        if exc.status_code is None or exc.status_code in RETRIABLE_STATUS:
-            return Severity.RETRIABLE
-        return Severity.CONFIGURATION if exc.status_code in (401, 403) else Severity.REFUSED
-    return Severity.RETRIABLE if isinstance(exc, TRANSPORT_ERRORS) else Severity.REFUSED
-
-
-def _translated(exc: Exception) -> Exception:
-    return translated("Cosmos", exc, severity(exc))
-
-
-def live_doc(item: Mapping[str, Any]) -> Document | None:
-    if item.get("deleted"):
-        return None
-    return {k: v for k, v in item.items() if k not in BOOKKEEPING}
-
-
-def held(item: Mapping[str, Any] | None) -> Held | None:
-    if item is None:
-        return None
-    return Held(int(item.get("sourceVersion", -1)), live_doc(item))
-
-
-class RequestCounter:
-    """Requests sent, by kind, and the request units the server charged for them (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: dict[str, int] = dict.fromkeys(REQUEST_KINDS, 0)
-        self.request_units = 0.0
-
-    def count(self, kind: str) -> None:
-        with self._lock:
-            self.counts[kind] += 1
-
-    def hook(self, headers: Mapping[str, str], _body: object = None) -> None:
-        charge = headers.get("x-ms-request-charge") if headers else None
-        if charge:
-            with self._lock:
-                self.request_units += float(charge)
-
-    @contextlib.contextmanager
-    def sent(self, kind: str) -> Iterator[None]:
-        """One request of ``kind``; its charge comes through :meth:`hook` (``response_hook``), or
-        from the error when it was refused (a 404, 409 or 412 costs request units on Azure)."""
-        self.count(kind)
-        try:
-            yield
-        except Exception as exc:
-            self.hook(response_headers(exc))
-            raise
-
-    def snapshot(self) -> dict[str, float]:
-        with self._lock:
-            return {**self.counts, "request_units": round(self.request_units, 2)}
-
-
-class CosmosStore:
-    def __init__(
-        self,
-        settings: CosmosSettings,
-        containers: Mapping[str, str],
-        tombstone_ttl_s: int | None = None,  # None: PROJECTORS_COSMOS_TOMBSTONE_TTL_S
-        writers: int = 4,
-        suffix: str = "",
-        indexing: Mapping[str, Mapping[str, Any]] | None = None,  # container -> its indexing policy
-    ) -> None:
-        self.settings = settings
-        self.indexing = dict(indexing or {})
-        self.suffix = suffix  # a rebuild's generation: ``userFeed-g2`` (stores/generations.py)
-        self.partition_fields = {name: path.lstrip("/") for name, path in containers.items()}
-        self.paths = dict(containers)
-        self.tombstone_ttl_s: int = settings.tombstone_ttl_s if tombstone_ttl_s is None else tombstone_ttl_s
-        self.requests = RequestCounter()
-        # one client per thread: the sync client keeps each request's state on the shared connection
-        # (``last_response_headers``, mutated after every request), so writes from the pool sharing
-        # one client failed at random with "OrderedDict mutated during iteration"
-        self._local = threading.local()
-        self._clients: list[CosmosClient] = []
-        self._epoch = 0  # a drop forgets every thread's container proxies
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="cosmos-write")
-        # per container (and per container's partition groups): how many of the last writes were of
-        # new items (create first? a transactional batch of creates?)
-        self._new_share: defaultdict[str | tuple[str, str], float] = defaultdict(lambda: 1.0)
-
-    @property
-    def client(self) -> CosmosClient:
-        """This thread's client, connected on first use (the client calls the account at
-        construction): a store that is down when a worker starts is retried like any other outage."""
-        client: CosmosClient | None = getattr(self._local, "client", None)
-        if client is None:
-            client = self._connect()
-            with self._lock:
-                self._clients.append(client)
-            self._local.client, self._local.containers, self._local.epoch = client, {}, self._epoch
-        return client
-
-    def _connect(self) -> CosmosClient:
-        settings = self.settings
-        return CosmosClient(
-            settings.endpoint,
-            credential=settings.key.get_secret_value(),
-            connection_verify=settings.verify_tls,
-            enable_endpoint_discovery=False,
-            connection_timeout=5,
-            # shorter than the server's patience: a request the server has stopped answering is
-            # abandoned and retried (only the failed items) instead of holding the batch
-            read_timeout=settings.request_timeout_s,
-            retry_total=2,
-            retry_connect=1,
-            retry_read=1,
-            retry_backoff_max=2,
-        )
-
-    @property
-    def database(self) -> DatabaseProxy:
-        return self.client.get_database_client(self.settings.database)
-
-    def container(self, name: str) -> ContainerProxy:
-        if name not in self.paths:
-            raise ValueError(f"unknown container {name!r} (this store has {', '.join(self.paths)})")
-        database = self.database
-        containers: dict[str, ContainerProxy] = self._local.containers
-        if self._local.epoch != self._epoch:
-            containers.clear()
-            self._local.epoch = self._epoch
-        if name not in containers:
-            containers[name] = database.get_container_client(name + self.suffix)
-        return containers[name]
-
-    # -- schema and health --------------------------------------------------------------------------
-    def ensure_schema(self) -> None:
-        try:
-            database = self.client.create_database_if_not_exists(self.settings.database)
-            for name, path in self.paths.items():
-                # time to live on, no default expiry: only tombstones (which carry a ttl) expire
-                policy = self.indexing.get(name)
-                database.create_container_if_not_exists(
-                    name + self.suffix, PartitionKey(path), default_ttl=-1,
-                    indexing_policy=dict(policy) if policy else None,
-                )
-        except Exception as exc:
-            raise _translated(exc) from exc
-
-    def drop(self) -> None:
-        """Delete this generation's containers (a rebuild drops the one it replaced)."""
-        for name in self.paths:
-            try:
-                self.database.delete_container(name + self.suffix)
-            except CosmosHttpResponseError as exc:
-                if exc.status_code != 404:
-                    raise _translated(exc) from exc
-            except Exception as exc:
-                raise _translated(exc) from exc
-        self._epoch += 1
-
-    def ping(self) -> bool:
-        try:
-            self.database.read()
-            return True
-        except Exception:
-            return False
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
-
-    # -- writes -------------------------------------------------------------------------------------
     def apply(self, ops: Sequence[Operation]) -> ApplyResult:
         """Point operations only, never a query: each Put is a blind create or a conditional patch
         (``sourceVersion < v``), each Remove a conditional patch to a tombstone that expires; the
@@ -427,34 +219,6 @@ class CosmosStore:
                 self._body(op), no_response=True, response_hook=self.requests.hook
             )
 
-    def _point_read(self, key: ItemKey) -> dict[str, Any] | None:
-        try:
-            with self.requests.sent("point_read"):
-                item: dict[str, Any] = self.container(key.collection).read_item(
-                    key.id, partition_key=key.partition, headers=POINT_READ_HEADERS,
-                    response_hook=self.requests.hook,
-                )
-            return item
-        except CosmosHttpResponseError as exc:
-            if exc.status_code != 404:
-                raise
-            return None
-
-    def read_items(self, keys: Sequence[ItemKey]) -> dict[ItemKey, Document]:
-        """The live documents of ``keys`` (absent: no item or a tombstone), by point reads in the
-        writer pool."""
-        futures = [(key, self._pool.submit(self._point_read, key)) for key in keys]
-        out: dict[ItemKey, Document] = {}
-        for key, future in futures:
-            try:
-                item = future.result()
-            except Exception as exc:
-                raise _translated(exc) from exc
-            doc = live_doc(item) if item is not None else None
-            if doc is not None:
-                out[key] = doc
-        return out
-
     def _learn(self, container: str | tuple[str, str], new: bool) -> None:
         """Moving share of single items that did not exist yet (the last ~10 weigh most)."""
         with self._lock:
@@ -495,59 +259,3 @@ class CosmosStore:
         raise TimeoutError(f"{op.key}: too many concurrent writers, giving up for now")
 
     # -- reads --------------------------------------------------------------------------------------
-    def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
-        field = self.partition_fields[collection]
-        self.requests.count("cross_partition_query")
-        # a scan of the whole container (verify): a page may take longer than a point operation
-        for item in self.container(collection).query_items(
-            "SELECT * FROM c WHERE c.deleted = false", enable_cross_partition_query=True, max_item_count=1000,
-            read_timeout=SCAN_TIMEOUT_S,
-        ):
-            doc = live_doc(item)
-            if doc is not None:
-                yield ItemKey(collection, item["id"], str(item[field])), doc
-
-    def changed_since(self, collection: str, since: float) -> list[ItemKey]:
-        """The keys of the items written at or after ``since`` (unix time), by the projector or
-        anyone else, from the container's change feed (latest version: each item once; an item
-        deleted is not in it, a tombstone is). Read by an incremental verify."""
-        field = self.partition_fields[collection]
-        start = datetime.fromtimestamp(max(0.0, since), UTC)
-        keys: set[ItemKey] = set()
-        try:
-            container = self.container(collection)
-            for feed_range in container.read_feed_ranges():  # one per physical partition
-                pages = container.query_items_change_feed(
-                    feed_range=feed_range, start_time=start, max_item_count=1000, response_hook=self.requests.hook
-                ).by_page()
-                for page in pages:
-                    self.requests.count("change_feed")
-                    keys.update(ItemKey(collection, item["id"], str(item[field])) for item in page)
-        except Exception as exc:
-            raise _translated(exc) from exc
-        return list(keys)
-
-    def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
-        field = self.partition_fields[collection]
-        conditions: list[str] = ["c.deleted = false"]
-        params: list[dict[str, object]] = []
-        if partition is not None:
-            conditions.append(f"c.{field} = @pk")
-            params.append({"name": "@pk", "value": partition})
-        for i, (name, value) in enumerate(sorted(equals.items())):
-            if not FIELD.match(name):
-                raise ValueError(f"bad field name {name!r}")
-            conditions.append(f"c.{name} = @p{i}")
-            params.append({"name": f"@p{i}", "value": value})
-        query = f"SELECT c.id, c.{field} FROM c WHERE {' AND '.join(conditions)}"
-        self.requests.count("query" if partition is not None else "cross_partition_query")
-        try:
-            container = self.container(collection)
-            items = (
-                container.query_items(query, parameters=params, partition_key=partition)
-                if partition is not None
-                else container.query_items(query, parameters=params, enable_cross_partition_query=True)
-            )
-            return [ItemKey(collection, item["id"], str(item[field])) for item in items]
-        except Exception as exc:
-            raise _translated(exc) from exc
