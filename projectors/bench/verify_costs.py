@@ -15,7 +15,7 @@ from confluent_kafka import TopicPartition
 
 from projectors.bench.baselines import bare_consume
 from projectors.bench.config import BenchConfig, Say
-from projectors.bench.feed import requests_by_group, server_requests
+from projectors.bench.feed_scenarios import requests_by_group, server_requests
 from projectors.bench.private_stack import count_events, fresh_store
 from projectors.bench.report import DigestVerify, Results, VerifyCheck, VerifyFigures, VerifySize, WorkerRun
 from projectors.bench.worker_runs import bench_worker, run_worker_until

@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from projectors import schemas
-from projectors.bench.feed import server_requests
+from projectors.bench.feed_scenarios import server_requests
 from projectors.db.migrate import connect
 from projectors.graph_model import EDGE_ENDS as EDGES
 from projectors.model import Put, Remove
