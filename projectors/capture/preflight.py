@@ -4,8 +4,10 @@ and a replication slot that vanished or was recreated is never followed silently
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from projectors.capture.connector import heartbeat_topic, table_topic
 from projectors.db.migrate import connect, publication_tables
 from projectors.errors import ConfigurationError, DataLossRisk
 from projectors.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,8 @@ def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
     """Refuse to go on when the slot that held our WAL position is gone or was recreated."""
     cap = settings.capture
     state = settings.capture_state_dir
-    has_history = (state / "offsets.dat").exists()
     position = CapturePosition.load(state)
+    has_history = (state / "offsets.dat").exists() or position is not None
     with connect(settings.pg, autocommit=True) as conn:
         # A capture that was killed leaves its slot active until the server notices the closed
         # connection: give it a few seconds before calling the slot busy.
@@ -181,8 +185,12 @@ def ensure_topics(settings: Settings, topics: dict[str, int], timeout: float = 8
     return created
 
 
-def preflight(settings: Settings) -> None:
+def preflight(settings: Settings, restore: Callable[[], str] | None = None) -> None:
+    """Check the database, create the topics, then ``restore`` capture's state (from the broker,
+    see :mod:`projectors.capture.state_store`), then check the slot against that state."""
     settings.capture_state_dir.mkdir(parents=True, exist_ok=True)
     check_database(settings)
-    check_slot(settings)
     ensure_topics(settings, capture_topics(settings))
+    if restore is not None:
+        log.info("%s", restore())
+    check_slot(settings)
