@@ -86,6 +86,18 @@ def _capture(args: argparse.Namespace, settings: Settings) -> int:
         for line in reset_capture(settings) or ["nothing to reset"]:
             print(line)
         return 0
+    if args.recover_slot:
+        from projectors.capture.recovery import recover_slot
+        from projectors.operations.rebuild import rebuild
+        from projectors.stack.local import LocalDeployment
+
+        def _one(s: Settings, name: str) -> object:
+            print(f"rebuilding {name} from the source's state ...", flush=True)
+            return rebuild(s, name, force=True, report=terminal(), deployment=LocalDeployment(s))
+
+        for line in recover_slot(settings, _one):
+            print(line)
+        return 0
     supervise_capture(settings)
     return 0
 
@@ -312,6 +324,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
+        from projectors.capture.wal import capture_lines
+
+        try:
+            print("\n".join(capture_lines(settings)))
+        except ConfigurationError as exc:  # PostgreSQL does not answer: the projections still show
+            print(f"capture: {exc}")
         print("\n".join(render(rows)))
     return 0 if all(r.store_up for r in rows) else 1
 
@@ -538,6 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     capture = sub.add_parser("capture", help="run the embedded Debezium engine, publishing to Kafka")
     capture.add_argument(
         "--reset", action="store_true", help="forget offsets and drop the slot: the next start takes a new snapshot"
+    )
+    capture.add_argument(
+        "--recover-slot", action="store_true",
+        help="after a lost slot: a new slot (snapshot position), capture's state set to it, every projection "
+        "rebuilt from the source's state",
     )
     capture.set_defaults(func=_capture)
 

@@ -181,6 +181,10 @@ class CaptureSettings(Section):
     # position), one record per capture keyed "<topic prefix>/<slot name>": a capture started with
     # an empty state directory resumes from it.
     state_topic: str = Field(default="projectors-capture-state", pattern=r"^[A-Za-z0-9_.-]+$")
+    web_port: int = Field(default=0, ge=0, le=65535)  # /health and /metrics; 0: none
+    # retained WAL (pg_current_wal_lsn() - restart_lsn) above which the ProjectorsCaptureWalRetained
+    # alert fires (exported as projectors_capture_retained_wal_alert_bytes)
+    wal_alert_bytes: int = Field(default=5 * 1024**3, ge=1)
 
     _check_state_dir = field_validator("state_dir")(_absolute)
 

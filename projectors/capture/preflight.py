@@ -15,6 +15,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from projectors.capture.connector import heartbeat_topic, table_topic
+from projectors.capture.wal import describe_keep_limit, wal_keep_limit
 from projectors.db.migrate import connect, publication_tables
 from projectors.errors import ConfigurationError, DataLossRisk
 from projectors.settings import Settings
@@ -100,7 +101,7 @@ def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
         deadline = time.monotonic() + slot_release_wait_s
         while True:
             row = conn.execute(
-                "SELECT database, plugin, active, active_pid, confirmed_flush_lsn::text "
+                "SELECT database, plugin, active, active_pid, confirmed_flush_lsn::text, wal_status "
                 "FROM pg_replication_slots WHERE slot_name = %s",
                 (cap.slot_name,),
             ).fetchone()
@@ -120,7 +121,7 @@ def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
                 "Changes made while the slot was missing are in no topic and would never be seen. " + recover
             )
         return
-    database, plugin, active, active_pid, confirmed = row
+    database, plugin, active, active_pid, confirmed, wal_status = row
     if database != settings.pg.database or plugin != "pgoutput":
         raise ConfigurationError(
             f"replication slot {cap.slot_name!r} belongs to database {database!r} with plugin {plugin!r}; "
@@ -130,6 +131,14 @@ def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
         raise ConfigurationError(
             f"replication slot {cap.slot_name!r} is in use by server process {active_pid}: is another "
             "capture running? (`projectors stack status`)"
+        )
+    if wal_status == "lost":
+        raise DataLossRisk(
+            f"replication slot {cap.slot_name!r} was invalidated by PostgreSQL (wal_status lost): it retained "
+            "more WAL than max_slot_wal_keep_size allows while capture did not confirm positions, and the "
+            "changes in that WAL are gone for capture. To recover, run `projectors capture --recover-slot` "
+            "(a new slot at a new snapshot position, then every projection rebuilt from the source's state), "
+            "then start capture again."
         )
     if has_history and position is not None and confirmed is not None and parse_lsn(confirmed) > position.lsn:
         raise DataLossRisk(
@@ -190,6 +199,8 @@ def preflight(settings: Settings, restore: Callable[[], str] | None = None) -> N
     see :mod:`projectors.capture.state_store`), then check the slot against that state."""
     settings.capture_state_dir.mkdir(parents=True, exist_ok=True)
     check_database(settings)
+    with connect(settings.pg) as conn:
+        log.info("%s", describe_keep_limit(wal_keep_limit(conn)))
     ensure_topics(settings, capture_topics(settings))
     if restore is not None:
         log.info("%s", restore())

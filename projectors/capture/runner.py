@@ -33,6 +33,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from projectors.capture.connector import describe_errors, embedded_properties, validation_errors
 from projectors.capture.debezium_offsets import UnreadableOffsets, server_offset, snapshot_running
 from projectors.capture.lease import Lease
+from projectors.capture.observe import CaptureWeb
 from projectors.capture.preflight import CapturePosition, format_lsn, preflight, require_broker
 from projectors.capture.state_store import BrokerState, StateMirror, synchronize
 from projectors.db.migrate import connect
@@ -475,6 +476,8 @@ def supervise_capture(settings: Settings, sleep_max_s: float = RECONNECT_MAX_S) 
     state = settings.capture_state_dir
     signalled, ran = threading.Event(), threading.Event()  # ran: the engine started once
     lease = Lease(settings)
+    if settings.capture.web_port > 0:
+        CaptureWeb(settings, settings.capture.web_port).start()
 
     def _on_signal(signum: int, _frame: Any) -> None:  # while a standby; run_capture sets its own
         log.info("signal %s: stopping", signum)

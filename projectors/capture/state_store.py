@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -52,6 +52,7 @@ class CaptureState:
 
     position: CapturePosition | None
     offsets: bytes = b""
+    written_at: float | None = field(default=None, compare=False)  # when published (epoch seconds)
 
     @property
     def lsn(self) -> int:
@@ -76,7 +77,8 @@ class CaptureState:
         position = None
         if data.get("slot") is not None and data.get("lsn") is not None:
             position = CapturePosition(str(data["slot"]), int(data["lsn"]), bool(data.get("streaming")))
-        return cls(position, base64.b64decode(data.get("offsets") or ""))
+        written = data.get("written_at")
+        return cls(position, base64.b64decode(data.get("offsets") or ""), None if written is None else float(written))
 
 
 def complete_offsets(data: bytes) -> bool:
