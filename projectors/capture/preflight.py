@@ -89,6 +89,21 @@ def check_database(settings: Settings) -> None:
             )
 
 
+def wait_for_slot_release(settings: Settings, wait_s: float = 15.0) -> None:
+    """Wait (up to ``wait_s``) while the slot is read by another process: a capture that was killed
+    or lost its lease leaves it active until the server notices. Before capture's state is read, so
+    the state read is the one the previous capture published last."""
+    deadline = time.monotonic() + wait_s
+    with connect(settings.pg, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (settings.capture.slot_name,)
+            ).fetchone()
+            if row is None or not row[0]:
+                return
+            time.sleep(0.5)
+
+
 def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
     """Refuse to go on when the slot that held our WAL position is gone or was recreated."""
     cap = settings.capture
@@ -203,5 +218,6 @@ def preflight(settings: Settings, restore: Callable[[], str] | None = None) -> N
         log.info("%s", describe_keep_limit(wal_keep_limit(conn)))
     ensure_topics(settings, capture_topics(settings))
     if restore is not None:
+        wait_for_slot_release(settings)
         log.info("%s", restore())
     check_slot(settings)

@@ -446,8 +446,9 @@ def run_capture(
         engine.close()
         thread.join(30)
         producer.flush(10)
-        with contextlib.suppress(RetriableError):  # offsets committed at the stop; older ones are safe
-            mirror.offsets_committed()
+        if not lost and (lease is None or lease.held()):  # a capture that lost its lease leaves the record
+            with contextlib.suppress(RetriableError):  # offsets committed at the stop; older ones are safe
+                mirror.offsets_committed()
         broker_state.close()
     if lost:
         raise LeaseLost(f"the lease on slot {settings.capture.slot_name} was lost (PostgreSQL connection ended)")
