@@ -33,6 +33,7 @@ def of(stack: StackHandle, folder: str) -> Settings:
         PROJECTORS_CAPTURE_TOPIC_PREFIX="ha",
         PROJECTORS_CAPTURE_SLOT_NAME="ha_slot",
         PROJECTORS_CAPTURE_STATE_DIR=str(stack.settings.stack.dir / folder),
+        PROJECTORS_CAPTURE_SNAPSHOT_MODE="no_data",  # streams at once, whatever other tests left in users
     )
 
 

@@ -95,6 +95,7 @@ def test_retained_wal_grows_while_no_capture_streams_and_the_alert_expression_is
         PROJECTORS_CAPTURE_STATE_DIR=str(stack.settings.stack.dir / "walx"),
         PROJECTORS_CAPTURE_WEB_PORT=str(port),
         PROJECTORS_CAPTURE_WAL_ALERT_BYTES=str(16 * 1024**2),
+        PROJECTORS_CAPTURE_SNAPSHOT_MODE="no_data",  # streams at once, whatever other tests left in users
     )
     capture = Capture(settings)
     capture.start(120)
