@@ -36,17 +36,18 @@ class StoreAccess:
     variable: str  # PROJECTORS_..._FILE is set to the mounted secret
     secret: str  # the key in the worker's Secret and the compose secret's name (with '_')
     compose_service: str
+    port: int  # the store's port, the one the worker's NetworkPolicy lets it reach
 
 
 ACCESS: dict[StoreKind, StoreAccess] = {
-    "cosmos": StoreAccess("PROJECTORS_COSMOS_KEY", "cosmos-key", "cosmos"),
-    "graph": StoreAccess("PROJECTORS_GRAPH_NEO4J_PASSWORD", "neo4j-password", "neo4j"),
-    "search": StoreAccess("PROJECTORS_SEARCH_MEILI_MASTER_KEY", "meili-master-key", "meilisearch"),
+    "cosmos": StoreAccess("PROJECTORS_COSMOS_KEY", "cosmos-key", "cosmos", 443),
+    "graph": StoreAccess("PROJECTORS_GRAPH_NEO4J_PASSWORD", "neo4j-password", "neo4j", 7687),
+    "search": StoreAccess("PROJECTORS_SEARCH_MEILI_MASTER_KEY", "meili-master-key", "meilisearch", 7700),
 }
 # every worker's own secrets beside its store's
 COMMON_SECRETS = (("PROJECTORS_PG_PASSWORD", "pg-password"), ("PROJECTORS_KAFKA_SASL_PASSWORD", "kafka-sasl-password"))
 # what a compose worker waits for before it starts (its store comes on top)
-COMPOSE_UPSTREAM = {"register-connector": "service_completed_successfully"}
+COMPOSE_UPSTREAM = {"pg-roles": "service_completed_successfully", "kafka": "service_healthy"}
 
 
 CONTAINER_SECURITY = "{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}"
@@ -128,6 +129,40 @@ spec:
           emptyDir: {{}}
         - name: tmp
           emptyDir: {{}}
+---
+# Voluntary disruptions (node drains, upgrades) keep one worker of the projection running.
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: projectors-worker-{name}
+  namespace: projectors
+  labels: {{app.kubernetes.io/part-of: projectors}}
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels: {{{labels}}}
+---
+# Nothing reaches the worker but metrics scrapes; it reaches the broker, PostgreSQL and its store only.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: projectors-worker-{name}
+  namespace: projectors
+  labels: {{app.kubernetes.io/part-of: projectors}}
+spec:
+  podSelector:
+    matchLabels: {{{labels}}}
+  policyTypes: [Ingress, Egress]
+  ingress:  # metrics scrapes from the monitoring namespace only
+    - from:
+        - namespaceSelector:
+            matchLabels: {{kubernetes.io/metadata.name: monitoring}}
+      ports: [{{port: 8080, protocol: TCP}}]
+  egress:
+    - ports: [{{port: 53, protocol: UDP}}, {{port: 53, protocol: TCP}}]  # DNS
+    - ports: [{{port: 9092, protocol: TCP}}]  # the Kafka broker
+    - ports: [{{port: 5432, protocol: TCP}}]  # PostgreSQL (read-only role)
+    - ports: [{{port: {access.port}, protocol: TCP}}]  # its store
 """
 
 

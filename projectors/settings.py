@@ -175,6 +175,14 @@ class CaptureSettings(Section):
     # published without its long column values (each replaced by Debezium's placeholder, the
     # envelope marked "projectorsShrunk"): the projections read the row from PostgreSQL anyway.
     max_message_bytes: int = Field(default=1_000_000, ge=16_384, le=100_000_000)
+    # The compacted topic that holds capture's state (Debezium's offsets and the acknowledged
+    # position), one record per capture keyed "<topic prefix>/<slot name>": a capture started with
+    # an empty state directory resumes from it.
+    state_topic: str = Field(default="projectors-capture-state", pattern=r"^[A-Za-z0-9_.-]+$")
+    web_port: int = Field(default=0, ge=0, le=65535)  # /health and /metrics; 0: none
+    # retained WAL (pg_current_wal_lsn() - restart_lsn) above which the ProjectorsCaptureWalRetained
+    # alert fires (exported as projectors_capture_retained_wal_alert_bytes)
+    wal_alert_bytes: int = Field(default=5 * 1024**3, ge=1)
 
     _check_state_dir = field_validator("state_dir")(_absolute)
 

@@ -32,6 +32,11 @@ def read_offsets(path: Path) -> list[tuple[Any, dict[str, Any]]]:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
+    return parse_offsets(data, path)
+
+
+def parse_offsets(data: bytes, path: Path | str = "offsets") -> list[tuple[Any, dict[str, Any]]]:
+    """Every (offset key, source offset) pair in the bytes of an offsets file; empty if empty."""
     if not data:
         return []
     if not data.startswith(_MAGIC):

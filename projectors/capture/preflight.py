@@ -4,8 +4,10 @@ and a replication slot that vanished or was recreated is never followed silently
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,11 +15,14 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from projectors.capture.connector import heartbeat_topic
+from projectors.capture.wal import describe_keep_limit, wal_keep_limit
 from projectors.db.migrate import connect, publication_tables
 from projectors.errors import ConfigurationError, DataLossRisk
 from projectors.model import table_topic
 from projectors.projections import capture_tables
 from projectors.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,19 +91,34 @@ def check_database(settings: Settings) -> None:
             )
 
 
+def wait_for_slot_release(settings: Settings, wait_s: float = 15.0) -> None:
+    """Wait (up to ``wait_s``) while the slot is read by another process: a capture that was killed
+    or lost its lease leaves it active until the server notices. Before capture's state is read, so
+    the state read is the one the previous capture published last."""
+    deadline = time.monotonic() + wait_s
+    with connect(settings.pg, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (settings.capture.slot_name,)
+            ).fetchone()
+            if row is None or not row[0]:
+                return
+            time.sleep(0.5)
+
+
 def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
     """Refuse to go on when the slot that held our WAL position is gone or was recreated."""
     cap = settings.capture
     state = settings.capture_state_dir
-    has_history = (state / "offsets.dat").exists()
     position = CapturePosition.load(state)
+    has_history = (state / "offsets.dat").exists() or position is not None
     with connect(settings.pg, autocommit=True) as conn:
         # A capture that was killed leaves its slot active until the server notices the closed
         # connection: give it a few seconds before calling the slot busy.
         deadline = time.monotonic() + slot_release_wait_s
         while True:
             row = conn.execute(
-                "SELECT database, plugin, active, active_pid, confirmed_flush_lsn::text "
+                "SELECT database, plugin, active, active_pid, confirmed_flush_lsn::text, wal_status "
                 "FROM pg_replication_slots WHERE slot_name = %s",
                 (cap.slot_name,),
             ).fetchone()
@@ -118,7 +138,7 @@ def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
                 "Changes made while the slot was missing are in no topic and would never be seen. " + recover
             )
         return
-    database, plugin, active, active_pid, confirmed = row
+    database, plugin, active, active_pid, confirmed, wal_status = row
     if database != settings.pg.database or plugin != "pgoutput":
         raise ConfigurationError(
             f"replication slot {cap.slot_name!r} belongs to database {database!r} with plugin {plugin!r}; "
@@ -128,6 +148,14 @@ def check_slot(settings: Settings, slot_release_wait_s: float = 15.0) -> None:
         raise ConfigurationError(
             f"replication slot {cap.slot_name!r} is in use by server process {active_pid}: is another "
             "capture running? (`projectors stack status`)"
+        )
+    if wal_status == "lost":
+        raise DataLossRisk(
+            f"replication slot {cap.slot_name!r} was invalidated by PostgreSQL (wal_status lost): it retained "
+            "more WAL than max_slot_wal_keep_size allows while capture did not confirm positions, and the "
+            "changes in that WAL are gone for capture. To recover, run `projectors capture --recover-slot` "
+            "(a new slot at a new snapshot position, then every projection rebuilt from the source's state), "
+            "then start capture again."
         )
     if has_history and position is not None and confirmed is not None and parse_lsn(confirmed) > position.lsn:
         raise DataLossRisk(
@@ -183,8 +211,15 @@ def ensure_topics(settings: Settings, topics: dict[str, int], timeout: float = 8
     return created
 
 
-def preflight(settings: Settings) -> None:
+def preflight(settings: Settings, restore: Callable[[], str] | None = None) -> None:
+    """Check the database, create the topics, then ``restore`` capture's state (from the broker,
+    see :mod:`projectors.capture.state_store`), then check the slot against that state."""
     settings.capture_state_dir.mkdir(parents=True, exist_ok=True)
     check_database(settings)
-    check_slot(settings)
+    with connect(settings.pg) as conn:
+        log.info("%s", describe_keep_limit(wal_keep_limit(conn)))
     ensure_topics(settings, capture_topics(settings))
+    if restore is not None:
+        wait_for_slot_release(settings)
+        log.info("%s", restore())
+    check_slot(settings)

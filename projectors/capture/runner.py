@@ -32,7 +32,10 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from projectors.capture.connector import describe_errors, embedded_properties, validation_errors
 from projectors.capture.debezium_offsets import UnreadableOffsets, server_offset, snapshot_running
-from projectors.capture.preflight import CapturePosition, format_lsn, preflight
+from projectors.capture.lease import Lease
+from projectors.capture.observe import CaptureWeb
+from projectors.capture.preflight import CapturePosition, format_lsn, preflight, require_broker
+from projectors.capture.state_store import BrokerState, StateMirror, synchronize
 from projectors.db.migrate import connect
 from projectors.errors import ConfigurationError, DataLossRisk, RetriableError
 from projectors.events.models import UNAVAILABLE
@@ -97,9 +100,16 @@ def shrunk(value: bytes, limit: int) -> bytes:
 class KafkaPublisher:
     """The Debezium change handler: publish a batch, wait for the broker, record the position."""
 
-    def __init__(self, settings: Settings, producer: Producer, flush_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: Producer,
+        flush_timeout_s: float = 30.0,
+        mirror: StateMirror | None = None,
+    ) -> None:
         self.settings = settings
         self.producer = producer
+        self.mirror = mirror  # the broker's copy of the position, published before marking
         self.flush_timeout_s = flush_timeout_s
         self.published = 0
         position = CapturePosition.load(settings.capture_state_dir)
@@ -132,7 +142,10 @@ class KafkaPublisher:
         self.published += len(records)
         if batch_lsn > self.lsn or streaming != self.streaming:
             self.lsn, self.streaming = max(batch_lsn, self.lsn), streaming
-            CapturePosition(self.settings.capture.slot_name, self.lsn, streaming).save(self.settings.capture_state_dir)
+            position = CapturePosition(self.settings.capture.slot_name, self.lsn, streaming)
+            position.save(self.settings.capture_state_dir)
+            if self.mirror is not None:
+                self.mirror.acknowledged(position)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         room = self.settings.capture.max_message_bytes - len(key or b"") - 512  # record overhead
@@ -358,13 +371,17 @@ def run_capture(
     stop: threading.Event | None = None,
     signalled: threading.Event | None = None,
     started: threading.Event | None = None,
+    lease: Lease | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT (which also sets ``signalled``) or ``stop``; returns the number of
-    records published."""
-    preflight(settings)
+    """Run until SIGTERM/SIGINT (which also sets ``signalled``) or ``stop``, or until ``lease`` is
+    no longer held (:class:`LeaseLost`); returns the number of records published."""
+    broker_state = BrokerState(settings)
+    broker_state.ensure_topic()
+    preflight(settings, restore=lambda: synchronize(settings, broker_state))
     state = settings.capture_state_dir
     producer = kafka_connect_producer(settings)
-    publisher = KafkaPublisher(settings, producer)
+    mirror = StateMirror(broker_state, state, CapturePosition.load(state))
+    publisher = KafkaPublisher(settings, producer, mirror=mirror)
     outcome = EngineOutcome()
     properties = effective_properties(settings)
     errors = validation_errors(properties)
@@ -397,8 +414,21 @@ def run_capture(
     thread = threading.Thread(target=_run, name="debezium", daemon=True)
     thread.start()
     announced = False
+    mirrored = checked = time.monotonic()
+    lost = False
     try:
         while not stop.wait(0.2):
+            if lease is not None and time.monotonic() - checked > LEASE_CHECK_S:
+                checked = time.monotonic()
+                if not lease.held():
+                    lost = True
+                    break
+            if time.monotonic() - mirrored > 1.0:  # Debezium's offsets, committed since the last batch
+                mirrored = time.monotonic()
+                try:
+                    mirror.offsets_committed()
+                except RetriableError as exc:  # the next batch or tick tries again; the batch path raises
+                    log.warning("%s", exc)
             if not announced and outcome.started.is_set():
                 announced = True
                 (state / "ready").write_text("running\n")
@@ -417,6 +447,12 @@ def run_capture(
         engine.close()
         thread.join(30)
         producer.flush(10)
+        if not lost and (lease is None or lease.held()):  # a capture that lost its lease leaves the record
+            with contextlib.suppress(RetriableError):  # offsets committed at the stop; older ones are safe
+                mirror.offsets_committed()
+        broker_state.close()
+    if lost:
+        raise LeaseLost(f"the lease on slot {settings.capture.slot_name} was lost (PostgreSQL connection ended)")
     if failure:
         raise failure[0]
     if outcome.ended.is_set() and not outcome.success:
@@ -426,6 +462,11 @@ def run_capture(
 
 
 RECONNECT_MAX_S = 30.0
+LEASE_CHECK_S = 5.0
+
+
+class LeaseLost(RetriableError):
+    """Capture stopped streaming: it can no longer tell that it holds the slot's lease."""
 
 
 def supervise_capture(settings: Settings, sleep_max_s: float = RECONNECT_MAX_S) -> None:
@@ -436,23 +477,39 @@ def supervise_capture(settings: Settings, sleep_max_s: float = RECONNECT_MAX_S) 
     state folder holds ``reconnecting`` (with the reason) instead of ``ready``."""
     state = settings.capture_state_dir
     signalled, ran = threading.Event(), threading.Event()  # ran: the engine started once
+    lease = Lease(settings)
+    if settings.capture.web_port > 0:
+        CaptureWeb(settings, settings.capture.web_port).start()
+
+    def _on_signal(signum: int, _frame: Any) -> None:  # while a standby; run_capture sets its own
+        log.info("signal %s: stopping", signum)
+        signalled.set()
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
     delay = 1.0
     while not signalled.is_set():
         began = time.monotonic()
         try:
-            run_capture(settings, signalled=signalled, started=ran)
+            if not lease.held():
+                lease.release()
+                if not lease.acquire(signalled):
+                    break
+                began = time.monotonic()
+            run_capture(settings, signalled=signalled, started=ran, lease=lease)
             if signalled.is_set():
                 return
             raise CaptureFailed("the Debezium engine ended by itself")
         except DataLossRisk:
             raise  # going on could skip changes: the operator decides
         except ConfigurationError as exc:  # after a start: PostgreSQL not answering at preflight
-            if not ran.is_set():
+            if not (ran.is_set() or lease.waited):
                 raise
             reason = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # the engine, PostgreSQL or the broker failed: go again
-            if not ran.is_set():
-                raise
+            if not (ran.is_set() or lease.waited):  # a standby that took over retries: its slot may
+                raise  # still be held for a moment by the capture that died
             reason = f"{type(exc).__name__}: {exc}"
         if time.monotonic() - began > 60:
             delay = 1.0  # it ran for a while: this is a new outage
@@ -462,12 +519,15 @@ def supervise_capture(settings: Settings, sleep_max_s: float = RECONNECT_MAX_S) 
             break
         delay = min(delay * 2, sleep_max_s)
     (state / "reconnecting").unlink(missing_ok=True)
+    lease.release()
 
 
 def reset_capture(settings: Settings) -> list[str]:
-    """Forget capture's offsets and drop its slot, so the next start takes a new snapshot."""
+    """Forget capture's offsets (here and on the broker) and drop its slot, so the next start
+    takes a new snapshot."""
     done = []
     state = settings.capture_state_dir
+    require_broker(settings)
     for name in ("offsets.dat", "position.json", "ready"):
         path = state / name
         if path.exists():
@@ -482,4 +542,10 @@ def reset_capture(settings: Settings) -> list[str]:
         if row:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (settings.capture.slot_name,))
             done.append(f"dropped replication slot {settings.capture.slot_name}")
+    broker_state = BrokerState(settings)
+    broker_state.ensure_topic()
+    if broker_state.read() is not None:
+        broker_state.forget()
+        done.append(f"forgot the state of {broker_state.key.decode()} on topic {broker_state.topic}")
+    broker_state.close()
     return done

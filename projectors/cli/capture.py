@@ -6,10 +6,14 @@ import argparse
 import sys
 
 from projectors.capture.connector import connect_file_path, render_connect_file
+from projectors.capture.recovery import recover_slot
 from projectors.capture.runner import reset_capture, supervise_capture
 from projectors.capture.validation import DEBEZIUM_VERSION, check_connector
+from projectors.cli.common import terminal
 from projectors.exit_codes import ExitCode
+from projectors.operations.rebuild import rebuild
 from projectors.settings import SECTIONS, Settings
+from projectors.stack.local import LocalDeployment
 
 
 def add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
@@ -17,12 +21,25 @@ def add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: 
     capture.add_argument(
         "--reset", action="store_true", help="forget offsets and drop the slot: the next start takes a new snapshot"
     )
+    capture.add_argument(
+        "--recover-slot", action="store_true",
+        help="after a lost slot: a new slot (snapshot position), capture's state set to it, every projection "
+        "rebuilt from the source's state",
+    )
     capture.set_defaults(func=capture_command)
 
 
 def capture_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.reset:
         for line in reset_capture(settings) or ["nothing to reset"]:
+            print(line)
+        return ExitCode.OK
+    if args.recover_slot:
+        def rebuild_one(s: Settings, name: str) -> object:
+            print(f"rebuilding {name} from the source's state ...", flush=True)
+            return rebuild(s, name, force=True, report=terminal(), deployment=LocalDeployment(s))
+
+        for line in recover_slot(settings, rebuild_one):
             print(line)
         return ExitCode.OK
     supervise_capture(settings)

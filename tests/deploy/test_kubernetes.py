@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,16 @@ def documents() -> list[dict[str, Any]]:
     return docs
 
 
-@pytest.mark.parametrize("doc", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+# custom resources (the Prometheus Operator's PrometheusRule) are not in the Kubernetes schemas:
+# tests/deploy/test_alert_rules.py checks that one
+CUSTOM = ("monitoring.coreos.com/",)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [d for d in documents() if not d["apiVersion"].startswith(CUSTOM)],
+    ids=lambda d: f"{d['kind']}/{d['metadata']['name']}",
+)
 def test_manifest_is_valid_kubernetes(doc: dict[str, Any]) -> None:
     kubernetes_validate.validate(doc, VERSION, strict=True)
 
@@ -68,10 +79,15 @@ def test_configmap_sets_every_setting_but_the_secrets_and_nothing_unknown() -> N
     assert set().union(*WORKER_SECRETS.values()) | READ_ONLY == secret_variables()
 
 
+def worker_deployments() -> list[dict[str, Any]]:
+    return [
+        d for d in documents()
+        if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/name"] == "projectors-worker"
+    ]
+
+
 def test_each_worker_gets_only_its_own_stores_secrets() -> None:
-    deployments = {
-        d["metadata"]["name"].removeprefix("projectors-worker-"): d for d in documents() if d["kind"] == "Deployment"
-    }
+    deployments = {d["metadata"]["name"].removeprefix("projectors-worker-"): d for d in worker_deployments()}
     assert set(deployments) == set(WORKER_SECRETS)
     for projection, own in WORKER_SECRETS.items():
         pod = deployments[projection]["spec"]["template"]["spec"]
@@ -88,7 +104,7 @@ def test_each_worker_gets_only_its_own_stores_secrets() -> None:
 
 
 def test_every_worker_has_probes_scrape_annotations_and_resources() -> None:
-    deployments = [d for d in documents() if d["kind"] == "Deployment"]
+    deployments = worker_deployments()
     assert sorted(d["metadata"]["name"] for d in deployments) == [
         f"projectors-worker-{p}" for p in ("counters", "feed", "graph", "notifications", "public-profiles", "search")
     ]
@@ -117,3 +133,74 @@ def test_dashboard_queries_only_metrics_the_workers_export() -> None:
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("lag", "throughput", "latency", "dead letters"):
         assert topic in titles
+
+
+def rendered() -> list[dict[str, Any]]:
+    """``kubectl kustomize deploy/k8s`` (offline), as the objects it renders."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is missing: scripts/setup installs Debian's kubectl"
+    done = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def test_kustomize_renders_every_manifest_and_each_object_validates() -> None:
+    objects = rendered()
+    kinds = sorted({o["kind"] for o in objects})
+    assert kinds == sorted({"Namespace", "ConfigMap", "Job", "Deployment", "PrometheusRule", "PodDisruptionBudget",
+                            "NetworkPolicy"}), kinds
+    for o in objects:
+        assert o["kind"] == "Namespace" or o["metadata"]["namespace"] == "projectors", o["metadata"]["name"]
+        if not o["apiVersion"].startswith(CUSTOM):
+            kubernetes_validate.validate(o, VERSION, strict=True)
+
+
+def test_capture_runs_two_replicas_with_its_own_role_probes_and_budgets() -> None:
+    objects = rendered()
+    capture = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "projectors-capture")
+    assert capture["spec"]["replicas"] == 2
+    pod = capture["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["capture"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PROJECTORS_PG_USER"] == "projectors_capture"
+    assert set(env) - {"PROJECTORS_PG_USER"} == {"PROJECTORS_PG_PASSWORD_FILE", "PROJECTORS_KAFKA_SASL_PASSWORD_FILE"}
+    assert next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]["secretName"] == (
+        "projectors-capture-secrets")
+    assert secrets()["projectors-capture-secrets"] == {"pg-password", "kafka-sasl-password"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert capture["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config["data"]["PROJECTORS_CAPTURE_WEB_PORT"] == "8080"
+
+    budgets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PodDisruptionBudget"}
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert set(budgets) == {d["metadata"]["name"] for d in deployments}
+    for d in deployments:
+        budget = budgets[d["metadata"]["name"]]["spec"]
+        assert budget["minAvailable"] == 1 and budget["selector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"]
+
+    jobs = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0] for o in objects if o["kind"] == "Job"
+    }
+    assert jobs["projectors-migrate"]["args"] == ["db", "migrate"]
+    assert jobs["projectors-db-roles"]["args"][:2] == ["db", "roles"]
+    assert secrets()["projectors-owner-secrets"] == {"pg-password", "pg-capture-password", "pg-reader-password"}
+
+
+def test_network_policies_deny_by_default_and_open_only_what_each_part_needs() -> None:
+    policies = {o["metadata"]["name"]: o["spec"] for o in rendered() if o["kind"] == "NetworkPolicy"}
+    deny = policies.pop("projectors-default-deny")
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in deny
+
+    def ports(rules: list[dict[str, Any]]) -> set[int]:
+        return {p["port"] for r in rules for p in r["ports"]} - {53}
+
+    stores = {"feed": {443}, "counters": {443}, "notifications": {443}, "graph": {7687}, "search": {7700}}
+    for projection, store in stores.items():
+        spec = policies[f"projectors-worker-{projection}"]
+        assert ports(spec["egress"]) == {9092, 5432} | store, projection
+        assert [p["port"] for r in spec["ingress"] for p in r["ports"]] == [8080], projection  # metrics only
+    capture = policies["projectors-capture"]
+    assert ports(capture["egress"]) == {5432, 9092}
+    assert "ingress" not in policies["projectors-jobs"] and ports(policies["projectors-jobs"]["egress"]) == {5432}
