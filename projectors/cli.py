@@ -182,6 +182,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve(_args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.read.api import serve
+
+    serve(settings)
+    return 0
+
+
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.operations.verify import RECHECK_PAUSE_S, Sample, describe_diff, verify_until_clean
     from projectors.projections import PROJECTIONS
@@ -580,6 +587,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a faust worker for one projection")
     worker.add_argument("projection", choices=PROJECTION_NAMES)
     worker.set_defaults(func=_worker)
+
+    serve_cmd = sub.add_parser(
+        "serve", help="the HTTP read API (PROJECTORS_READ_API_HOST/PORT): feeds, notifications, counters, search"
+    )
+    serve_cmd.set_defaults(func=_serve)
 
     verify = sub.add_parser("verify", help="compare projections with the spec computed from PostgreSQL")
     verify.add_argument("projection", nargs="*", type=projection_name, help="default: all")
