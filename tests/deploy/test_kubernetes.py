@@ -44,7 +44,13 @@ WORKER_SECRETS = {
     "graph": SHARED | {"PROJECTORS_GRAPH_NEO4J_PASSWORD"},
     "search": SHARED | {"PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
 }
-READ_ONLY = {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY"}
+READ_ONLY = {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY",
+             "PROJECTORS_READ_CURSOR_KEY"}
+READER_SECRETS = SHARED | READ_ONLY  # the reader role's and the consumer's, and the read-only ones
+
+
+def workers() -> list[dict[str, Any]]:
+    return [d for d in documents() if d["kind"] == "Deployment" and d["metadata"]["name"] != "projectors-reader"]
 
 
 def secret_key(variable: str) -> str:
@@ -68,7 +74,7 @@ def test_configmap_sets_every_setting_but_the_secrets_and_nothing_unknown() -> N
 
 def test_each_worker_gets_only_its_own_stores_secrets() -> None:
     deployments = {
-        d["metadata"]["name"].removeprefix("projectors-worker-"): d for d in documents() if d["kind"] == "Deployment"
+        d["metadata"]["name"].removeprefix("projectors-worker-"): d for d in workers()
     }
     assert set(deployments) == set(WORKER_SECRETS)
     for projection, own in WORKER_SECRETS.items():
@@ -82,11 +88,29 @@ def test_each_worker_gets_only_its_own_stores_secrets() -> None:
         assert secret == f"projectors-{projection}-secrets"
         assert secrets()[secret] == {secret_key(v) for v in own}, projection
         assert files == {v: f"{mount['mountPath']}/{secret_key(v)}" for v in own}, projection
-    assert secrets()["projectors-reader-secrets"] == {secret_key(v) for v in READ_ONLY}
+    assert secrets()["projectors-reader-secrets"] == {secret_key(v) for v in READER_SECRETS}
+
+
+def test_the_read_api_has_read_only_credentials_probes_a_service_and_an_autoscaler() -> None:
+    by_kind = {d["kind"]: d for d in documents() if d["metadata"]["name"] == "projectors-reader"}
+    assert set(by_kind) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["serve"]
+    files = {e["name"].removesuffix("_FILE") for e in container["env"] if e["name"].endswith("_FILE")}
+    assert files == READER_SECRETS and not files & {"PROJECTORS_COSMOS_KEY", "PROJECTORS_GRAPH_NEO4J_PASSWORD",
+                                                    "PROJECTORS_SEARCH_MEILI_MASTER_KEY"}
+    secret = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]["secretName"]
+    assert secret == "projectors-reader-secrets"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    labels = by_kind["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert by_kind["Service"]["spec"]["selector"].items() <= labels.items()
+    assert by_kind["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "projectors-reader"
 
 
 def test_every_worker_has_probes_scrape_annotations_and_resources() -> None:
-    deployments = [d for d in documents() if d["kind"] == "Deployment"]
+    deployments = workers()
     assert sorted(d["metadata"]["name"] for d in deployments) == [
         f"projectors-worker-{p}" for p in ("counters", "feed", "graph", "notifications", "search")
     ]
