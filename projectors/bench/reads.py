@@ -48,6 +48,7 @@ CALLS = ("feed_page", "counters", "suggestions", "search", "notifications", "unr
 CALL_PROJECTION = {"feed_page": "feed", "counters": "counters", "suggestions": "graph", "search": "search",
                    "notifications": "notifications", "unread_count": "notifications"}
 BENCH_STORE_TIMEOUT_S = 120.0
+CONCURRENT_CLIENTS = 50
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class ReadsResults:
     stores: dict[str, dict[str, int]] = field(default_factory=dict)  # size label -> items per store
     calls: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # label -> call -> figures
     ratios: dict[str, float] = field(default_factory=dict)  # call -> p50 large / p50 small
+    # the HTTP read API under CONCURRENT_CLIENTS clients (each its own connection) at the large size
+    concurrent: dict[str, float] = field(default_factory=dict)
 
 
 def store_items(settings: Settings, projections: list[str]) -> dict[str, int]:
@@ -165,6 +168,51 @@ def measure(
     return out
 
 
+def concurrent_feeds(settings: Settings, population: Population, seconds: float) -> dict[str, float]:
+    """Feed pages (limit 20) over HTTP from CONCURRENT_CLIENTS threads, each with its own kept-alive
+    connection, for ``seconds``: requests/s and the latency p50 across all of them."""
+    users = [str(u) for u in population.users]
+    stop = time.monotonic() + seconds
+    times: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        api = http.client.HTTPConnection(settings.read.api_host, settings.read.api_port, timeout=BENCH_STORE_TIMEOUT_S)
+        mine = []
+        try:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    api.request("GET", f"/v1/users/{rng.choice(users)}/feed?limit=20")
+                    answer = api.getresponse()
+                    answer.read()
+                    ok = answer.status == 200
+                except (OSError, http.client.HTTPException):
+                    api.close()
+                    ok = False
+                if ok:
+                    mine.append((time.perf_counter() - started) * 1000)
+                else:
+                    with lock:
+                        errors[0] += 1
+        finally:
+            api.close()
+            with lock:
+                times.extend(mine)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CONCURRENT_CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    return {"clients": CONCURRENT_CLIENTS, "seconds": elapsed, "requests_s": len(times) / elapsed,
+            "p50_ms": statistics.median(times) if times else 0.0, "errors": float(errors[0])}
+
+
 def timed(call: Callable[[], Any], times: int) -> list[float]:
     """Milliseconds of each of ``times`` calls, sorted."""
     out = []
@@ -225,6 +273,9 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
             small, large = results.calls["small"][call]["p50_ms"], results.calls["large"][call]["p50_ms"]
             results.ratios[call] = large / small if small else 0.0
         say("== p50 large / small: " + ", ".join(f"{c} {r:.2f}" for c, r in results.ratios.items()))
+        results.concurrent = concurrent_feeds(settings, first, max(3.0, config.calls * 0.1))
+        say(f"== {CONCURRENT_CLIENTS} concurrent HTTP clients, feed pages: {results.concurrent['requests_s']:.0f} "
+            f"requests/s, p50 {results.concurrent['p50_ms']:.0f} ms, errors {results.concurrent['errors']:.0f}")
     finally:
         local.down(settings, local.ORDER, say=lambda _l: None)
     (out_dir / "reads-results.json").write_text(json.dumps(asdict(results), indent=2, default=str))
@@ -253,4 +304,9 @@ def markdown(r: ReadsResults) -> str:
                          f"{'-' if requests < 0 else f'{requests:.1f}'} | {f['fallbacks']:.0f} |")
     lines += ["", "## p50 large ÷ small (goal ≤ 2)", "", "| call | ratio |", "|---|---|"]
     lines += [f"| {call} | {ratio:.2f} |" for call, ratio in r.ratios.items()]
+    if r.concurrent:
+        c = r.concurrent
+        lines += ["", f"## HTTP read API, {c['clients']:.0f} concurrent clients (feed pages, large size)", "",
+                  "| requests/s | p50 ms | errors |", "|---|---|---|",
+                  f"| {c['requests_s']:.0f} | {c['p50_ms']:.0f} | {c['errors']:.0f} |"]
     return "\n".join(lines) + "\n"

@@ -24,6 +24,8 @@ def test_the_reads_bench_runs_on_a_tiny_input(tmp_path: Path) -> None:
             assert calls["unread_count"]["cosmos_requests_per_call"] >= 1  # one point read
     assert results["stores"]["large"]["feed"] > results["stores"]["small"]["feed"] > 0
     assert set(results["ratios"]) == set(results["calls"]["small"])
+    assert results["concurrent"]["clients"] == 50 and results["concurrent"]["requests_s"] > 0
+    assert results["concurrent"]["errors"] == 0
     report = (tmp_path / "reads-results.md").read_text()
     assert "## p50 large ÷ small" in report and "HTTP ÷ in-process p50" in report
 
