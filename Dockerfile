@@ -7,7 +7,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev &
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY projectors ./projectors
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[worker]'
 
 FROM python:3.11.7-slim-bookworm
 # openjdk-17-jre-headless: the JVM of `projectors capture` (pydbzengine, pinned in pyproject.toml,

@@ -48,7 +48,9 @@ def document_schemas() -> dict[str, dict[str, Any]]:
 
 
 def rendered() -> dict[str, str]:
-    files = {**event_schemas(), **document_schemas()}
+    from projectors.read.api import openapi_document  # the HTTP read API's contract
+
+    files = {**event_schemas(), **document_schemas(), "openapi.json": openapi_document()}
     return {name: json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in files.items()}
 
 

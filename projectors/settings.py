@@ -374,6 +374,17 @@ class ReadSettings(Section):
     # read's path (its consumer group's position and the time of the first record it has not applied)
     max_behind_s: float = Field(default=0.0, ge=0, le=86_400)
     max_behind_check_s: float = Field(default=5.0, gt=0, le=3_600)
+    # the key that signs paging cursors (read/cursor.py); empty: derived from the Cosmos read key.
+    # Every replica of a read service needs the same one, or a cursor from another replica is refused
+    cursor_key: SecretStr = SecretStr("")
+    # `projectors serve`: the HTTP read API (read/api.py)
+    api_host: str = "127.0.0.1"
+    api_port: int = 58080
+    # the largest page a read may ask for (feed, notifications, suggestions, search) and the most
+    # subjects of one counters read
+    max_limit: int = Field(default=500, ge=1, le=10_000)
+
+    _check_api_port = field_validator("api_port")(_port)
 
 
 class Settings(BaseModel):

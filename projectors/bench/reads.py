@@ -9,11 +9,13 @@ does not grow, the store does): p50/p99 in ms and the Cosmos requests per call, 
 Cosmos server itself. At the larger size the calls run once more while a writer changes the source
 at ``write_rate`` operations/s (the workers writing meanwhile). The ratio large ÷ small of each
 call's p50 is the figure that matters: a read whose cost follows the answer, not the store, stays
-near 1.
+near 1. Each call is timed over the HTTP read API too (the stack's ``reader`` part, one kept-alive
+connection, the same arguments): ``http_p50_ms`` and the ratio HTTP ÷ in-process at p50.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -23,8 +25,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 
@@ -44,6 +48,7 @@ CALLS = ("feed_page", "counters", "suggestions", "search", "notifications", "unr
 CALL_PROJECTION = {"feed_page": "feed", "counters": "counters", "suggestions": "graph", "search": "search",
                    "notifications": "notifications", "unread_count": "notifications"}
 BENCH_STORE_TIMEOUT_S = 120.0
+CONCURRENT_CLIENTS = 50
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class ReadsResults:
     stores: dict[str, dict[str, int]] = field(default_factory=dict)  # size label -> items per store
     calls: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # label -> call -> figures
     ratios: dict[str, float] = field(default_factory=dict)  # call -> p50 large / p50 small
+    # the HTTP read API under CONCURRENT_CLIENTS clients (each its own connection) at the large size
+    concurrent: dict[str, float] = field(default_factory=dict)
 
 
 def store_items(settings: Settings, projections: list[str]) -> dict[str, int]:
@@ -94,42 +101,132 @@ def measure(
     request count is the calls' (under writes the workers' requests are counted too: left out)."""
     users = [str(u) for u in population.users]
     posts = [str(p) for p in population.posts]
-    # the bench times the stores: a slow answer on a loaded machine is a figure, not a fallback
-    patient = settings.read.model_copy(update={"store_timeout_s": BENCH_STORE_TIMEOUT_S})
-    client = ReadClient(settings.model_copy(update={"read": patient}))
-    calls: dict[str, Callable[[], Any]] = {
-        "feed_page": lambda: client.feed_page(rng.choice(users), limit=50),
-        "counters": lambda: client.counters(rng.sample(users, min(10, len(users))) + rng.sample(posts, min(10, len(posts)))),  # noqa: E501
-        "suggestions": lambda: client.suggestions(rng.choice(users), limit=10),
-        "search": lambda: client.search("posts", rng.choice(("stream", "graph", "kafka", "cosmos")), limit=20),
-        "notifications": lambda: client.notifications(rng.choice(users), limit=20),
-        "unread_count": lambda: client.unread_count(rng.choice(users)),
+    client = ReadClient(patient(settings))
+    api = http.client.HTTPConnection(settings.read.api_host, settings.read.api_port, timeout=BENCH_STORE_TIMEOUT_S)
+
+    def subjects() -> list[str]:  # 20: 10 users and 10 posts
+        return rng.sample(users, min(10, len(users))) + rng.sample(posts, min(10, len(posts)))
+
+    words = ("stream", "graph", "kafka", "cosmos")
+    # each call in-process, and the same call over HTTP (path and query)
+    calls: dict[str, tuple[Callable[[], Any], Callable[[], str]]] = {
+        "feed_page": (lambda: client.feed_page(rng.choice(users), limit=50),
+                      lambda: f"/v1/users/{rng.choice(users)}/feed?limit=50"),
+        "counters": (lambda: client.counters(subjects()),
+                     lambda: "/v1/counters?" + urlencode({"ids": subjects()}, doseq=True)),
+        "suggestions": (lambda: client.suggestions(rng.choice(users), limit=10),
+                        lambda: f"/v1/users/{rng.choice(users)}/suggestions?limit=10"),
+        "search": (lambda: client.search("posts", rng.choice(words), limit=20),
+                   lambda: f"/v1/search/posts?q={rng.choice(words)}&limit=20"),
+        "notifications": (lambda: client.notifications(rng.choice(users), limit=20),
+                          lambda: f"/v1/users/{rng.choice(users)}/notifications?limit=20"),
+        "unread_count": (lambda: client.unread_count(rng.choice(users)),
+                         lambda: f"/v1/users/{rng.choice(users)}/notifications/unread-count"),
     }
+
+    def over_http_of(path: Callable[[], str]) -> None:
+        over_http(path())
+
+    def over_http(path: str) -> None:
+        try:
+            api.request("GET", path)
+            answer = api.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # the server closed the idle kept-alive connection (uvicorn: after 5 s): a new one
+            api.close()
+            api.request("GET", path)
+            answer = api.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"GET {path}: {answer.status} {body[:300]!r}")
+
     out: dict[str, dict[str, float]] = {}
     try:
-        for name, call in calls.items():
+        for name, (call, path) in calls.items():
             if name not in config.measured:
                 continue
             call()  # connections and generation pointers are set up before the timing
+            over_http(path())
             before = server_requests(settings)
-            times = []
             fallbacks = sum(client.fallbacks.values())
-            for _ in range(config.calls):
-                started = time.perf_counter()
-                call()
-                times.append((time.perf_counter() - started) * 1000)
+            times = timed(call, config.calls)
             after = server_requests(settings)
             requests = total_requests(after) - total_requests(before)
-            times.sort()
+            over_http(path())  # the kept-alive connection is open again before the timing
+            web = timed(partial(over_http_of, path), config.calls)
             out[name] = {
                 "p50_ms": statistics.median(times),
                 "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+                "http_p50_ms": statistics.median(web),
+                "http_p99_ms": web[min(len(web) - 1, int(len(web) * 0.99))],
                 "cosmos_requests_per_call": requests / config.calls if quiet else -1.0,
                 "fallbacks": sum(client.fallbacks.values()) - fallbacks,
             }
     finally:
         client.close()
+        api.close()
     return out
+
+
+def concurrent_feeds(settings: Settings, population: Population, seconds: float) -> dict[str, float]:
+    """Feed pages (limit 20) over HTTP from CONCURRENT_CLIENTS threads, each with its own kept-alive
+    connection, for ``seconds``: requests/s and the latency p50 across all of them."""
+    users = [str(u) for u in population.users]
+    stop = time.monotonic() + seconds
+    times: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        api = http.client.HTTPConnection(settings.read.api_host, settings.read.api_port, timeout=BENCH_STORE_TIMEOUT_S)
+        mine = []
+        try:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    api.request("GET", f"/v1/users/{rng.choice(users)}/feed?limit=20")
+                    answer = api.getresponse()
+                    answer.read()
+                    ok = answer.status == 200
+                except (OSError, http.client.HTTPException):
+                    api.close()
+                    ok = False
+                if ok:
+                    mine.append((time.perf_counter() - started) * 1000)
+                else:
+                    with lock:
+                        errors[0] += 1
+        finally:
+            api.close()
+            with lock:
+                times.extend(mine)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CONCURRENT_CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    return {"clients": CONCURRENT_CLIENTS, "seconds": elapsed, "requests_s": len(times) / elapsed,
+            "p50_ms": statistics.median(times) if times else 0.0, "errors": float(errors[0])}
+
+
+def timed(call: Callable[[], Any], times: int) -> list[float]:
+    """Milliseconds of each of ``times`` calls, sorted."""
+    out = []
+    for _ in range(times):
+        started = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - started) * 1000)
+    return sorted(out)
+
+
+def patient(settings: Settings) -> Settings:
+    """The bench times the stores: a slow answer on a loaded machine is a figure, not a fallback."""
+    read = settings.read.model_copy(update={"store_timeout_s": BENCH_STORE_TIMEOUT_S})
+    return settings.model_copy(update={"read": read})
 
 
 def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResults:
@@ -144,6 +241,7 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
     try:
         workers = tuple(f"worker-{p}" for p in config.projections)
         local.up(settings, local.SERVERS + workers, say=say)
+        local.up(patient(settings), local.READERS, say=say)  # the HTTP read API, as patient as the client
         first: Population | None = None
         added = 0
         for label, users in zip(("small", "large"), config.sizes, strict=True):
@@ -159,7 +257,8 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
             results.calls[label] = measure(settings, first, config, rng)
             for call, figures in results.calls[label].items():
                 say(f"   {call}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
-                    f"{figures['cosmos_requests_per_call']:.1f} Cosmos requests/call")
+                    f"{figures['cosmos_requests_per_call']:.1f} Cosmos requests/call; over HTTP p50 "
+                    f"{figures['http_p50_ms']:.1f} ms, p99 {figures['http_p99_ms']:.1f} ms")
         assert first is not None
         writer = threading.Thread(target=steady, args=(settings.pg.conninfo(), first, config.write_rate,
                                                         max(10.0, config.calls * 0.2), random.Random(5)))
@@ -174,6 +273,9 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
             small, large = results.calls["small"][call]["p50_ms"], results.calls["large"][call]["p50_ms"]
             results.ratios[call] = large / small if small else 0.0
         say("== p50 large / small: " + ", ".join(f"{c} {r:.2f}" for c, r in results.ratios.items()))
+        results.concurrent = concurrent_feeds(settings, first, max(3.0, config.calls * 0.1))
+        say(f"== {CONCURRENT_CLIENTS} concurrent HTTP clients, feed pages: {results.concurrent['requests_s']:.0f} "
+            f"requests/s, p50 {results.concurrent['p50_ms']:.0f} ms, errors {results.concurrent['errors']:.0f}")
     finally:
         local.down(settings, local.ORDER, say=lambda _l: None)
     (out_dir / "reads-results.json").write_text(json.dumps(asdict(results), indent=2, default=str))
@@ -189,13 +291,22 @@ def markdown(r: ReadsResults) -> str:
     for label, sizes in r.stores.items():
         # a projection this run did not project (``--calls``) is "-", not an empty store
         lines.append(f"| {label} | " + " | ".join(f"{sizes[n]:,}" if n in sizes else "-" for n in PROJECTIONS) + " |")
-    lines += ["", "## Calls", "", "| store size | call | p50 ms | p99 ms | Cosmos requests/call | fallbacks |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "## Calls (in-process, and over the HTTP read API)", "",
+              "| store size | call | p50 ms | p99 ms | HTTP p50 ms | HTTP p99 ms | HTTP ÷ in-process p50 "
+              "| Cosmos requests/call | fallbacks |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for label, calls in r.calls.items():
         for call, f in calls.items():
             requests = f["cosmos_requests_per_call"]
-            lines.append(f"| {label} | {call} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | "
+            ratio = f["http_p50_ms"] / f["p50_ms"] if f["p50_ms"] else 0.0
+            lines.append(f"| {label} | {call} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {f['http_p50_ms']:.1f} | "
+                         f"{f['http_p99_ms']:.1f} | {ratio:.2f} | "
                          f"{'-' if requests < 0 else f'{requests:.1f}'} | {f['fallbacks']:.0f} |")
     lines += ["", "## p50 large ÷ small (goal ≤ 2)", "", "| call | ratio |", "|---|---|"]
     lines += [f"| {call} | {ratio:.2f} |" for call, ratio in r.ratios.items()]
+    if r.concurrent:
+        c = r.concurrent
+        lines += ["", f"## HTTP read API, {c['clients']:.0f} concurrent clients (feed pages, large size)", "",
+                  "| requests/s | p50 ms | errors |", "|---|---|---|",
+                  f"| {c['requests_s']:.0f} | {c['p50_ms']:.0f} | {c['errors']:.0f} |"]
     return "\n".join(lines) + "\n"

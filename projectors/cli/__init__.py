@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("files", "add_generate", "write every file derived from the projections' descriptors (schemas, "
                  "connector, deploy, docs tables)"),
     "worker": ("worker", "add_worker", "run a faust worker for one projection"),
+    "serve": ("serve", "add_serve", "the HTTP read API (PROJECTORS_READ_API_HOST/PORT): feeds, notifications, "
+              "counters, search"),
     "verify": ("verify", "add_verify", "compare projections with the spec computed from PostgreSQL"),
     "status": ("operate", "add_status", "per projection and partition: offsets, lag, rate, store, DLQ"),
     "replay": ("operate", "add_replay", "reprocess a projection from a point in its topics"),

@@ -27,6 +27,7 @@ may just have been dropped by ``projectors rebuild``, which waits longer than th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ from projectors.projections import descriptor
 from projectors.projections.base import is_uuid, iso
 from projectors.projections.counters import CountersProjection, counter_key
 from projectors.projections.notifications import unread_at, unread_key
+from projectors.read.cursor import FEED, NOTIFICATIONS, Cursors, ordered, past
 from projectors.read.fallback import PostgresReads
 from projectors.settings import Settings
 from projectors.stores.factory import generations, open_raw_store
@@ -118,10 +120,12 @@ class Freshness:
 
 class Page(list[dict[str, Any]]):
     """A list of items, with where it came from: ``"store"`` or ``"postgres"`` (the fallback), and,
-    for a read given a writer's token, whether the projection had applied the write (``caught_up``)."""
+    for a read given a writer's token, whether the projection had applied the write (``caught_up``).
+    A paged list (feed, notifications) has ``next_cursor``: the cursor of the next page, None at the end."""
 
     source: str = "store"
     caught_up: bool | None = None
+    next_cursor: str | None = None
 
 
 class Counts(dict[str, dict[str, int]]):
@@ -141,7 +145,25 @@ class Items(dict[str, Any]):
 def marked(answer: Any, source: str) -> Any:
     out = Items(answer) if isinstance(answer, Items) else Counts(answer) if isinstance(answer, dict) else Page(answer)
     out.source = source
+    if isinstance(out, Page):
+        out.next_cursor = getattr(answer, "next_cursor", None)
     return out
+
+
+def paged(cursors: Cursors, kind: str, user: str, items: list[dict[str, Any]], limit: int) -> Page:
+    """The first ``limit`` of ``items`` (already in the list's order, after the cursor's position,
+    one more than a page when more follow) with the cursor of the next page."""
+    page = Page(items[:limit])
+    page.next_cursor = cursors.next_cursor(kind, user, page, len(items) > limit)
+    return page
+
+
+def cursor_key(settings: Settings) -> bytes:
+    """``PROJECTORS_READ_CURSOR_KEY``, or one derived from the Cosmos read key (empty: a fixed one)."""
+    key = settings.read.cursor_key.get_secret_value()
+    if key:
+        return key.encode()
+    return hashlib.sha256(b"projectors-read-cursor:" + settings.cosmos.reader_key().encode()).digest()
 
 
 def commit_token(conn: Any) -> int:
@@ -152,25 +174,27 @@ def commit_token(conn: Any) -> int:
     row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     return parse_lsn(str(row[0]))
 
+# {after}: the keyset condition of a cursor's position (the items after it), or nothing on a first page
+FEED_AFTER = " AND (c.createdAt < @at OR (c.createdAt = @at AND c.postId < @post))"
 FEED_PAGE = (
     "SELECT TOP @limit c.id, c.recipientId, c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
-    "FROM c WHERE c.recipientId = @recipient AND c.deleted = false ORDER BY c.createdAt DESC"
+    "FROM c WHERE c.recipientId = @recipient AND c.deleted = false{after} ORDER BY c.createdAt DESC"
 )
 # the celebrities the recipient follows (fan-out on read), and each one's newest posts
 FEED_FOLLOWS = "SELECT c.authorId FROM c WHERE c.recipientId = @recipient AND c.deleted = false"
 CELEBRITY_POSTS = (
     "SELECT TOP @limit c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
-    "FROM c WHERE c.authorId = @author AND c.deleted = false ORDER BY c.createdAt DESC"
+    "FROM c WHERE c.authorId = @author AND c.deleted = false{after} ORDER BY c.createdAt DESC"
 )
 # the items of the same time as a page's last one (posts of one transaction share it): a page cut
 # among them is completed, then ordered by post id, so it is the same page whatever the store returned
 FEED_TIES = (
     "SELECT c.id, c.recipientId, c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
-    "FROM c WHERE c.recipientId = @recipient AND c.deleted = false AND c.createdAt = @at"
+    "FROM c WHERE c.recipientId = @recipient AND c.deleted = false AND c.createdAt = @tie{after}"
 )
 CELEBRITY_TIES = (
     "SELECT c.postId, c.authorId, c.createdAt, c.bodyPreview, c.topics "
-    "FROM c WHERE c.authorId = @author AND c.deleted = false AND c.createdAt = @at"
+    "FROM c WHERE c.authorId = @author AND c.deleted = false AND c.createdAt = @tie{after}"
 )
 # a recipient's newest notifications (the unread counter, a point read, is not one of them), and the
 # items of the same time as a page's last one (a page cut among them is completed, ordered by id)
@@ -178,9 +202,12 @@ NOTIFICATION_FIELDS = "c.id, c.recipientId, c.kind, c.postId, c.actorIds, c.coun
 NOTIFICATIONS_WHERE = (
     "c.recipientId = @recipient AND c.deleted = false AND c.kind != 'unreadNotifications' AND c.expiresAt > @now"
 )
-NOTIFICATIONS_PAGE = f"SELECT TOP @limit {NOTIFICATION_FIELDS} FROM c WHERE {NOTIFICATIONS_WHERE}{{unread}} " \
+NOTIFICATIONS_AFTER = " AND (c.latestAt < @at OR (c.latestAt = @at AND c.id < @item))"
+NOTIFICATIONS_PAGE = f"SELECT TOP @limit {NOTIFICATION_FIELDS} FROM c WHERE {NOTIFICATIONS_WHERE}{{unread}}{{after}} " \
     "ORDER BY c.latestAt DESC"
-NOTIFICATION_TIES = f"SELECT {NOTIFICATION_FIELDS} FROM c WHERE {NOTIFICATIONS_WHERE}{{unread}} AND c.latestAt = @at"
+NOTIFICATION_TIES = (
+    f"SELECT {NOTIFICATION_FIELDS} FROM c WHERE {NOTIFICATIONS_WHERE}{{unread}}{{after}} AND c.latestAt = @tie"
+)
 # a counter's id is deterministic (``<subjectId>:<kind>``): counters are point-read, never queried
 COUNTER_KINDS = tuple(kind.suffix.lstrip(":") for kind in CountersProjection.kinds)
 
@@ -205,6 +232,7 @@ class ReadClient:
         self._known: dict[str, tuple[int, float]] = {}  # projection -> (generation, read at)
         self._stores: dict[tuple[str, int], Any] = {}
         self._freshness = Freshness(settings, settings.read.max_behind_check_s)
+        self.cursors = Cursors(cursor_key(settings))
 
     def _db(self, projection: str) -> Any:
         """The Cosmos database of ``projection``'s account, connected on first use (the client reads
@@ -319,40 +347,50 @@ class ReadClient:
         return self._stores[key]
 
     # -- the reads ----------------------------------------------------------------------------------
-    def feed_page(self, recipient_id: str, limit: int = 50, after: int | None = None) -> Page:
-        """The recipient's latest ``limit`` feed items, newest first: their ``userFeed`` partition
-        (posts fanned out on write) merged with the newest posts of the celebrities they follow
-        (``feedFollows``, ``feedPosts``: fanned out on read), ordered by time then post id. Partition
-        queries only: one for the page, one for the subscriptions, one per followed celebrity, and
-        one more for each of those that fills the page (the items tied with its last one)."""
+    def feed_page(
+        self, recipient_id: str, limit: int = 50, cursor: str | None = None, after: int | None = None
+    ) -> Page:
+        """The recipient's feed, newest first, ``limit`` items a page: their ``userFeed`` partition
+        (posts fanned out on write) merged with the posts of the celebrities they follow
+        (``feedFollows``, ``feedPosts``: fanned out on read), ordered by ``(createdAt, postId)``
+        descending (``read/cursor.py``). ``cursor``: the ``next_cursor`` of the previous page (None:
+        the first page); :class:`InvalidCursor` for a cursor not given for this recipient's feed.
+        Keyset paging: each source is asked for the items after the cursor's position only, so any
+        page costs the same. Partition queries only: one for the page, one for the subscriptions, one
+        per followed celebrity, and one more for each of those that fills the page (the items tied
+        with its last one). ``after``: a writer's commit token (read-your-writes)."""
+        position = self.cursors.decode(FEED, recipient_id, cursor)
+        keyset = {} if position is None else {"at": position.at, "post": position.id}
+        cond = "" if position is None else FEED_AFTER
 
-        def read(generation: int) -> list[dict[str, Any]]:
+        def read(generation: int) -> Page:
             def container(name: str) -> Any:
                 return self._db("feed").get_container_client(name + suffix(generation))
 
             def query(name: str, sql: str, partition: str, **params: Any) -> list[dict[str, Any]]:
                 parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
-                return list(container(name).query_items(sql, parameters=parameters, partition_key=partition))
+                return list(container(name).query_items(sql.format(after=cond), parameters=parameters,
+                                                        partition_key=partition))
 
             def newest(name: str, sql: str, ties: str, partition: str, **params: Any) -> list[dict[str, Any]]:
-                items = query(name, sql, partition, limit=limit, **params)
-                if len(items) == limit:
-                    known = {i["postId"] for i in items}
-                    more = query(name, ties, partition, at=items[-1]["createdAt"], **params)
-                    items += [i for i in more if i["postId"] not in known]
+                # one more than a page says whether another page follows
+                items = query(name, sql, partition, limit=limit + 1, **params, **keyset)
+                if len(items) == limit + 1:
+                    items += query(name, ties, partition, tie=items[-1]["createdAt"], **params, **keyset)
                 return items
 
-            page = newest("userFeed", FEED_PAGE, FEED_TIES, recipient_id, recipient=recipient_id)
+            items = newest("userFeed", FEED_PAGE, FEED_TIES, recipient_id, recipient=recipient_id)
             for follow in query("feedFollows", FEED_FOLLOWS, recipient_id, recipient=recipient_id):
                 author = follow["authorId"]
                 for post in newest("feedPosts", CELEBRITY_POSTS, CELEBRITY_TIES, author, author=author):
-                    page.append({"id": f"{recipient_id}:{post['postId']}", "recipientId": recipient_id, **post})
-            page.sort(key=lambda item: (item["createdAt"], item["postId"]), reverse=True)
-            return page[:limit]
+                    items.append({"id": f"{recipient_id}:{post['postId']}", "recipientId": recipient_id, **post})
+            return paged(self.cursors, FEED, recipient_id, past(FEED, ordered(FEED, items), position), limit)
 
-        return self._answer(  # type: ignore[no-any-return]
-            "feed", read, lambda: self._postgres.feed_page(recipient_id, limit), after
-        )
+        def fallback() -> Page:
+            items = self._postgres.feed_page(recipient_id, limit + 1, position)
+            return paged(self.cursors, FEED, recipient_id, items, limit)
+
+        return self._answer("feed", read, fallback, after)  # type: ignore[no-any-return]
 
     def counters(self, subject_ids: Iterable[str], after: int | None = None) -> Counts:
         """``{subjectId: {kind: count}}`` for posts (likes, replies) and users (followers, following, posts);
@@ -380,44 +418,53 @@ class ReadClient:
         )
 
     def notifications(
-        self, user_id: str, limit: int = 50, unread_only: bool = False, after: int | None = None
+        self, user_id: str, limit: int = 50, cursor: str | None = None, unread_only: bool = False,
+        after: int | None = None,
     ) -> Page:
-        """The user's newest ``limit`` notifications (``schemas/projections/notifications``), newest
-        first (by ``latestAt``, then id); only unread ones with ``unread_only``. Queries of the user's
-        partition only: one for the page, one more when the page is full (the items tied with its
-        last one). Items past their ``expiresAt`` are never returned.
+        """The user's notifications (``schemas/projections/notifications``), newest first (by
+        ``(latestAt, id)`` descending), ``limit`` a page; only unread ones with ``unread_only``.
+        ``cursor``: the ``next_cursor`` of the previous page (keyset paging, ``read/cursor.py``).
+        Queries of the user's partition only: one for the page, one more when the page is full (the
+        items tied with its last one). Items past their ``expiresAt`` are never returned.
 
         Marking read is the app's write to PostgreSQL, not to the store:
         ``projectors.projections.notifications.mark_read(conn, user_id, up_to)`` (every item whose
         ``latestAt`` is at or before ``up_to``: pass the newest ``latestAt`` shown); the projection
         follows it through capture like any other change."""
+        position = self.cursors.decode(NOTIFICATIONS, user_id, cursor)
+        keyset = {} if position is None else {"at": position.at, "item": position.id}
 
-        def read(generation: int) -> list[dict[str, Any]]:
+        def read(generation: int) -> Page:
             if not is_uuid(user_id):
-                return []
+                return Page()
             container = self._db("notifications").get_container_client("notifications" + suffix(generation))
             unread = " AND c.read = false" if unread_only else ""
+            cond = "" if position is None else NOTIFICATIONS_AFTER
 
             def query(sql: str, **params: Any) -> list[dict[str, Any]]:
                 parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
-                return list(container.query_items(sql.format(unread=unread), parameters=parameters,
+                return list(container.query_items(sql.format(unread=unread, after=cond), parameters=parameters,
                                                   partition_key=user_id))
 
             now = iso(datetime.now(UTC))
-            items = query(NOTIFICATIONS_PAGE, recipient=user_id, now=now, limit=limit)
-            if len(items) == limit and items:
-                known = {i["id"] for i in items}
-                more = query(NOTIFICATION_TIES, recipient=user_id, now=now, at=items[-1]["latestAt"])
-                items += [i for i in more if i["id"] not in known]
-            items.sort(key=lambda item: (item["latestAt"], item["id"]), reverse=True)
-            return items[:limit]
+            items = query(NOTIFICATIONS_PAGE, recipient=user_id, now=now, limit=limit + 1, **keyset)
+            if len(items) == limit + 1:
+                items += query(NOTIFICATION_TIES, recipient=user_id, now=now, tie=items[-1]["latestAt"], **keyset)
+            found = past(NOTIFICATIONS, ordered(NOTIFICATIONS, items), position)
+            return paged(self.cursors, NOTIFICATIONS, user_id, found, limit)
 
-        return self._answer(  # type: ignore[no-any-return]
-            "notifications", read, lambda: self._postgres.notifications(user_id, limit, unread_only), after
-        )
+        def fallback() -> Page:
+            items = self._postgres.notifications(user_id, limit + 1, unread_only, position)
+            return paged(self.cursors, NOTIFICATIONS, user_id, items, limit)
+
+        return self._answer("notifications", read, fallback, after)  # type: ignore[no-any-return]
 
     def unread_count(self, user_id: str, after: int | None = None) -> int:
-        """How many of the user's notifications are unread: one point read of
+        """How many of the user's notifications are unread (:meth:`unread_counts`, the number alone)."""
+        return self.unread_counts(user_id, after)[user_id]["unread"]
+
+    def unread_counts(self, user_id: str, after: int | None = None) -> Counts:
+        """``{user_id: {"unread": n}}`` with ``source`` and ``caught_up``: one point read of
         ``<userId>:unreadNotifications`` (absent: none), counting its unread items not yet expired."""
 
         def read(generation: int) -> dict[str, dict[str, int]]:
@@ -433,8 +480,7 @@ class ReadClient:
         def fallback() -> dict[str, dict[str, int]]:
             return {user_id: {"unread": self._postgres.unread_count(user_id)}}
 
-        answer: Counts = self._answer("notifications", read, fallback, after)
-        return answer[user_id]["unread"]
+        return self._answer("notifications", read, fallback, after)  # type: ignore[no-any-return]
 
     def suggestions(self, user_id: str, limit: int = 10, after: int | None = None) -> Page:
         def read(generation: int) -> list[dict[str, Any]]:
@@ -477,6 +523,10 @@ class ReadClient:
             return Items(self._postgres.items(projection, wanted))
 
         return self._answer(projection, read, fallback, after)  # type: ignore[no-any-return]
+    def behind_s(self, projection: str) -> float | None:
+        """Seconds ``projection`` is behind its source, as last measured in the background (None:
+        not known yet, or the broker does not answer); never waits."""
+        return self._freshness.behind_s(projection)
 
     def close(self) -> None:
         self._freshness.close()

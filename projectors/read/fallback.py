@@ -22,14 +22,17 @@ from projectors.projections.counters import CountersProjection, counter_key
 from projectors.projections.feed import POST_COLUMNS, item_of, post_fields, visible_to
 from projectors.projections.notifications import NotificationsProjection
 from projectors.projections.search import SearchProjection
+from projectors.read.cursor import NOTIFICATIONS, Position, ordered, past
 from projectors.settings import Settings
 from projectors.source import PostgresSource
 from projectors.stores.search_common import check, words
 
+# {after}: the keyset condition of a cursor's position (read/cursor.py), or nothing on a first page
+FEED_AFTER = " AND (po.created_at, po.id) < (%(at)s::timestamptz, %(post)s::uuid)"
 FEED_PAGE = (
     f"SELECT {POST_COLUMNS} FROM posts po "
     "WHERE (po.author_id = %(r)s OR po.author_id IN (SELECT followee_id FROM follows WHERE follower_id = %(r)s)) "
-    f"AND {visible_to('%(r)s::uuid')} "
+    f"AND {visible_to('%(r)s::uuid')}{{after}} "
     "ORDER BY po.created_at DESC, po.id DESC LIMIT %(limit)s"
 )
 # the graph's SUGGESTIONS rule (read/client.py), in SQL over the source tables
@@ -75,10 +78,17 @@ class PostgresReads:
             cur.execute(sql, params)  # type: ignore[arg-type]
             return cur.fetchall()
 
-    def feed_page(self, recipient_id: str, limit: int) -> list[dict[str, Any]]:
+    def feed_page(self, recipient_id: str, limit: int, position: Position | None = None) -> list[dict[str, Any]]:
+        """The feed's items after ``position`` (from the first without one), newest first."""
         if not is_uuid(recipient_id):
             return []
-        rows = self._rows(FEED_PAGE, {"r": recipient_id, "limit": limit})
+        params: dict[str, Any] = {"r": recipient_id, "limit": limit}
+        if position is not None:
+            if not is_uuid(position.id):
+                return []  # a signed cursor holds a post id: never the case
+            params.update(at=position.at, post=position.id)
+        sql = FEED_PAGE.format(after="" if position is None else FEED_AFTER)
+        rows = self._rows(sql, params)
         return [dict(item_of(recipient_id, post_fields(*row))[1]) for row in rows]
 
     def counters(self, subjects: Sequence[str], kinds: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -94,14 +104,16 @@ class PostgresReads:
         found = projection_of(projection, self.settings).spec_for(keys, self._source()) if keys else {}
         return {key.id: doc for key, doc in found.items()}
 
-    def notifications(self, user_id: str, limit: int, unread_only: bool) -> list[dict[str, Any]]:
-        """The notifications spec of the user's items, newest first (``latestAt``, then id)."""
+    def notifications(
+        self, user_id: str, limit: int, unread_only: bool, position: Position | None = None
+    ) -> list[dict[str, Any]]:
+        """The notifications spec of the user's items after ``position``, newest first (``latestAt``,
+        then id: ``read/cursor.py``)."""
         if not is_uuid(user_id):
             return []
         docs = NotificationsProjection().items_of([user_id], self._source())
-        items = sorted((dict(d) for d in docs.values() if not (unread_only and d["read"])),
-                       key=lambda d: (d["latestAt"], d["id"]), reverse=True)
-        return items[:limit]
+        items = ordered(NOTIFICATIONS, (dict(d) for d in docs.values() if not (unread_only and d["read"])))
+        return past(NOTIFICATIONS, items, position)[:limit]
 
     def unread_count(self, user_id: str) -> int:
         if not is_uuid(user_id):

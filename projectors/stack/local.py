@@ -21,7 +21,8 @@ from projectors.stack.processes import PART_CLASSES, Broker, Capture, Part, Part
 
 SERVERS = ("postgres", "broker", "falkordb", "cosmos", "cosmos-counters", "cosmos-notifications", "capture")
 WORKERS = tuple(f"worker-{p}" for p in PROJECTION_NAMES)  # one per projection module
-ORDER = SERVERS + WORKERS
+READERS = ("reader",)  # the HTTP read API: after the workers, it reads what they write
+ORDER = SERVERS + WORKERS + READERS
 
 
 class LocalDeployment:
@@ -95,6 +96,7 @@ def private_stack_env(root: Path) -> dict[str, str]:
         "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "PROJECTORS_COSMOS_COUNTERS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "PROJECTORS_COSMOS_NOTIFICATIONS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "PROJECTORS_READ_API_PORT": str(free_port()),
         "PROJECTORS_CAPTURE_HEARTBEAT_INTERVAL_MS": "1000",
         "PROJECTORS_KAFKA_TOPIC_PARTITIONS": "3",
         # several private stacks share the machine (parallel test files, a bench's drills): a JVM

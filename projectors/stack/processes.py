@@ -626,6 +626,33 @@ class Worker(ProjectorsProcess):
         return self.pid() is not None
 
 
+class Reader(ProjectorsProcess):
+    """`projectors serve`: the HTTP read API, with the read-only credentials of read services."""
+
+    name = "reader"
+    setting = "PROJECTORS_READ_API_PORT"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return self.settings.read.api_host, self.settings.read.api_port
+
+    @property
+    def address(self) -> str:
+        host, port = self.host_port
+        return f"http://{host}:{port}/v1/"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "projectors.cli", "serve"]
+
+    def healthy(self) -> bool:
+        host, port = self.host_port
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as answer:
+                return int(answer.status) == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+
 def _worker_part(projection: str) -> type[Worker]:
     return type(f"Worker_{projection}", (Worker,), {"name": f"worker-{projection}", "projection": projection})
 
@@ -660,5 +687,6 @@ PART_CLASSES: dict[str, type[Part]] = {
     "cosmos-counters": CosmosCounters,
     "cosmos-notifications": CosmosNotifications,
     "capture": Capture,
+    "reader": Reader,
     **{f"worker-{p}": _worker_part(p) for p in PROJECTION_NAMES},
 }

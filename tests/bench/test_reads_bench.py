@@ -17,13 +17,17 @@ def test_the_reads_bench_runs_on_a_tiny_input(tmp_path: Path) -> None:
     for label, calls in results["calls"].items():
         assert set(calls) == {"feed_page", "counters", "suggestions", "search", "notifications", "unread_count"}, label
         assert all(c["p50_ms"] > 0 and c["fallbacks"] == 0 for c in calls.values()), (label, calls)
+        assert all(c["http_p50_ms"] > 0 and c["http_p99_ms"] >= c["http_p50_ms"] for c in calls.values()), calls
         if label != "large, under writes":  # (the workers' requests are counted too then: left out)
             assert calls["feed_page"]["cosmos_requests_per_call"] >= 1
             assert calls["search"]["cosmos_requests_per_call"] == 0
             assert calls["unread_count"]["cosmos_requests_per_call"] >= 1  # one point read
     assert results["stores"]["large"]["feed"] > results["stores"]["small"]["feed"] > 0
     assert set(results["ratios"]) == set(results["calls"]["small"])
-    assert "## p50 large ÷ small" in (tmp_path / "reads-results.md").read_text()
+    assert results["concurrent"]["clients"] == 50 and results["concurrent"]["requests_s"] > 0
+    assert results["concurrent"]["errors"] == 0
+    report = (tmp_path / "reads-results.md").read_text()
+    assert "## p50 large ÷ small" in report and "HTTP ÷ in-process p50" in report
 
 
 def test_a_projection_the_run_did_not_project_shows_no_size() -> None:

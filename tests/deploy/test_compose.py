@@ -43,6 +43,9 @@ OWN_SECRETS = {
     "worker-graph": SHARED | {"PROJECTORS_GRAPH_NEO4J_PASSWORD"},
     "worker-search": SHARED | {"PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
     "worker-public-profiles": SHARED | {"PROJECTORS_COSMOS_KEY"},
+    # the read API: read-only credentials only
+    "reader": SHARED | {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY",
+                        "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_READ_CURSOR_KEY"},
     "migrate": {"PROJECTORS_PG_PASSWORD"},
     "pg-roles": {"PROJECTORS_PG_PASSWORD"},
     "capture": SHARED,  # as projectors_capture, not the reader role

@@ -57,7 +57,9 @@ WORKER_SECRETS = {
     "search": SHARED | {"PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
     "public-profiles": SHARED | {"PROJECTORS_COSMOS_KEY"},
 }
-READ_ONLY = {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY"}
+READ_ONLY = {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY",
+             "PROJECTORS_READ_CURSOR_KEY"}
+READER_SECRETS = SHARED | READ_ONLY  # the reader role's and the consumer's, and the read-only ones
 
 
 def secret_key(variable: str) -> str:
@@ -100,7 +102,25 @@ def test_each_worker_gets_only_its_own_stores_secrets() -> None:
         assert secret == f"projectors-{projection}-secrets"
         assert secrets()[secret] == {secret_key(v) for v in own}, projection
         assert files == {v: f"{mount['mountPath']}/{secret_key(v)}" for v in own}, projection
-    assert secrets()["projectors-reader-secrets"] == {secret_key(v) for v in READ_ONLY}
+    assert secrets()["projectors-reader-secrets"] == {secret_key(v) for v in READER_SECRETS}
+
+
+def test_the_read_api_has_read_only_credentials_probes_a_service_and_an_autoscaler() -> None:
+    by_kind = {d["kind"]: d for d in documents() if d["metadata"]["name"] == "projectors-reader"}
+    assert set(by_kind) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["serve"]
+    files = {e["name"].removesuffix("_FILE") for e in container["env"] if e["name"].endswith("_FILE")}
+    assert files == READER_SECRETS and not files & {"PROJECTORS_COSMOS_KEY", "PROJECTORS_GRAPH_NEO4J_PASSWORD",
+                                                    "PROJECTORS_SEARCH_MEILI_MASTER_KEY"}
+    secret = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]["secretName"]
+    assert secret == "projectors-reader-secrets"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    labels = by_kind["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert by_kind["Service"]["spec"]["selector"].items() <= labels.items()
+    assert by_kind["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "projectors-reader"
 
 
 def test_every_worker_has_probes_scrape_annotations_and_resources() -> None:
@@ -148,6 +168,7 @@ def test_kustomize_renders_every_manifest_and_each_object_validates() -> None:
     objects = rendered()
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == sorted({"Namespace", "ConfigMap", "Job", "Deployment", "PrometheusRule", "PodDisruptionBudget",
+                            "Service", "HorizontalPodAutoscaler",
                             "NetworkPolicy"}), kinds
     for o in objects:
         assert o["kind"] == "Namespace" or o["metadata"]["namespace"] == "projectors", o["metadata"]["name"]
