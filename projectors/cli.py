@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from projectors.bench.config import PHASES as BENCH_PHASES
 from projectors.errors import ConfigurationError, DataLossRisk, unanswered
+from projectors.operations.pause import PauseTimeout
 from projectors.operations.report import Progress, Reporter
 from projectors.projections import DESCRIPTORS
 from projectors.settings import KAFKA_LOGGER, Settings, SettingsError, load_settings
@@ -28,6 +29,7 @@ EXIT_CONFIG = 2
 EXIT_DATA_LOSS_RISK = 3
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: a store, the source or the broker did not answer
+EXIT_NOT_PAUSED = 4  # pause, replay, rebuild: the consumer group still had members at the bound
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
@@ -176,9 +178,23 @@ def _show_reads(settings: Settings) -> None:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from projectors.runtime.worker import run_worker
+    if args.no_control:
+        from projectors.runtime.worker import run_worker
 
-    run_worker(settings, args.projection, loglevel="debug" if args.verbose else "info")
+        run_worker(settings, args.projection, loglevel="debug" if args.verbose else "info", client_id=args.client_id)
+        return 0
+    from projectors.runtime.supervisor import supervise
+
+    return supervise(settings, args.projection, verbose=args.verbose)
+
+
+def _pause(args: argparse.Namespace, settings: Settings) -> int:
+    from projectors.operations.pause import pause, resume
+
+    if args.command == "pause":
+        pause(settings, args.projection, args.timeout, print)
+    else:
+        resume(settings, args.projection, print)
     return 0
 
 
@@ -342,11 +358,10 @@ def terminal() -> Reporter:
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.operations.replay import replay
-    from projectors.stack.local import LocalDeployment
 
     progress = replay(
         settings, args.projection, args.start, force=args.force, wait_s=args.wait, report=terminal(),
-        deployment=LocalDeployment(settings),
+        pause_timeout_s=args.pause_timeout,
     )
     return 0 if progress.done >= progress.total or args.wait == 0 else 1
 
@@ -355,13 +370,12 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.errors import RebuildAbandoned
     from projectors.operations.rebuild import rebuild
     from projectors.operations.report import Silent
-    from projectors.stack.local import LocalDeployment
 
     try:
         report = rebuild(
             settings, args.projection, force=args.force, verify_wait_s=args.verify_wait,
             report=Silent() if args.json else terminal(),
-            from_topics=args.from_topics, deployment=LocalDeployment(settings),
+            from_topics=args.from_topics, pause_timeout_s=args.pause_timeout,
         )
     except RebuildAbandoned as exc:
         print(f"projectors: rebuild abandoned: {exc}", file=sys.stderr)
@@ -579,7 +593,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a faust worker for one projection")
     worker.add_argument("projection", choices=PROJECTION_NAMES)
+    # the faust worker itself, as the process following the control topic runs it
+    worker.add_argument("--no-control", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--client-id", default=None, help=argparse.SUPPRESS)
     worker.set_defaults(func=_worker)
+
+    for verb, text in (("pause", "pause a projection's workers through the control topic (wherever they run) "
+                        "and wait until its consumer group is empty"),
+                       ("resume", "let a paused projection's workers consume again")):
+        control = sub.add_parser(verb, help=text)
+        control.add_argument("projection", choices=PROJECTION_NAMES)
+        if verb == "pause":
+            control.add_argument("--timeout", type=float, default=60.0,
+                                 help="wait up to N seconds for the group to be empty (default %(default)s)")
+        control.set_defaults(func=_pause)
 
     verify = sub.add_parser("verify", help="compare projections with the spec computed from PostgreSQL")
     verify.add_argument("projection", nargs="*", type=projection_name, help="default: all")
@@ -611,7 +638,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument(
         "--from", dest="start", default="earliest", help="earliest | ISO time | topic:partition:offset,..."
     )
-    replay_cmd.add_argument("--force", action="store_true", help="stop the local workers, reset, restart them")
+    replay_cmd.add_argument("--force", action="store_true",
+                            help="pause the workers through the control topic, reset, resume them")
+    replay_cmd.add_argument("--pause-timeout", type=float, default=60.0,
+                            help="wait up to N seconds for the paused group to be empty")
     replay_cmd.add_argument("--wait", type=float, default=600.0, help="follow the progress for up to N seconds")
     replay_cmd.set_defaults(func=_replay)
 
@@ -620,8 +650,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild_cmd.add_argument("projection", choices=PROJECTION_NAMES)
     rebuild_cmd.add_argument(
-        "--force", action="store_true", help="pause the local workers of the projection for the swap (seconds)"
+        "--force", action="store_true", help="pause the workers of the projection for the swap (seconds), "
+        "through the control topic"
     )
+    rebuild_cmd.add_argument("--pause-timeout", type=float, default=60.0,
+                             help="wait up to N seconds for the paused group to be empty")
     rebuild_cmd.add_argument(
         "--verify-wait", type=float, default=120.0, help="keep catching up and verifying for up to N seconds"
     )
@@ -735,6 +768,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except DataLossRisk as exc:
         print(f"projectors: refusing to continue: {exc}", file=sys.stderr)
         return EXIT_DATA_LOSS_RISK
+    except PauseTimeout as exc:
+        print(f"projectors: not paused: {exc}", file=sys.stderr)
+        return EXIT_NOT_PAUSED
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) or not unanswered(exc):  # a reader gone away: main's
             raise

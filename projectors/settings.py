@@ -98,8 +98,23 @@ class PostgresSettings(Section):
     # libpq's sslmode, for the projectors' connections and capture's (Debezium database.sslmode);
     # production: require, or verify-full with the server's CA
     sslmode: str = Field(default="prefer", pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$")
+    # TLS files (PEM), for every connection (capture, workers, operations, readers): the CA that signed
+    # the server's certificate (libpq reads no system trust store: verify-ca/verify-full need it), and
+    # a client certificate and key where the server asks for one. Empty: none.
+    sslrootcert: Path | None = None
+    sslcert: Path | None = None
+    sslkey: Path | None = None
 
     _check_port = field_validator("port")(_port)
+
+    @field_validator("sslrootcert", "sslcert", "sslkey", mode="before")
+    @classmethod
+    def _tls_file(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        if not Path(str(value)).is_file():
+            raise ValueError(f"no such file: {value}")
+        return Path(str(value)).absolute()
 
     def conninfo(self, database: str | None = None) -> str:
         """A libpq connection string, each value quoted by libpq's rules (a password with spaces,
@@ -109,6 +124,8 @@ class PostgresSettings(Section):
         return make_conninfo(
             host=self.host, port=self.port, user=self.user, password=self.password.get_secret_value(),
             dbname=database or self.database, connect_timeout=5, sslmode=self.sslmode,
+            **{k: str(v) for k, v in (("sslrootcert", self.sslrootcert), ("sslcert", self.sslcert),
+                                      ("sslkey", self.sslkey)) if v is not None},
         )
 
 
@@ -301,6 +318,10 @@ class WorkerSettings(Section):
     # turns on one GIL; "thread", a thread of the worker's process (one core, or to debug in one
     # process). Delivery is the same either way: a batch is acknowledged only once applied.
     project_in: Literal["process", "thread"] = "process"
+    # At start, how long a worker waits for capture's topics under PROJECTORS_CAPTURE_TOPIC_PREFIX
+    # (none of them, nor capture's heartbeat topic, exists) before it stops with exit code 2 and
+    # says so: a prefix that differs from capture's would otherwise consume nothing, silently.
+    topics_wait_s: float = Field(default=120.0, ge=0)
 
 
 class VerifySettings(Section):

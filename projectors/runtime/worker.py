@@ -94,7 +94,9 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def build_app(settings: Settings, name: str, projector: Projector, group: str | None = None) -> Any:
+def build_app(
+    settings: Settings, name: str, projector: Projector, group: str | None = None, client_id: str | None = None
+) -> Any:
     from projectors.runtime.faust_app import app_class
 
     topics = descriptor(name).topics(settings)
@@ -119,6 +121,7 @@ def build_app(settings: Settings, name: str, projector: Projector, group: str | 
         stream_wait_empty=True,
         broker_session_timeout=settings.worker.session_timeout_s,
         broker_heartbeat_interval=settings.worker.session_timeout_s / 5,
+        broker_client_id=client_id or f"projectors-{name}",  # names the member in the group's description
     )
     source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     grace = settings.worker.shutdown_grace_s
@@ -310,6 +313,7 @@ def run_worker(
     loglevel: str = "info",
     store_factory: Callable[[], ProjectionStore] | None = None,
     group: str | None = None,
+    client_id: str | None = None,
 ) -> None:
     """Run a worker until stopped (``store_factory``, ``group``: benchmarks run a null store and
     groups of their own; the factory is called in the projector's process, so it must pickle:
@@ -322,7 +326,7 @@ def run_worker(
         projector = ProjectorProcess(settings, name, store_factory, level if isinstance(level, int) else logging.INFO)
     else:
         projector = build_projector(settings, name, store_factory() if store_factory else None)
-    app = build_app(settings, name, projector, group)
+    app = build_app(settings, name, projector, group, client_id)
     log.info(
         "worker for projection %s: group %s, topics %s",
         name,

@@ -245,7 +245,6 @@ def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str
     """Before the workers of ``projections`` start: mark new stores, restore lost or at-risk ones."""
     from projectors.operations.rebuild import rebuild
     from projectors.operations.report import Lines
-    from projectors.stack.local import LocalDeployment
 
     found = record(settings)
     for projection in projections:
@@ -270,10 +269,7 @@ def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str
             flag.write_text(str(os.getpid()))
             started = time.monotonic()
             try:
-                report = rebuild(
-                    settings, projection, force=True, report=Lines(lambda line: say(f"    {line}")),
-                    deployment=LocalDeployment(settings),
-                )
+                report = rebuild(settings, projection, force=True, report=Lines(lambda line: say(f"    {line}")))
             finally:
                 flag.unlink(missing_ok=True)
             loaded = report.loaded.items if report.loaded else 0

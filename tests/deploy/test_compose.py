@@ -116,3 +116,16 @@ def test_dockerfile_runs_as_a_non_root_user_with_pinned_dependencies() -> None:
     assert deps
     for line in re.findall(r'"([^"]+)"', deps.group(1)):
         assert "==" in line, f"unpinned dependency {line}"
+
+
+def test_capture_and_the_workers_take_the_topic_prefix_from_one_setting() -> None:
+    from projectors.capture.connector import connect_config
+    from projectors.settings import CaptureSettings
+
+    connector = json.loads((ROOT / "debezium" / "connector.json").read_text())
+    assert connector["topic.prefix"] == "${env:PROJECTORS_CAPTURE_TOPIC_PREFIX}"
+    assert connect_config(CaptureSettings())["topic.prefix"] == connector["topic.prefix"]
+    services = compose()["services"]
+    worker_prefix = services["worker-feed"]["environment"]["PROJECTORS_CAPTURE_TOPIC_PREFIX"]
+    assert services["connect"]["environment"]["PROJECTORS_CAPTURE_TOPIC_PREFIX"] == worker_prefix
+    assert worker_prefix.startswith("${CAPTURE_TOPIC_PREFIX")
