@@ -43,7 +43,7 @@ class Section(BaseModel):
             var = cls.env_name(name)
             if var in environ:
                 values[name] = environ[var]
-            elif f"{var}_FILE" in environ:
+            elif environ.get(f"{var}_FILE"):  # ``NAME_FILE=`` (empty, as in an env file): not given
                 path = Path(environ[f"{var}_FILE"])
                 try:
                     values[name] = path.read_text().strip()
@@ -70,6 +70,11 @@ def _absolute(value: Path | None) -> Path | None:
     if not value.is_absolute():
         raise ValueError("expected an absolute path (a relative one depends on the working directory)")
     return value
+
+
+def _empty_is_unset(value: object) -> object:
+    """An empty value (``NAME=`` in an env file) leaves an optional path unset."""
+    return None if value == "" else value
 
 
 def default_stack_dir() -> Path:
@@ -143,6 +148,8 @@ class KafkaSettings(Section):
     sasl_password: SecretStr = SecretStr("")
     ssl_ca_location: Path | None = None
 
+    _unset_ca = field_validator("ssl_ca_location", mode="before")(_empty_is_unset)
+
     def client_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) connection settings, security included. librdkafka logs to
         the ``projectors.kafka`` logger (served by the client's poll), not straight to stderr, and
@@ -195,6 +202,7 @@ class CaptureSettings(Section):
     # envelope marked "projectorsShrunk"): the projections read the row from PostgreSQL anyway.
     max_message_bytes: int = Field(default=1_000_000, ge=16_384, le=100_000_000)
 
+    _unset_state_dir = field_validator("state_dir", mode="before")(_empty_is_unset)
     _check_state_dir = field_validator("state_dir")(_absolute)
 
     @property
@@ -285,6 +293,7 @@ class SearchSettings(Section):
     # bound on a search's cost whatever the index holds (Meilisearch bounds its own).
     sqlite_candidates: int = Field(default=500, ge=20, le=1_000_000)
 
+    _unset_sqlite_path = field_validator("sqlite_path", mode="before")(_empty_is_unset)
     _check_sqlite_path = field_validator("sqlite_path")(_absolute)
 
 
@@ -360,6 +369,10 @@ class StackSettings(Section):
                 raise ValueError(f"expected <projection>=<1..256>[,...] with a projection of {', '.join(known)}")
         return value
 
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _empty_dir(cls, value: object) -> object:
+        return default_stack_dir() if value == "" else value  # ``PROJECTORS_STACK_DIR=``: the default
     _check_dir = field_validator("dir")(_absolute)
 
     def worker_count(self, projection: str) -> int:
