@@ -76,8 +76,11 @@ class Supervisor:
                 elif not state.paused and self.child is None:
                     self._resume(state)
                 if state.paused and self.child is None and state.request != self.acknowledged:
-                    acknowledge(self.settings, self.client_id, state)
-                    self.acknowledged = state.request
+                    try:
+                        acknowledge(self.settings, self.client_id, state)
+                        self.acknowledged = state.request
+                    except Exception as exc:  # the broker away: try again on the next turn
+                        log.warning("projection %s: cannot acknowledge the pause yet (%s)", self.projection, exc)
                 self.wake.wait(0.5)
                 self.wake.clear()
         finally:
