@@ -485,6 +485,17 @@ def _dlq_action(args: argparse.Namespace, settings: Settings) -> int:
 def _config(args: argparse.Namespace, settings: Settings) -> int:
     from projectors.settings import SECTIONS
 
+    if args.action == "reference":
+        from projectors import settings_reference
+
+        if args.check:
+            if settings_reference.stale():
+                print(f"{settings_reference.REFERENCE} is stale: run `projectors config reference`", file=sys.stderr)
+                return 1
+            print(f"{settings_reference.REFERENCE} is up to date")
+            return 0
+        print(f"wrote {settings_reference.write()}")
+        return 0
     for name, cls in SECTIONS.items():
         section = getattr(settings, name)
         for field in cls.model_fields:
@@ -711,7 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="print the effective settings (secrets masked) and validate the "
                             "capture connector's properties with Debezium's own validation")
-    config.add_argument("action", choices=("check",))
+    config.add_argument("action", choices=("check", "reference"),
+                        help="check: validate; reference: write docs/settings.md (--check: fail if stale)")
+    config.add_argument("--check", action="store_true", help="reference: fail if docs/settings.md is stale")
     config.add_argument("--no-connector", action="store_true",
                         help="skip the connector validation (it starts a JVM: a few seconds)")
     config.set_defaults(func=_config)
