@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -31,10 +32,15 @@ class PauseTimeout(ProjectorsError):
 def members(settings: Settings, group: str) -> list[str]:
     """The members of ``group`` now, one line each: the member id (the client id, then a uniqueness
     suffix; a worker's client id names its projection, host and pid), and host when known."""
+    noisy = logging.getLogger("aiokafka")
+    level = noisy.level
+    noisy.setLevel(logging.CRITICAL)  # a broker that does not answer: one line below, not aiokafka's
     try:
         return asyncio.run(_describe(settings, group))
     except Exception as exc:
         raise RetriableError(f"cannot describe the consumer group {group}: {exc}") from exc
+    finally:
+        noisy.setLevel(level)
 
 
 async def _describe(settings: Settings, group: str) -> list[str]:

@@ -195,13 +195,6 @@ def rebuild(
     group = descriptor(name).group  # an unknown name stops here
     report = report or Silent()
     out = report.say
-    present = members(settings, group)
-    if present and not force:
-        raise ConfigurationError(
-            f"{len(present)} worker(s) of {name} are in its consumer group ({'; '.join(present)}): the swap "
-            "pauses them for a few seconds through the control topic; use --force to let rebuild pause and "
-            "resume them, or stop them first"
-        )
     deadline = time.monotonic() + timeout_s
     try:
         pointer = generations(settings, name)
@@ -210,6 +203,18 @@ def rebuild(
         if not unanswered(exc):
             raise
         raise RetriableError(f"the {name} store did not answer; nothing was changed ({exc})") from exc
+    try:
+        present = members(settings, group)
+    except BaseException:
+        pointer.close()
+        raise
+    if present and not force:
+        pointer.close()
+        raise ConfigurationError(
+            f"{len(present)} worker(s) of {name} are in its consumer group ({'; '.join(present)}): the swap "
+            "pauses them for a few seconds through the control topic; use --force to let rebuild pause and "
+            "resume them, or stop them first"
+        )
     target = open_store(settings, name, new)
     target.drop()  # what an abandoned rebuild may have left
     target.ensure_schema()
