@@ -1,5 +1,7 @@
 """TLS to PostgreSQL with verify-full, on a real PostgreSQL serving a certificate that the test signs
-with a CA of its own (openssl): the CA setting is used; a wrong CA is refused in one clear line."""
+with a CA of its own (openssl): the CA setting is used by the projectors' connections (libpq) and by
+capture's connector (Debezium's validation connects through pgjdbc); a wrong CA is refused in one
+clear line."""
 
 from __future__ import annotations
 
@@ -69,6 +71,15 @@ def test_verify_full_connects_with_the_ca_setting_and_a_wrong_ca_is_refused(tmp_
         assert len(lines) == 1, refused.stderr
         assert "certificate verify failed" in lines[0] and "PROJECTORS_PG_SSLROOTCERT" in lines[0], lines[0]
         assert "Traceback" not in refused.stderr
+
+        # capture: Debezium's own validation connects with the same settings (pgjdbc, verify-full)
+        checked = handle.cli("config", "check", env={**handle.env, **tls, "PROJECTORS_PG_SSLROOTCERT": str(ca)},
+                             timeout=180)
+        assert checked.returncode == 0 and "could not reach PostgreSQL" not in checked.stderr, checked.stderr[-2000:]
+        checked_wrong = handle.cli("config", "check",
+                                   env={**handle.env, **tls, "PROJECTORS_PG_SSLROOTCERT": str(wrong)}, timeout=180)
+        assert "could not reach PostgreSQL" in checked_wrong.stderr and "SSL error" in checked_wrong.stderr, (
+            checked_wrong.stderr[-2000:])
 
         missing = handle.cli("config", "check", "--no-connector",
                              env={**handle.env, "PROJECTORS_PG_SSLROOTCERT": str(tmp_path / "none.crt")})
