@@ -149,10 +149,19 @@ def build_app(
         add_rate_sample(recent, time.time(), projector.stats.events)
         write_stats(stats_file, projector, started_at, recent)
 
+    app_started = threading.Event()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def note_started() -> None:
+        app_started.set()
+
     def readiness() -> dict[str, bool]:
         store_up = bool(getattr(projector.store, "healthy", True)) and projector.store.ping()
         metrics.store_up.labels(name).set(1 if store_up else 0)
-        return {"store": store_up, "consuming": projector.stats.batches > 0 or app.consumer.assignment() != set()}
+        # app.consumer only once the app runs: asked from this (HTTP) thread before, faust creates
+        # its consumer thread here, on the wrong event loop, and the worker fails to start
+        assigned = app_started.is_set() and app.consumer.assignment() != set()
+        return {"store": store_up, "consuming": projector.stats.batches > 0 or assigned}
 
     if settings.worker.web_port > 0:
         HealthServer(settings.worker.web_port, metrics, readiness).start()
