@@ -38,6 +38,9 @@ MARKER_KEY = b"\x00marker"  # one key for every marker: compaction keeps only th
 ACK_PREFIX = "\x00ack:"  # + a worker's client id: the last pause request that worker has obeyed
 
 
+GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+
+
 def control_topic(settings: Settings) -> str:
     return f"{settings.capture.topic_prefix}.projectors-control"
 
@@ -127,7 +130,11 @@ class ControlReader:
             "group.id": "projectors-control-reader",  # never joined nor committed: assignment only
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
+            # a control topic created again (a broker that lost it) starts below this reader's
+            # position: read it from its beginning, never from its end
+            "auto.offset.reset": "earliest",
         })
+        self.topic = topic
         self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self.states: dict[str, ControlState] = {}
         self.acks: dict[str, str] = {}  # client id -> the last pause request it obeyed
@@ -137,7 +144,10 @@ class ControlReader:
         markers seen (``marker:<id>``)."""
         seen: list[str] = []
         for msg in self.consumer.consume(100, timeout=timeout_s):
-            if msg.error() is not None:
+            error = msg.error()
+            if error is not None:
+                if error.code() in GONE:  # the topic is gone (the broker lost it): from its beginning again
+                    self.consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
                 continue
             key, value = msg.key() or b"", msg.value()
             try:
@@ -156,6 +166,20 @@ class ControlReader:
                                                  str(data.get("at", "")), str(data.get("request", "")))
                 seen.append(name)
         return seen
+
+    def rewind_if_recreated(self) -> bool:
+        """Read the topic from its beginning again when it ends below this reader's position: the
+        broker lost it and it was created again (a broker that answers a fetch past the end with
+        nothing, instead of an out-of-range error, would otherwise keep this reader waiting there)."""
+        tp = TopicPartition(self.topic, 0)
+        _low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+        (position,) = self.consumer.position([tp])
+        if position.offset > high >= 0:
+            log.warning("control topic %s ends at %s, below this reader's position %s: reading it again",
+                        self.topic, high, position.offset)
+            self.consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+            return True
+        return False
 
     def catch_up(self, timeout_s: float = 30.0) -> dict[str, ControlState]:
         """Everything written before now: write a marker, read until it comes back."""
@@ -197,8 +221,12 @@ class ControlWatcher:
         return self.state
 
     def _run(self) -> None:
+        checked = time.monotonic()
         while not self._stop.is_set():
             try:
+                if time.monotonic() - checked > 5.0:
+                    checked = time.monotonic()
+                    self.reader.rewind_if_recreated()
                 changed = self.reader.poll(0.5)
             except Exception:  # the broker away for a while: keep the last state, try again
                 log.warning("control topic: read failed", exc_info=True)
