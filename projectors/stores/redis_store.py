@@ -114,6 +114,19 @@ class Place:
     expire_at: int
 
 
+class RequestCounts:
+    """Round trips to the server by kind (the worker's stats: ``runtime/stats.request_counts``)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, float] = defaultdict(float)
+
+    def add(self, kind: str) -> None:
+        self.counts[kind] += 1
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self.counts)
+
+
 class RedisStore:
     """Implements :class:`~projectors.model.ProjectionStore` on one Redis server under ``prefix``."""
 
@@ -126,7 +139,7 @@ class RedisStore:
         from redis.retry import Retry
 
         self.prefix, self.retention_days = prefix, retention_days
-        self.requests = 0  # round trips to the server (the worker's stats)
+        self.requests = RequestCounts()
         self.redis = redis.Redis(
             host=host, port=port, username=username or None, password=password or None, socket_timeout=timeout_s,
             socket_connect_timeout=3.0, retry=Retry(NoBackoff(), 0), decode_responses=True,
@@ -178,7 +191,7 @@ class RedisStore:
                     kind, payload = ("hr" if hashed else "zr"), ""
                 args += [at.vkey, at.field, op.version, kind, at.key, at.member, payload, at.expire_at]
             try:
-                self.requests += 1
+                self.requests.add("guard")
                 outcomes = self._guard(keys=[], args=args)
             except Exception as exc:
                 level = self.severity(exc)
@@ -203,7 +216,7 @@ class RedisStore:
 
     # -- reads --------------------------------------------------------------------------------------
     def _scan(self, pattern: str) -> Iterator[str]:
-        self.requests += 1
+        self.requests.add("scan")
         yield from self.redis.scan_iter(match=pattern, count=1000)
 
     def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
@@ -239,7 +252,7 @@ class RedisStore:
                 pipe.hgetall(at.key)
             else:
                 pipe.zscore(at.key, at.member)
-        self.requests += 1
+        self.requests.add("read")
         replies = pipe.execute()
         out: dict[ItemKey, Document] = {}
         for n, (key, _at) in enumerate(wanted):
@@ -259,7 +272,7 @@ class RedisStore:
     # -- life cycle ---------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Nothing to create; loads the guard script so the first batch pays no extra round trip."""
-        self.requests += 1
+        self.requests.add("script_load")
         try:
             self.redis.script_load(GUARD)
         except Exception as exc:

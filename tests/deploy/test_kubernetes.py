@@ -45,8 +45,12 @@ WORKER_SECRETS = {
     "graph": SHARED | {"PROJECTORS_GRAPH_NEO4J_PASSWORD"},
     "search": SHARED | {"PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
     "public-profiles": SHARED | {"PROJECTORS_COSMOS_KEY"},
+    "redis": SHARED | {"PROJECTORS_REDIS_WORKER_PASSWORD"},
 }
-READ_ONLY = {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY"}
+READ_ONLY = {
+    "PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY",
+    "PROJECTORS_REDIS_READER_PASSWORD",
+}
 
 
 def secret_key(variable: str) -> str:
@@ -90,7 +94,8 @@ def test_each_worker_gets_only_its_own_stores_secrets() -> None:
 def test_every_worker_has_probes_scrape_annotations_and_resources() -> None:
     deployments = [d for d in documents() if d["kind"] == "Deployment"]
     assert sorted(d["metadata"]["name"] for d in deployments) == [
-        f"projectors-worker-{p}" for p in ("counters", "feed", "graph", "notifications", "public-profiles", "search")
+        f"projectors-worker-{p}"
+        for p in ("counters", "feed", "graph", "notifications", "public-profiles", "redis", "search")
     ]
     for d in deployments:
         pod = d["spec"]["template"]
