@@ -475,7 +475,9 @@ class Redis(Part):
         return [
             self.binary(), "--port", str(port), "--bind", host, "--dir", str(self.data_dir),
             "--save", "3600 1 300 100 60 10000", "--appendonly", "yes", "--appendfsync", "everysec",
-            "--user", "default", "off",
+            # default: no login; its permissions stay, for the AOF loader runs as it (a user declared
+            # here starts with none, and the loader then refused every script's MULTI/EXEC on restart)
+            "--user", "default", "off", "~*", "&*", "+@all",
             "--user", r.worker_user, "on", f">{r.worker_password.get_secret_value()}", keys,
             "+@all", "-@dangerous", "+info",
             "--user", r.reader_user, "on", f">{r.reader_password.get_secret_value()}", keys,

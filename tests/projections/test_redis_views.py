@@ -12,7 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from projectors.db.migrate import connect
 from projectors.events.models import ChangeEvent, PostRow, ReactionRow, UserRow
 from projectors.model import ItemKey
 from projectors.projections.redis_views import RedisProjection, window
+from projectors.read.client import ReadClient
 from projectors.stack.processes import Redis
 from projectors.stores.redis_store import reader
 from projectors.workload import SocialWorkload
@@ -192,3 +193,45 @@ def test_redis_equals_the_source_after_a_workload_a_replay_a_kill_and_a_restart(
     worker.start(60)
     assert_clean(redis_stack, ["redis"])
     assert held(redis_stack) == expected(redis_stack)
+
+
+def top(board: dict[str, float], limit: int) -> list[dict[str, Any]]:
+    """Redis's ZREVRANGE order: the highest score first, then the member in reverse byte order."""
+    ranked = sorted(board.items(), key=lambda mn: (mn[1], mn[0]), reverse=True)[:limit]
+    return [{"member": m, "score": int(n)} for m, n in ranked]
+
+
+def test_reads_come_from_redis_and_from_postgresql_while_redis_is_stopped(redis_stack: StackHandle) -> None:
+    assert_clean(redis_stack, ["redis"])
+    want = expected(redis_stack)
+    today = datetime.now(UTC).date()
+    days = [today.isoformat(), (today - timedelta(days=2)).isoformat(), (today - timedelta(days=30)).isoformat()]
+    users = sorted(k.removeprefix("profile:") for k in want if k.startswith("profile:"))[:12]
+    calls = [("authors", "all"), *[(kind, day) for kind in ("authors", "posts", "topics") for day in days]]
+    answers = {
+        (kind, day): top(want.get(f"lb:{kind}:{day}", {}), 10)
+        for kind, day in calls
+    }
+    profiles = {
+        u: {k: int(v) if k in ("followers", "following", "posts") else v for k, v in want[f"profile:{u}"].items()}
+        for u in users
+    }
+    assert answers[("topics", days[1])][0]["member"] in ("kafka", "retro")  # the back-dated posts
+    assert answers[("topics", days[2])] == []  # past the retention: expired in Redis, none in PostgreSQL
+
+    client = ReadClient(redis_stack.settings)
+    server = Redis(redis_stack.settings)
+    try:
+        for source in ("store", "postgres"):
+            for kind, day in calls:
+                page = client.leaderboard(kind, day, limit=10)
+                assert (page.source, list(page)) == (source, answers[(kind, day)]), (kind, day)
+            trending = client.trending_topics(limit=3)
+            assert (trending.source, list(trending)) == (source, answers[("topics", days[0])][:3])
+            found = client.profiles([*users, "not-a-uuid"])
+            assert (found.source, dict(found)) == (source, profiles)
+            server.stop()  # then every read again, from PostgreSQL
+        assert client.fallbacks["redis"] == len(calls) + 2
+    finally:
+        client.close()
+        server.start(60)
