@@ -67,7 +67,9 @@ def fill(settings: Settings, version: int) -> int:
     store = open_raw_store(settings, "redis", 0)
     with connect(settings.pg) as conn:
         conn.autocommit = True
-        items = list(RedisProjection(settings.redis.retention_days).spec_all(PostgresSource(conn)))
+        source = PostgresSource(conn)
+        with source.read():  # one snapshot
+            items = list(RedisProjection(settings.redis.retention_days).spec_all(source))
     for start in range(0, len(items), 5_000):
         store.apply([Put(k, version, d) for k, d in items[start : start + 5_000]])
     store.close()

@@ -6,15 +6,19 @@ only read."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import redis
 
@@ -24,6 +28,7 @@ from projectors.model import ItemKey
 from projectors.projections.redis_views import RedisProjection, window
 from projectors.read.client import ReadClient
 from projectors.stack.processes import Redis
+from projectors.stores.factory import open_raw_store
 from projectors.stores.redis_store import reader
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack, worker_part
@@ -103,8 +108,11 @@ def expected(handle: StackHandle) -> dict[str, Any]:
 
 
 def held(handle: StackHandle) -> dict[str, Any]:
-    """What the reader ACL user sees under the prefix (version records left out)."""
-    prefix = f"{handle.settings.redis.prefix}:"
+    """What the reader ACL user sees under the prefix of generation 0 (version records left out)."""
+    return held_under(handle, f"{handle.settings.redis.prefix}:")
+
+
+def held_under(handle: StackHandle, prefix: str) -> dict[str, Any]:
     client = reader(handle.settings, prefix)
     try:
         out: dict[str, Any] = {}
@@ -235,3 +243,42 @@ def test_reads_come_from_redis_and_from_postgresql_while_redis_is_stopped(redis_
     finally:
         client.close()
         server.start(60)
+
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "projections" / "redis"
+
+
+def test_a_rebuild_swaps_in_a_new_prefix_while_readers_read(redis_stack: StackHandle) -> None:
+    assert_clean(redis_stack, ["redis"])
+    want = top(expected(redis_stack)["lb:authors:all"], 10)
+    client = ReadClient(redis_stack.settings)
+    stop, seen = threading.Event(), []  # type: ignore[var-annotated]
+
+    def read() -> None:
+        while not stop.is_set():
+            page = client.leaderboard("authors", "all", limit=10)
+            seen.append((page.source, list(page) == want))
+
+    reader_thread = threading.Thread(target=read)
+    reader_thread.start()
+    try:
+        done = redis_stack.cli("rebuild", "redis", "--force", "--json", timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finally:
+        stop.set()
+        reader_thread.join()
+        client.close()
+    assert seen and all(s == ("store", True) for s in seen), Counter(seen)
+    store = open_raw_store(redis_stack.settings, "redis")
+    try:
+        assert store.prefix == f"{redis_stack.settings.redis.prefix}-g1:"  # type: ignore[attr-defined]
+        for collection in ("profile", "authorLikes", "hotPosts", "topics"):  # as the schemas say
+            schema = json.loads((SCHEMAS / f"{collection}.json").read_text())
+            items = list(store.live_items(collection))
+            assert items, collection
+            for _key, doc in items:
+                jsonschema.validate(doc, schema)
+    finally:
+        store.close()
+    assert_clean(redis_stack, ["redis"])
+    assert held_under(redis_stack, f"{redis_stack.settings.redis.prefix}-g1:") == expected(redis_stack)

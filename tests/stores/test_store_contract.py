@@ -425,3 +425,28 @@ def test_cosmos_whole_container_reads_page_through_every_item_once(store_servers
     finally:
         store.drop()
         store.close()
+
+
+def test_redis_leaderboard_members_are_set_never_added_and_day_sets_expire(store_servers: StackHandle) -> None:
+    """Sorted-set members carry the spec's score (a replay or an older version moves nothing); a
+    day's set and its version records expire at the end of the day plus the retention."""
+    settings = store_servers.settings.redis
+    prefix = f"{settings.prefix}-t{uuid.uuid4().hex[:8]}:"
+    store = redis_store(settings, prefix)
+    day, member = "2026-12-06", "0d6f4c3e-4a57-4cde-9c55-6a1e2f1b0a01"
+    key = ItemKey("hotPosts", f"{day}:{member}")
+    try:
+        assert totals(store.apply([Put(key, 5, {"day": day, "member": member, "score": 3})])) == (1, 0, 0, 0)
+        assert totals(store.apply([Put(key, 5, {"day": day, "member": member, "score": 3})])) == (0, 1, 0, 0)
+        assert totals(store.apply([Put(key, 4, {"day": day, "member": member, "score": 9})])) == (0, 1, 0, 0)
+        assert totals(store.apply([Put(key, 6, {"day": day, "member": member, "score": 3})])) == (0, 0, 1, 0)
+        assert store.redis.zscore(f"{prefix}lb:posts:{day}", member) == 3.0
+        expires = store.redis.expiretime(f"{prefix}lb:posts:{day}")
+        assert expires == store.redis.expiretime(f"{prefix}v:hotPosts:{day}") == 1796601600 + 7 * 86400
+        assert totals(store.apply([Remove(key, 7)])) == (1, 0, 0, 0)
+        assert store.redis.zcard(f"{prefix}lb:posts:{day}") == 0 and store.read_items([key]) == {}
+        bad = store.apply([Put(ItemKey("hotPosts", "yesterday:x"), 8, {"score": 1})])
+        assert len(bad.failures) == 1 and not bad.failures[0].retriable  # not a day: refused
+    finally:
+        store.drop()
+        store.close()
