@@ -85,7 +85,7 @@ class RedisReads:
     def pointer(self) -> RedisPointer:
         r = self.settings.redis
         return RedisPointer(
-            r.host, r.port, "", key=f"{r.prefix}:generation", username=r.reader_user,
+            r.host, r.port, "", key=f"{r.prefix}.generation", username=r.reader_user,
             password=r.reader_password.get_secret_value(),
         )
 

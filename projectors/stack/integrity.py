@@ -117,7 +117,7 @@ def read_marker(settings: Settings, projection: str) -> str | None:
     if descriptor(projection).store == "redis":
         client = _redis(settings)
         try:
-            value = client.get(f"{settings.redis.prefix}:stack:{projection}")
+            value = client.get(f"{settings.redis.prefix}.stack:{projection}")
         finally:
             client.close()
         return None if value is None else str(value)
@@ -164,7 +164,7 @@ def write_marker(settings: Settings, projection: str, stack_id: str) -> None:
     if descriptor(projection).store == "redis":
         client = _redis(settings)
         try:
-            client.set(f"{settings.redis.prefix}:stack:{projection}", stack_id)
+            client.set(f"{settings.redis.prefix}.stack:{projection}", stack_id)
         finally:
             client.close()
         return

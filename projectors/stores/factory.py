@@ -40,7 +40,7 @@ def generations(settings: Settings, projection: str) -> Generations:
     if store == "redis":
         r = settings.redis
         return g.RedisPointer(
-            r.host, r.port, "", key=f"{r.prefix}:generation", username=r.worker_user,
+            r.host, r.port, "", key=f"{r.prefix}.generation", username=r.worker_user,
             password=r.worker_password.get_secret_value(),
         )
     if settings.search.backend == "meilisearch":

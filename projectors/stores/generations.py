@@ -7,7 +7,8 @@ kept next to the data, in the same store, says which generation is live:
 
 - Cosmos: an item ``{id: <projection>, generation}`` in the container ``projectorsGenerations``;
 - FalkorDB: the key ``projectors:generation:<graph>`` (same server);
-- Redis: the key ``<prefix>:generation`` (same server; generation N writes under ``<prefix>-gN:``);
+- Redis: the key ``<prefix>.generation`` (same server; outside every generation's keys,
+  ``<prefix>:`` and ``<prefix>-gN:``, so dropping one keeps it);
 - Neo4j: a ``(:ProjectorsGeneration {projection, generation})`` node in the configured database;
 - SQLite: a file ``<search file>.generation`` replaced atomically (``os.replace``).
 
