@@ -14,6 +14,8 @@ A version record is ``<version>:1`` (live) or ``<version>:0`` (tombstone). The s
 operation only when its version is newer than the record, then SETs the structure (ZADD with the
 score from the spec, never ZINCRBY), so duplicates, replays and reordering change nothing.
 ``live_items`` reads the structures readers read, so ``verify`` checks what is served.
+The script names its keys in ARGV, not KEYS: fine on one server (local, compose, a primary with
+replicas); Redis Cluster would need the collection's keys under one hash tag.
 """
 
 from __future__ import annotations
