@@ -193,7 +193,7 @@ class CaptureSettings(Section):
     max_batch_size: int = Field(default=2048, ge=1)
     # How long Debezium sleeps when the replication stream has nothing pending, and how long its
     # queue waits to fill a batch: Debezium's 500 ms default alone adds up to 1 s of lag.
-    poll_interval_ms: int = Field(default=5, ge=1, le=60_000)
+    poll_interval_ms: int = Field(default=50, ge=1, le=60_000)
     # The largest record capture publishes (the producer's message.max.bytes): at most the broker's
     # message.max.bytes and the topics' max.message.bytes (Kafka's default 1 MB). A larger change is
     # published without its long column values (each replaced by Debezium's placeholder, the
@@ -339,7 +339,7 @@ class WorkerSettings(Section):
     batch_within_s: float = Field(default=0.1, gt=0)
     # How long a fetch may wait on the broker for data. Kafka answers as soon as data arrives, so a
     # short wait costs only idle round trips; some brokers (Tansu) hold every fetch this long.
-    fetch_max_wait_ms: int = Field(default=10, ge=1, le=30_000)
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     # Append each batch's per-change times to <stack dir>/run/clock (the bench's lag stages).
     clock: bool = False
     # A worker that stops heartbeating for this long leaves its group and its partitions move on.

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from projectors.runtime.store_factory import current_generation
+from projectors.stores.factory import current_generation
 
 from projectors.cli import EXIT_NOT_PAUSED
 from projectors.db.migrate import connect
