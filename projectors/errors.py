@@ -128,3 +128,7 @@ def translated(what: str, exc: Exception, severity: Severity) -> Exception:
     if severity is Severity.CONFIGURATION:
         return ConfigurationError(f"{what}: {exc}")
     return exc
+
+
+class PauseTimeout(ProjectorsError):
+    """The consumer group still had members when the pause's bound was reached."""

@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     NOT_DONE = 1
     CONFIGURATION = 2
     DATA_LOSS_RISK = 3
+    NOT_PAUSED = 4
     UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE
     BATCH_ABANDONED = 75  # sysexits EX_TEMPFAIL
     WORKER_CONFIGURATION = 78  # sysexits EX_CONFIG
@@ -25,6 +26,7 @@ MEANING: dict[ExitCode, str] = {
     ),
     ExitCode.CONFIGURATION: "a setting, an argument or the connector's properties are wrong (nothing started)",
     ExitCode.DATA_LOSS_RISK: "refused to go on because going on could lose data (a recreated slot, lost offsets)",
+    ExitCode.NOT_PAUSED: "pause, replay, rebuild: the consumer group still had members when the pause's bound ran out",
     ExitCode.UNAVAILABLE: "a store, the source or the broker did not answer; verify gives no verdict",
     ExitCode.BATCH_ABANDONED: "a worker stopped without acknowledging its batch, which is redelivered",
     ExitCode.WORKER_CONFIGURATION: "a worker stopped on a configuration error: a credential, a privilege",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from projectors.projections import DESCRIPTORS, Descriptor, StoreKind
+from projectors.settings_reference import render as render_settings_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -294,6 +295,7 @@ def rendered(root: Path = ROOT) -> dict[Path, str]:
     docs = root / "docs" / "projections.md"
     files[docs] = _between(docs.read_text(), DOCS_BEGIN, DOCS_END, projections_table(), docs)
     files[root / "docs" / "cli.md"] = cli_reference()
+    files[root / "docs" / "settings.md"] = render_settings_reference()
     return files
 
 

@@ -40,7 +40,7 @@ class Section(BaseModel):
             var = cls.env_name(name)
             if var in environ:
                 values[name] = environ[var]
-            elif f"{var}_FILE" in environ:
+            elif environ.get(f"{var}_FILE"):  # ``NAME_FILE=`` (empty, as in an env file): not given
                 path = Path(environ[f"{var}_FILE"])
                 try:
                     values[name] = path.read_text().strip()
@@ -69,6 +69,11 @@ def _absolute(value: Path | None) -> Path | None:
     return value
 
 
+def _empty_is_unset(value: object) -> object:
+    """An empty value (``NAME=`` in an env file) leaves an optional path unset."""
+    return None if value == "" else value
+
+
 def default_stack_dir() -> Path:
     """The project's ``.stack`` folder: in the source checkout this package runs from (where
     ``./scripts/setup`` put the virtualenv), whatever the working directory. A package installed
@@ -95,8 +100,23 @@ class PostgresSettings(Section):
     # libpq's sslmode, for the projectors' connections and capture's (Debezium database.sslmode);
     # production: require, or verify-full with the server's CA
     sslmode: str = Field(default="prefer", pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$")
+    # TLS files (PEM), for every connection (capture, workers, operations, readers): the CA that signed
+    # the server's certificate (libpq reads no system trust store: verify-ca/verify-full need it), and
+    # a client certificate and key where the server asks for one. Empty: none.
+    sslrootcert: Path | None = None
+    sslcert: Path | None = None
+    sslkey: Path | None = None
 
     _check_port = field_validator("port")(_port)
+
+    @field_validator("sslrootcert", "sslcert", "sslkey", mode="before")
+    @classmethod
+    def _tls_file(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        if not Path(str(value)).is_file():
+            raise ValueError(f"no such file: {value}")
+        return Path(str(value)).absolute()
 
     def conninfo(self, database: str | None = None) -> str:
         """A libpq connection string, each value quoted by libpq's rules (a password with spaces,
@@ -106,6 +126,8 @@ class PostgresSettings(Section):
         return make_conninfo(
             host=self.host, port=self.port, user=self.user, password=self.password.get_secret_value(),
             dbname=database or self.database, connect_timeout=5, sslmode=self.sslmode,
+            **{k: str(v) for k, v in (("sslrootcert", self.sslrootcert), ("sslcert", self.sslcert),
+                                      ("sslkey", self.sslkey)) if v is not None},
         )
 
 
@@ -122,6 +144,8 @@ class KafkaSettings(Section):
     sasl_username: str = ""
     sasl_password: SecretStr = SecretStr("")
     ssl_ca_location: Path | None = None
+
+    _unset_ca = field_validator("ssl_ca_location", mode="before")(_empty_is_unset)
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) connection settings, security included. librdkafka logs to
@@ -184,6 +208,7 @@ class CaptureSettings(Section):
     # alert fires (exported as projectors_capture_retained_wal_alert_bytes)
     wal_alert_bytes: int = Field(default=5 * 1024**3, ge=1)
 
+    _unset_state_dir = field_validator("state_dir", mode="before")(_empty_is_unset)
     _check_state_dir = field_validator("state_dir")(_absolute)
 
     @property
@@ -274,6 +299,7 @@ class SearchSettings(Section):
     # bound on a search's cost whatever the index holds (Meilisearch bounds its own).
     sqlite_candidates: int = Field(default=500, ge=20, le=1_000_000)
 
+    _unset_sqlite_path = field_validator("sqlite_path", mode="before")(_empty_is_unset)
     _check_sqlite_path = field_validator("sqlite_path")(_absolute)
 
 
@@ -282,8 +308,7 @@ class WorkerSettings(Section):
 
     env_section: ClassVar[str] = "WORKER_"
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    # A batch is handed over as soon as the consumer has nothing more buffered (once the previous
-    # batch was written) or when full; batch_within_s is only a ceiling on how long it can wait.
+    # a batch is handed over when full or after this many seconds
     batch_within_s: float = Field(default=0.1, gt=0)
     # How long a fetch may wait on the broker for data. Kafka answers as soon as data arrives, so a
     # short wait costs only idle round trips; some brokers (Tansu) hold every fetch this long.
@@ -309,6 +334,10 @@ class WorkerSettings(Section):
     # turns on one GIL; "thread", a thread of the worker's process (one core, or to debug in one
     # process). Delivery is the same either way: a batch is acknowledged only once applied.
     project_in: Literal["process", "thread"] = "process"
+    # At start, how long a worker waits for capture's topics under PROJECTORS_CAPTURE_TOPIC_PREFIX
+    # (none of them, nor capture's heartbeat topic, exists) before it stops with exit code 2 and
+    # says so: a prefix that differs from capture's would otherwise consume nothing, silently.
+    topics_wait_s: float = Field(default=120.0, ge=0)
 
 
 class VerifySettings(Section):
@@ -347,6 +376,10 @@ class StackSettings(Section):
                 raise ValueError(f"expected <projection>=<1..256>[,...] with a projection of {', '.join(known)}")
         return value
 
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _empty_dir(cls, value: object) -> object:
+        return default_stack_dir() if value == "" else value  # ``PROJECTORS_STACK_DIR=``: the default
     _check_dir = field_validator("dir")(_absolute)
 
     def worker_count(self, projection: str) -> int:
@@ -377,8 +410,9 @@ class ReadSettings(Section):
     # the key that signs paging cursors (read/cursor.py); empty: derived from the Cosmos read key.
     # Every replica of a read service needs the same one, or a cursor from another replica is refused
     cursor_key: SecretStr = SecretStr("")
-    # `projectors serve`: the HTTP read API (read/api.py)
+    # `projectors serve`: the address the HTTP read API (read/api.py) listens on
     api_host: str = "127.0.0.1"
+    # `projectors serve`: the HTTP read API's port
     api_port: int = 58080
     # the largest page a read may ask for (feed, notifications, suggestions, search) and the most
     # subjects of one counters read

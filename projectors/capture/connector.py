@@ -76,6 +76,8 @@ def connect_config(capture: CaptureSettings) -> dict[str, str]:
         "database.password": "${env:PROJECTORS_PG_PASSWORD}",
         "database.dbname": "${env:PROJECTORS_PG_DATABASE}",
         "database.sslmode": "${env:PROJECTORS_PG_SSLMODE}",
+        # the workers' setting, so that capture and the workers cannot disagree on the topics
+        "topic.prefix": "${env:PROJECTORS_CAPTURE_TOPIC_PREFIX}",
         "tasks.max": "1",
         # Kafka Connect has no supervisor above the task: retry a lost connection without a limit
         "errors.max.retries": "-1",
@@ -94,6 +96,8 @@ def embedded_properties(settings: Settings) -> dict[str, str]:
         "database.password": pg.password.get_secret_value(),
         "database.dbname": pg.database,
         "database.sslmode": pg.sslmode,
+        **{f"database.{k}": str(v) for k, v in (("sslrootcert", pg.sslrootcert), ("sslcert", pg.sslcert),
+                                                ("sslkey", pg.sslkey)) if v is not None},
         "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
         "offset.storage.file.filename": str(state / "offsets.dat"),
         "offset.flush.interval.ms": str(settings.capture.offset_flush_interval_ms),
@@ -128,6 +132,9 @@ SETTING_OF_PROPERTY = {
     "database.password": "PROJECTORS_PG_PASSWORD",
     "database.dbname": "PROJECTORS_PG_DATABASE",
     "database.sslmode": "PROJECTORS_PG_SSLMODE",
+    "database.sslrootcert": "PROJECTORS_PG_SSLROOTCERT",
+    "database.sslcert": "PROJECTORS_PG_SSLCERT",
+    "database.sslkey": "PROJECTORS_PG_SSLKEY",
 }
 
 

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from projectors.errors import ConfigurationError, DataLossRisk, unanswered
+from projectors.errors import ConfigurationError, DataLossRisk, PauseTimeout, unanswered
 from projectors.exit_codes import ExitCode
 from projectors.settings import KAFKA_LOGGER, Settings, SettingsError, load_settings
 
@@ -37,6 +37,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "counters, search"),
     "verify": ("verify", "add_verify", "compare projections with the spec computed from PostgreSQL"),
     "status": ("operate", "add_status", "per projection and partition: offsets, lag, rate, store, DLQ"),
+    "pause": ("operate", "add_pause", "pause a projection's workers through the control topic (wherever they run) "
+              "and wait until its consumer group is empty"),
+    "resume": ("operate", "add_resume", "let a paused projection's workers consume again"),
     "replay": ("operate", "add_replay", "reprocess a projection from a point in its topics"),
     "rebuild": ("operate", "add_rebuild", "build a projection's store afresh next to the live one, verify it, "
                 "swap it in atomically"),
@@ -126,6 +129,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except DataLossRisk as exc:
         print(f"projectors: refusing to continue: {exc}", file=sys.stderr)
         return ExitCode.DATA_LOSS_RISK
+    except PauseTimeout as exc:
+        print(f"projectors: not paused: {exc}", file=sys.stderr)
+        return ExitCode.NOT_PAUSED
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) or not unanswered(exc):  # a reader gone away: main's
             raise

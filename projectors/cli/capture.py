@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from projectors import settings_reference
 from projectors.capture.connector import connect_file_path, render_connect_file
 from projectors.capture.recovery import recover_slot
 from projectors.capture.runner import reset_capture, supervise_capture
@@ -13,7 +14,6 @@ from projectors.cli.common import terminal
 from projectors.exit_codes import ExitCode
 from projectors.operations.rebuild import rebuild
 from projectors.settings import SECTIONS, Settings
-from projectors.stack.local import LocalDeployment
 
 
 def add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
@@ -37,7 +37,7 @@ def capture_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.recover_slot:
         def rebuild_one(s: Settings, name: str) -> object:
             print(f"rebuilding {name} from the source's state ...", flush=True)
-            return rebuild(s, name, force=True, report=terminal(), deployment=LocalDeployment(s))
+            return rebuild(s, name, force=True, report=terminal())
 
         for line in recover_slot(settings, rebuild_one):
             print(line)
@@ -70,13 +70,24 @@ def connector_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
     config = sub.add_parser("config", help=help)
-    config.add_argument("action", choices=("check",), help="print and validate the settings")
+    config.add_argument("action", choices=("check", "reference"),
+                        help="check: print and validate the settings; reference: write docs/settings.md")
+    config.add_argument("--check", action="store_true", help="reference: fail if docs/settings.md is stale")
     config.add_argument("--no-connector", action="store_true",
                         help="skip the connector validation (it starts a JVM: a few seconds)")
     config.set_defaults(func=config_command)
 
 
 def config_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "reference":
+        if args.check:
+            if settings_reference.stale():
+                print(f"{settings_reference.REFERENCE} is stale: run `projectors config reference`", file=sys.stderr)
+                return ExitCode.NOT_DONE
+            print(f"{settings_reference.REFERENCE} is up to date")
+            return ExitCode.OK
+        print(f"wrote {settings_reference.write()}")
+        return ExitCode.OK
     for name, cls in SECTIONS.items():
         section = getattr(settings, name)
         for field in cls.model_fields:

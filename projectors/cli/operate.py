@@ -12,6 +12,7 @@ from projectors.cli.common import projection_name, terminal
 from projectors.errors import ConfigurationError, RebuildAbandoned, RetriableError
 from projectors.exit_codes import ExitCode
 from projectors.operations import dlq
+from projectors.operations.pause import DEFAULT_PAUSE_TIMEOUT_S, pause, resume
 from projectors.operations.rebuild import rebuild
 from projectors.operations.replay import replay
 from projectors.operations.report import Silent
@@ -47,7 +48,10 @@ def add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: s
     replay_cmd.add_argument(
         "--from", dest="start", default="earliest", help="earliest | ISO time | topic:partition:offset,..."
     )
-    replay_cmd.add_argument("--force", action="store_true", help="stop the local workers, reset, restart them")
+    replay_cmd.add_argument("--force", action="store_true",
+                            help="pause the workers through the control topic, reset, resume them")
+    replay_cmd.add_argument("--pause-timeout", type=float, default=DEFAULT_PAUSE_TIMEOUT_S,
+                            help="wait up to N seconds for the paused group to be empty")
     replay_cmd.add_argument("--wait", type=float, default=600.0, help="follow the progress for up to N seconds")
     replay_cmd.set_defaults(func=replay_command)
 
@@ -55,7 +59,7 @@ def add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: s
 def replay_command(args: argparse.Namespace, settings: Settings) -> int:
     progress = replay(
         settings, args.projection, args.start, force=args.force, wait_s=args.wait, report=terminal(),
-        deployment=LocalDeployment(settings),
+        pause_timeout_s=args.pause_timeout,
     )
     return ExitCode.OK if progress.done >= progress.total or args.wait == 0 else ExitCode.NOT_DONE
 
@@ -64,8 +68,11 @@ def add_rebuild(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: 
     rebuild_cmd = sub.add_parser("rebuild", help=help)
     rebuild_cmd.add_argument("projection", choices=PROJECTION_NAMES, help="the projection to rebuild")
     rebuild_cmd.add_argument(
-        "--force", action="store_true", help="pause the local workers of the projection for the swap (seconds)"
+        "--force", action="store_true",
+        help="pause the workers of the projection for the swap (seconds), through the control topic",
     )
+    rebuild_cmd.add_argument("--pause-timeout", type=float, default=DEFAULT_PAUSE_TIMEOUT_S,
+                             help="wait up to N seconds for the paused group to be empty")
     rebuild_cmd.add_argument(
         "--verify-wait", type=float, default=120.0, help="keep catching up and verifying for up to N seconds"
     )
@@ -83,13 +90,37 @@ def rebuild_command(args: argparse.Namespace, settings: Settings) -> int:
         report = rebuild(
             settings, args.projection, force=args.force, verify_wait_s=args.verify_wait,
             report=Silent() if args.json else terminal(),
-            from_topics=args.from_topics, deployment=LocalDeployment(settings),
+            from_topics=args.from_topics, pause_timeout_s=args.pause_timeout,
         )
     except RebuildAbandoned as exc:
         print(f"projectors: rebuild abandoned: {exc}", file=sys.stderr)
         return ExitCode.NOT_DONE
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
+    return ExitCode.OK
+
+
+def add_pause(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
+    control = sub.add_parser("pause", help=help)
+    control.add_argument("projection", choices=PROJECTION_NAMES, help="the projection to pause")
+    control.add_argument("--timeout", type=float, default=DEFAULT_PAUSE_TIMEOUT_S,
+                         help="wait up to N seconds for the group to be empty (default %(default)s)")
+    control.set_defaults(func=pause_command)
+
+
+def add_resume(sub: argparse._SubParsersAction[argparse.ArgumentParser], help: str) -> None:
+    control = sub.add_parser("resume", help=help)
+    control.add_argument("projection", choices=PROJECTION_NAMES, help="the projection to resume")
+    control.set_defaults(func=resume_command)
+
+
+def pause_command(args: argparse.Namespace, settings: Settings) -> int:
+    pause(settings, args.projection, args.timeout, print)  # PauseTimeout: exit 4, naming the members
+    return ExitCode.OK
+
+
+def resume_command(args: argparse.Namespace, settings: Settings) -> int:
+    resume(settings, args.projection, print)
     return ExitCode.OK
 
 

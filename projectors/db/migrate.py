@@ -34,8 +34,11 @@ def connect(
     try:
         return psycopg.connect(pg.conninfo(database), autocommit=autocommit, **options)
     except psycopg.OperationalError as exc:
-        text = str(exc).strip()
-        if "password authentication failed" in text:
+        text = " ".join(str(exc).split())  # one line
+        if "certificate" in text or "SSL" in text:
+            hint = ("check PROJECTORS_PG_SSLROOTCERT (the CA that signed the server's certificate), "
+                    "PROJECTORS_PG_SSLMODE and PROJECTORS_PG_HOST (the name the certificate is for)")
+        elif "password authentication failed" in text:
             hint = "check PROJECTORS_PG_USER / PROJECTORS_PG_PASSWORD"
         elif "does not exist" in text and "database" in text:
             hint = "run `projectors db migrate` (it creates the database) or check PROJECTORS_PG_DATABASE"

@@ -13,8 +13,9 @@
    the snapshot are replayed harmlessly: each re-reads the source with a newer ticket.
 3. **Verify** the new generation against the spec computed from PostgreSQL, catching up between
    attempts, until it is clean. One that stays unclean is abandoned: the live store is untouched.
-4. **Swap.** The projection's workers are paused for a few seconds (nothing may write the old
-   generation once the new one has caught up with it); the new generation catches up with the live
+4. **Swap.** The projection's workers are paused for a few seconds through the control topic
+   (``operations/pause.py``, wherever they run; nothing may write the old generation once the new
+   one has caught up with it); the new generation catches up with the live
    group's committed offsets; the live generation pointer is rewritten in one atomic write
    (Meilisearch: one ``swap-indexes`` task); the live group is moved to where the rebuild got; the
    workers restart on the new generation. Read clients follow the pointer, so they see the old
@@ -39,9 +40,9 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from projectors.errors import ConfigurationError, RebuildAbandoned, RetriableError, unanswered
 from projectors.model import ItemKey, ProjectionStore
 from projectors.operations import offsets
-from projectors.operations.deployment import Deployment, Elsewhere
 from projectors.operations.dlq import dead_lettered
 from projectors.operations.load import LoadReport, load_from_state
+from projectors.operations.pause import DEFAULT_PAUSE_TIMEOUT_S, members, paused
 from projectors.operations.report import Progress, Reporter, Silent
 from projectors.operations.verify import Drift, verify_projection
 from projectors.projections import descriptor
@@ -189,18 +190,11 @@ def rebuild(
     drop_grace_s: float = DROP_GRACE_S,
     report: Reporter | None = None,
     from_topics: bool = False,
-    deployment: Deployment | None = None,
+    pause_timeout_s: float = DEFAULT_PAUSE_TIMEOUT_S,
 ) -> RebuildReport:
-    descriptor(name)  # an unknown name stops here
-    deployment = deployment or Elsewhere()
+    group = descriptor(name).group  # an unknown name stops here
     report = report or Silent()
     out = report.say
-    running = deployment.running(name)
-    if running and not force:
-        raise ConfigurationError(
-            f"{len(running)} worker(s) of {name} are running ({', '.join(w.name for w in running)}): the swap "
-            "pauses them for a few seconds; use --force to let rebuild pause and restart them, or stop them first"
-        )
     deadline = time.monotonic() + timeout_s
     try:
         pointer = generations(settings, name)
@@ -209,6 +203,18 @@ def rebuild(
         if not unanswered(exc):
             raise
         raise RetriableError(f"the {name} store did not answer; nothing was changed ({exc})") from exc
+    try:
+        present = members(settings, group)
+    except BaseException:
+        pointer.close()
+        raise
+    if present and not force:
+        pointer.close()
+        raise ConfigurationError(
+            f"{len(present)} worker(s) of {name} are in its consumer group ({'; '.join(present)}): the swap "
+            "pauses them for a few seconds through the control topic; use --force to let rebuild pause and "
+            "resume them, or stop them first"
+        )
     target = open_store(settings, name, new)
     target.drop()  # what an abandoned rebuild may have left
     target.ensure_schema()
@@ -277,26 +283,17 @@ def rebuild(
                 )
             catchup.run(lambda: live_offsets(settings, name), idle_s=1.0, deadline=deadline)
 
-        # 4. swap, with the workers paused
-        paused = time.monotonic()
-        for worker in running:
-            out(f"pausing {worker.name}")
-            worker.stop()
-        try:
+        # 4. swap, with the workers paused (their group empty)
+        paused_at = time.monotonic()
+        with paused(settings, name, pause_timeout_s, out, "rebuild"):
             live = live_offsets(settings, name)
             catchup.run(lambda: live, idle_s=2.0, deadline=deadline)
             dropped = pointer.swap_in(new)
             out(f"swapped: generation {new} of {name} is live")
             offsets.commit(
-                settings,
-                descriptor(name).group,
-                [TopicPartition(t, p, o) for (t, p), o in sorted(catchup.positions.items())],
+                settings, group, [TopicPartition(t, p, o) for (t, p), o in sorted(catchup.positions.items())]
             )
-        finally:
-            for worker in running:
-                worker.start(deployment.start_timeout_s)
-                out(f"restarted {worker.name}")
-        pause_s = time.monotonic() - paused
+        pause_s = time.monotonic() - paused_at
     finally:
         catchup.close()
         target.close()

@@ -1,9 +1,10 @@
 """`projectors replay <projection> --from earliest | <ISO time> | <topic:partition:offset,...>`.
 
 Moves the projection's consumer group back and lets its workers reprocess, showing progress. The
-workers must not be running while the offsets move (their commits would overwrite the reset):
-replay refuses while they run, and ``--force`` stops the local stack's workers of that projection,
-resets, and starts them again. Replaying is always safe: the stores keep the newest read.
+workers must not be in the group while the offsets move (their commits would overwrite the reset):
+replay refuses while the group has members, and ``--force`` pauses them through the control topic
+(``operations/pause.py``: wherever they run), waits until the group is empty, resets, and resumes
+them. Replaying is always safe: the stores keep the newest read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from confluent_kafka import TopicPartition
 
 from projectors.errors import ConfigurationError
 from projectors.operations import offsets
-from projectors.operations.deployment import Deployment, Elsewhere
+from projectors.operations.pause import DEFAULT_PAUSE_TIMEOUT_S, members, paused
 from projectors.operations.report import Progress, Reporter, Silent
 from projectors.projections import descriptor
 from projectors.settings import Settings
@@ -54,29 +55,25 @@ def replay(
     force: bool = False,
     wait_s: float = 600.0,
     report: Reporter | None = None,
-    deployment: Deployment | None = None,
+    pause_timeout_s: float = DEFAULT_PAUSE_TIMEOUT_S,
 ) -> Progress:
     group = descriptor(projection).group
-    deployment = deployment or Elsewhere()
     out = (report or Silent()).say
-    running = deployment.running(projection)
-    if running and not force:
+    present = members(settings, group)
+    if present and not force:
         raise ConfigurationError(
-            f"{len(running)} worker(s) of {projection} are running ({', '.join(w.name for w in running)}): "
-            "stop them first, or use --force to stop, reset and restart them"
+            f"{len(present)} worker(s) of {projection} are in its consumer group ({'; '.join(present)}): "
+            "stop them first, or use --force to pause them through the control topic, reset and resume them"
         )
     chosen = targets(settings, projection, start)
-    for worker in running:
-        out(f"stopping {worker.name}")
-        worker.stop()
-    offsets.commit(settings, group, chosen)
-    out(f"group {group} reset: " + ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in chosen))
-    for worker in running:
-        worker.start(deployment.start_timeout_s)
-        out(f"started {worker.name}")
-    if not running:
+    with paused(settings, projection, pause_timeout_s, out, "replay") as before:
+        offsets.commit(settings, group, chosen)
+        out(f"group {group} reset: " + ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in chosen))
+    if before.paused:
+        out(f"{projection} stays paused: `projectors resume {projection}` to reprocess")
+    elif not present:
         out(f"start the workers of {projection} (`projectors worker {projection}`) to reprocess")
-    return follow(settings, projection, chosen, wait_s if running else 0.0, report or Silent())
+    return follow(settings, projection, chosen, wait_s if present and not before.paused else 0.0, report or Silent())
 
 
 def follow(

@@ -5,7 +5,8 @@ restored as ``RESTORING``: never ``up`` with lag 0.
 
 Lag = end offset - committed offset (the local broker reports end offsets short after batched
 produce: lag there is a lower bound). Events/s (over the last minute: ``recent_rate``), last applied
-LSN and its age come from the workers' published stats; store health from a ping of the store.
+LSN and its age come from the workers' published stats; store health from a ping of the store;
+``paused`` from the control topic.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from projectors.operations.checkpoint import read_checkpoint
 from projectors.operations.deployment import Deployment, Elsewhere
 from projectors.operations.offsets import committed, ends, partitions
 from projectors.projections import DESCRIPTORS, descriptor
+from projectors.runtime.control import ControlState, read_states
 from projectors.runtime.dead_letters import dead_letter_topic
 from projectors.runtime.stats import RATE_WINDOW_S, read_stats, recent_rate
 from projectors.settings import Settings
@@ -57,6 +59,8 @@ class ProjectionStatus:
     # freshness: seconds since the oldest change the group has not applied was published (0: none
     # waits); read from the records themselves, not from the broker's high watermark
     behind_s: float = 0.0
+    # the control topic's last command for the projection (runtime/control.py): state, by, at, request
+    control: dict[str, str] = field(default_factory=lambda: ControlState().as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,7 +166,11 @@ def gather(
         {**settings.kafka.client_config(), "group.id": "projectors-status", "enable.auto.commit": False}
     )
     try:
-        return [projection_status(settings, name, consumer, deployment) for name in names or list(DESCRIPTORS)]
+        rows = [projection_status(settings, name, consumer, deployment) for name in names or list(DESCRIPTORS)]
+        states = read_states(settings)
+        for row in rows:
+            row.control = states.get(row.projection, ControlState()).as_dict()
+        return rows
     finally:
         consumer.close()
 
@@ -187,6 +195,8 @@ def render(rows: list[ProjectionStatus]) -> list[str]:
             v = r.verified
             stale = "" if v["generation"] == r.generation else " (another generation: the next verify is full)"
             lines.append(f"    last clean verify: {v['at']}, {v['ageS']:.0f}s ago, generation {v['generation']}{stale}")
+        if r.control["state"] == "paused":
+            lines.append(f"    paused by {r.control['by']} at {r.control['at']} (`projectors resume {r.projection}`)")
         for p in r.partitions:
             committed_text = "-" if p.committed is None else str(p.committed)
             lines.append(f"    {p.topic}[{p.partition}] committed {committed_text:>6} end {p.end:>6} lag {p.lag:>6}")

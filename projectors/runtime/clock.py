@@ -60,6 +60,18 @@ def envelope_times(value: bytes | None) -> tuple[float | None, float | None]:
             read / 1000 if isinstance(read, int) else None)
 
 
+class Taken:
+    """One batch: its events and, when clocked, when each was fetched (faust's take says only when
+    the batch was taken: each event gets that time)."""
+
+    __slots__ = ("arrived", "events", "handed")
+
+    def __init__(self, events: list[Any], arrived: list[float]) -> None:
+        self.events = events
+        self.arrived = arrived
+        self.handed = 0.0
+
+
 class BatchClock:
     """Appends each applied batch's times to its file (bench use: it decodes every envelope once more)."""
 

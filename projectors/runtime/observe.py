@@ -2,7 +2,8 @@
 
 ``/health`` answers 200 while the process lives (liveness) with the readiness of each part in the
 body; ``/health/ready`` answers 503 while the store is down or the worker has not started consuming
-(readiness: a Kubernetes probe takes the pod out of rotation, nothing else changes).
+(readiness: a Kubernetes probe takes the pod out of rotation, nothing else changes). A worker
+paused through the control topic answers both with 200 and ``"state": "paused"``.
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ class Metrics:
         self.request_units = Counter(
             "projectors_store_request_units_total", "Request units charged by the store", by, registry=reg
         )
+        self.paused = Gauge(
+            "projectors_paused", "1 while the projection is paused through the control topic", by, registry=reg
+        )
         # every series exists from the start (at 0), so dashboards and alerts see a new worker at once
         for metric in (self.events, self.batches, self.batch_size, self.dead_letters, self.retries, self.store_up,
-                       self.last_lsn, self.last_applied, self.lag, self.behind):
+                       self.last_lsn, self.last_applied, self.lag, self.behind, self.paused):
             metric.labels(projection)
         for outcome in ("changed", "stale", "written"):
             self.operations.labels(projection, outcome)
@@ -73,9 +77,12 @@ class Metrics:
 
 
 class HealthServer:
-    def __init__(self, port: int, metrics: Metrics, readiness: Callable[[], dict[str, bool]]) -> None:
+    def __init__(
+        self, port: int, metrics: Metrics, readiness: Callable[[], dict[str, bool]], state: str = "running"
+    ) -> None:
         self.metrics = metrics
         self.readiness = readiness
+        self.state = state  # "paused" while the projection is paused (runtime/supervisor.py)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,7 +93,7 @@ class HealthServer:
                     parts = server.readiness()
                     ready = all(parts.values())
                     status = 503 if self.path.startswith("/health/ready") and not ready else 200
-                    body: dict[str, Any] = {"live": True, "ready": ready, "parts": parts}
+                    body: dict[str, Any] = {"live": True, "ready": ready, "state": server.state, "parts": parts}
                     self._send(status, json.dumps(body).encode(), "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
@@ -113,6 +120,7 @@ class HealthServer:
 
     def stop(self) -> None:
         self.httpd.shutdown()
+        self.httpd.server_close()  # the port is free for the next server at once
 
 
 def pid_alive(pid: int) -> bool:

@@ -6,21 +6,16 @@ thread, to the projector: a :class:`BatchProjector` in a child process
 (:mod:`projectors.runtime.projector_process`, the default) or in that thread
 (``PROJECTORS_WORKER_PROJECT_IN``). A batch's offsets are acknowledged only after ``process``
 returned, i.e. after the store applied it and the dead letters were flushed, and faust commits
-acknowledged offsets every ``commit_interval_s``.
-
-Batches are natural (:mod:`projectors.runtime.natural_batches`): a batch is handed over as soon as
-the consumer has nothing more buffered, or when full (``batch_within_s`` is only a ceiling), so one
-change alone is applied at once and a burst goes in big batches. Two ways to take them
+acknowledged offsets every ``commit_interval_s``. Two ways to take them
 (``PROJECTORS_WORKER_BATCHES_IN_FLIGHT``):
 
-- 2 (the default): each batch is written by a task of its own, which acknowledges its events, in
-  order, once written. The next batch is handed over only after the previous one was written
-  (batches are applied one after the other); what arrives meanwhile fills it;
-- 1: one batch at a time, acknowledged once written, before the next is taken.
+- 2 (the default): ``noack_take``; each batch is written by a task of its own, which acknowledges
+  its events, in order, once written. The next batch is handed over only after the previous one
+  was written (batches are applied one after the other) while faust fills the one after;
+- 1: ``take_events``, one batch at a time, acknowledged when the agent takes the next one.
 
-faust pitfall avoided: faust's ``take_events`` acknowledges its buffered events when the agent is
-cancelled (shutdown) even if they were not written; here nothing is acknowledged unless written.
-On SIGTERM mid-batch the worker waits up to
+faust pitfall avoided: ``take_events`` acknowledges its buffered events when the agent is cancelled
+(shutdown) even if they were not written. On SIGTERM mid-batch the worker waits up to
 ``shutdown_grace_s`` for the batch to finish; if it cannot (the store is down), the process exits at
 once without committing, exactly like a crash: the batch is redelivered to the next worker. A
 watchdog armed by the signal bounds the whole shutdown by the same grace (faust's own wait for

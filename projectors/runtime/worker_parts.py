@@ -1,13 +1,14 @@
 """The parts a worker is assembled from (``worker.build_app`` joins them): the faust app and its
 source topic, the report after each batch (metrics, stats file, readiness), the guard that decides
-what happens to a batch handed to the batch thread, and the agent that takes natural batches with
-one or two of them in flight."""
+what happens to a batch handed to the batch thread, and the agent that takes batches with one or
+two of them in flight."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,9 +19,8 @@ from projectors.exit_codes import ExitCode
 from projectors.model import ReportsHealth
 from projectors.projections import descriptor
 from projectors.runtime.batch import BatchStats, Projector
-from projectors.runtime.clock import BatchClock
+from projectors.runtime.clock import BatchClock, Taken
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
-from projectors.runtime.natural_batches import Taken, ack_all, natural_batches
 from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
 from projectors.settings import KafkaSettings, Settings
@@ -96,6 +96,12 @@ class BatchReport:
         self.recent: list[tuple[float, int]] = []  # (time, events so far): the recent rate (add_rate_sample)
         add_rate_sample(self.recent, self.started_at, 0)
         self.positions: dict[tuple[str, int], int] = {}
+        self.app_started = threading.Event()
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def note_started() -> None:
+            self.app_started.set()
+
         if settings.worker.web_port > 0:
             HealthServer(settings.worker.web_port, self.metrics, self.readiness).start()
         write_stats(self.stats_file, projector, self.started_at, self.recent)
@@ -118,8 +124,10 @@ class BatchReport:
         store = self.projector.store
         store_up = (store.healthy if isinstance(store, ReportsHealth) else True) and store.ping()
         self.metrics.store_up.labels(self.name).set(1 if store_up else 0)
-        consuming = self.projector.stats.batches > 0 or self.app.consumer.assignment() != set()
-        return {"store": store_up, "consuming": consuming}
+        # app.consumer only once the app runs: asked from this (HTTP) thread before, faust creates
+        # its consumer thread here, on the wrong event loop, and the worker fails to start
+        assigned = self.app_started.is_set() and self.app.consumer.assignment() != set()
+        return {"store": store_up, "consuming": self.projector.stats.batches > 0 or assigned}
 
 
 class BatchGuard:
@@ -177,17 +185,25 @@ def add_agent(
     app: Any, source: Any, name: str, settings: Settings, project_batch: Callable[[Taken], None], guard: BatchGuard,
     clocked: bool,
 ) -> None:
-    """The agent: natural batches, each acknowledged only once written (never on shutdown), applied
-    one after the other; with two in flight faust fills the next batch while this one is written."""
+    """The agent: batches of at most ``batch_size`` events taken within ``batch_within_s``, applied
+    one after the other, each acknowledged only once written. With two in flight faust fills the
+    next batch while this one is written, and each batch is acknowledged (in order) by its own task,
+    so the last batch before a pause is committed too. (A batch's events are stamped with the time
+    the batch was taken: faust's take does not say when each event arrived.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
+
+    def taken(events: Any) -> Taken:
+        events = list(events)
+        return Taken(events, [time.time()] * len(events) if clocked else [])
+
     if settings.worker.batches_in_flight == 1:
 
         @app.agent(source, name=f"project-{name}")  # type: ignore[untyped-decorator]
         async def project(stream: Any) -> None:
             loop = asyncio.get_running_loop()
-            async for taken in natural_batches(stream, batch_size, within, clock=clocked):
-                await guard.finish(loop.run_in_executor(None, project_batch, taken))
-                ack_all(stream, taken.events)
+            async for events in stream.take_events(batch_size, within=within):
+                # take_events acknowledges the batch when this body returns: after it was written
+                await guard.finish(loop.run_in_executor(None, project_batch, taken(events)))
 
         return
 
@@ -196,16 +212,15 @@ def add_agent(
         loop = asyncio.get_running_loop()
         previous: asyncio.Future[None] | None = None
 
-        async def write_then_ack(taken: Taken) -> None:
-            await guard.finish(loop.run_in_executor(None, project_batch, taken))
-            ack_all(stream, taken.events)
+        async def write_then_ack(batch: Taken) -> None:
+            await guard.finish(loop.run_in_executor(None, project_batch, batch))
+            for event in batch.events:
+                await stream.ack(event)
 
-        async def writer_free() -> None:
+        async for events in stream.noack_take(batch_size, within=within):
             if previous is not None:
                 await guard.finish(previous)  # the batch thread takes one batch at a time
-
-        async for taken in natural_batches(stream, batch_size, within, writer_free, clocked):
-            previous = asyncio.ensure_future(write_then_ack(taken))
+            previous = asyncio.ensure_future(write_then_ack(taken(events)))
 
 
 def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from projectors.errors import ConfigurationError
-from projectors.operations.deployment import Deployment
 from projectors.projections import PROJECTION_NAMES, descriptor
 from projectors.runtime.observe import pid_alive
 from projectors.settings import Settings
@@ -240,11 +239,9 @@ def behind(
         time.sleep(1.0)
 
 
-def reconcile(
-    settings: Settings, projections: Iterable[str], say: Callable[[str], None], deployment: Deployment
-) -> None:
+def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str], None]) -> None:
     """Before the workers of ``projections`` start: mark new stores, restore lost or at-risk ones
-    (a restore is a rebuild, which pauses the projection's workers through ``deployment``)."""
+    (a restore is a rebuild, which pauses the projection's workers through the control topic)."""
     from projectors.operations.rebuild import rebuild
     from projectors.operations.report import Lines
 
@@ -271,10 +268,7 @@ def reconcile(
             flag.write_text(str(os.getpid()))
             started = time.monotonic()
             try:
-                report = rebuild(
-                    settings, projection, force=True, report=Lines(lambda line: say(f"    {line}")),
-                    deployment=deployment,
-                )
+                report = rebuild(settings, projection, force=True, report=Lines(lambda line: say(f"    {line}")))
             finally:
                 flag.unlink(missing_ok=True)
             loaded = report.loaded.items if report.loaded else 0

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from projectors.db.migrate import migrate
 from projectors.errors import ConfigurationError
-from projectors.operations.deployment import WorkerProcess
 from projectors.projections import PROJECTION_NAMES, capture_tables
 from projectors.settings import Settings
 from projectors.stack import integrity
@@ -26,15 +25,11 @@ ORDER = SERVERS + WORKERS + READERS
 
 
 class LocalDeployment:
-    """The workers of the local stack, as operations see them (``operations/deployment.py``): the
-    running worker processes from their pid files, the stores' markers from ``integrity``."""
+    """The local stack, as ``status`` sees it (``operations/deployment.py``): the stores' markers
+    from ``integrity``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.start_timeout_s = settings.stack.start_timeout_s
-
-    def running(self, projection: str) -> list[WorkerProcess]:
-        return [w for w in worker_processes(self.settings, projection) if w.pid() is not None]
 
     def store_state(self, projection: str) -> str | None:
         return integrity.store_state(self.settings, projection)
@@ -151,7 +146,7 @@ def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], No
         was_running = part.pid() is not None
         try:
             if isinstance(part, Worker) and starting:
-                integrity.reconcile(settings, dict.fromkeys(starting), say, LocalDeployment(settings))
+                integrity.reconcile(settings, dict.fromkeys(starting), say)
                 starting = []
             part.start(timeout)
             if not was_running:

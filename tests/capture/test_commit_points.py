@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projectors.capture.runner import committable
+from projectors.capture.commit_points import committable
 
 
 def change(lsn: int, kind: str = "INSERT") -> dict[str, Any]:

