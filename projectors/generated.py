@@ -44,6 +44,7 @@ ACCESS: dict[StoreKind, StoreAccess] = {
     "cosmos": StoreAccess("PROJECTORS_COSMOS_KEY", "cosmos-key", "cosmos", 443),
     "graph": StoreAccess("PROJECTORS_GRAPH_NEO4J_PASSWORD", "neo4j-password", "neo4j", 7687),
     "search": StoreAccess("PROJECTORS_SEARCH_MEILI_MASTER_KEY", "meili-master-key", "meilisearch", 7700),
+    "redis": StoreAccess("PROJECTORS_REDIS_WORKER_PASSWORD", "redis-worker-password", "redis", 6379),
 }
 # every worker's own secrets beside its store's
 COMMON_SECRETS = (("PROJECTORS_PG_PASSWORD", "pg-password"), ("PROJECTORS_KAFKA_SASL_PASSWORD", "kafka-sasl-password"))

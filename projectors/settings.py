@@ -225,6 +225,33 @@ class FalkorSettings(Section):
     _check_port = field_validator("port")(_port)
 
 
+class RedisSettings(Section):
+    """The Redis server of the ``redis`` projection: the worker writes as ``worker_user``, readers
+    read as ``reader_user`` (ACL users, each limited to keys under ``prefix``)."""
+
+    env_section: ClassVar[str] = "REDIS_"
+    # the Redis server's host (the redis projection's store)
+    host: str = "127.0.0.1"
+    # the Redis server's port
+    port: int = 56380
+    # every key of the projection starts with this (a rebuild writes under `<prefix>-g<n>`)
+    prefix: str = Field(default="projectors", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    # the ACL user the redis worker writes as (its keys only)
+    worker_user: str = "projectors-worker"
+    # that user's password
+    worker_password: SecretStr = SecretStr("local-worker-password")
+    # the ACL user read services read as (may only read)
+    reader_user: str = "projectors-reader"
+    # that user's password
+    reader_password: SecretStr = SecretStr("local-reader-password")
+    # UTC-day leaderboards older than this many days expire (the spec keeps only the window)
+    retention_days: int = Field(default=7, ge=1, le=366)
+    # one Redis call's timeout
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    _check_port = field_validator("port")(_port)
+
+
 class CosmosSettings(Section):
     env_section: ClassVar[str] = "COSMOS_"
     endpoint: str = "http://127.0.0.1:58081"
@@ -429,6 +456,7 @@ class Settings(BaseModel):
     capture: CaptureSettings
     falkordb: FalkorSettings
     cosmos: CosmosSettings
+    redis: RedisSettings = RedisSettings()
     feed: FeedSettings = FeedSettings()
     graph: GraphSettings
     search: SearchSettings
@@ -452,6 +480,7 @@ SECTIONS: dict[str, type[Section]] = {
     "capture": CaptureSettings,
     "falkordb": FalkorSettings,
     "cosmos": CosmosSettings,
+    "redis": RedisSettings,
     "feed": FeedSettings,
     "graph": GraphSettings,
     "search": SearchSettings,

@@ -143,6 +143,6 @@ def stack() -> Iterator[StackHandle]:
 
 @pytest.fixture(scope="session")
 def store_servers() -> Iterator[StackHandle]:
-    """FalkorDB and the Cosmos REST server, for the store contract suites."""
-    with running("projectors-stores-", ["falkordb", "cosmos"]) as (settings, env):
+    """FalkorDB, Redis and the Cosmos REST server, for the store contract suites."""
+    with running("projectors-stores-", ["falkordb", "redis", "cosmos"]) as (settings, env):
         yield StackHandle(settings, env)

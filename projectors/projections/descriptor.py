@@ -26,7 +26,7 @@ from projectors.projections.base import Projection
 if TYPE_CHECKING:
     from projectors.settings import Settings
 
-StoreKind = Literal["cosmos", "graph", "search"]
+StoreKind = Literal["cosmos", "graph", "search", "redis"]
 CosmosAccount = Literal["feed", "counters", "notifications"]
 
 

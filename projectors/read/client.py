@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
 from azure.cosmos import CosmosClient
@@ -49,6 +50,7 @@ from projectors.projections.counters import CountersProjection, counter_key
 from projectors.projections.notifications import unread_at, unread_key
 from projectors.read.cursor import FEED, NOTIFICATIONS, Cursors, ordered, past
 from projectors.read.fallback import PostgresReads
+from projectors.read.redis_reads import PostgresRedisReads, RedisReads, checked
 from projectors.settings import Settings
 from projectors.stores.factory import generations, open_raw_store
 from projectors.stores.generations import CosmosPointer, Generations, Neo4jPointer, suffix
@@ -299,6 +301,8 @@ class ReadClient:
         if projection not in self._pointers:
             if descriptor(projection).store == "cosmos":
                 self._pointers[projection] = CosmosPointer(self._db(projection), projection)
+            elif descriptor(projection).store == "redis":
+                self._pointers[projection] = self.redis_reads[0].pointer()  # as the reader ACL user
             elif projection == "graph" and self.settings.graph.backend == "neo4j":
                 import neo4j
 
@@ -528,7 +532,38 @@ class ReadClient:
         not known yet, or the broker does not answer); never waits."""
         return self._freshness.behind_s(projection)
 
+    # -- the redis projection (logic: read/redis_reads.py) ------------------------------------------
+    @cached_property
+    def redis_reads(self) -> tuple[RedisReads, PostgresRedisReads]:
+        return RedisReads(self.settings), PostgresRedisReads(self._postgres)
+
+    def profiles(self, user_ids: Iterable[str], after: int | None = None) -> Items:
+        """Profiles by user id (handle, displayName, bio, followers, following, posts) from Redis's
+        hashes; from PostgreSQL when Redis does not answer or is behind."""
+        ids = [u for u in dict.fromkeys(user_ids) if is_uuid(u)]
+        redis, postgres = self.redis_reads
+        return self._answer(  # type: ignore[no-any-return]
+            "redis", lambda g: Items(redis.profiles(ids, g)), lambda: Items(postgres.profiles(ids)), after
+        )
+
+    def leaderboard(self, kind: str, day: str | None = None, limit: int = 10, after: int | None = None) -> Page:
+        """The top ``limit`` of a leaderboard (``authors``: likes received, ``posts``: reactions +
+        replies, ``topics``: public posts) of a UTC day (``YYYY-MM-DD``, today by default; ``all``:
+        authors of all time): ``[{member, score}]``, the highest score first."""
+        board_day = checked(self.settings, kind, day)
+        redis, postgres = self.redis_reads
+        return self._answer(  # type: ignore[no-any-return]
+            "redis", lambda g: redis.leaderboard(kind, board_day, limit, g),
+            lambda: postgres.leaderboard(self.settings, kind, board_day, limit), after,
+        )
+
+    def trending_topics(self, day: str | None = None, limit: int = 10, after: int | None = None) -> Page:
+        """The topics with the most public posts on a UTC day (today by default)."""
+        return self.leaderboard("topics", day, limit, after)
+
     def close(self) -> None:
+        if "redis_reads" in self.__dict__:
+            self.redis_reads[0].close()
         self._freshness.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._postgres.close()

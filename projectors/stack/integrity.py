@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTION_NAMES, descriptor
@@ -89,6 +90,16 @@ def _sqlite_marker(settings: Settings) -> Path:
     return Path(f"{settings.search_sqlite_path}.stack")
 
 
+def _redis(settings: Settings) -> Any:
+    import redis
+
+    r = settings.redis
+    return redis.Redis(
+        r.host, r.port, username=r.worker_user, password=r.worker_password.get_secret_value(), socket_timeout=10.0,
+        decode_responses=True,
+    )
+
+
 def read_marker(settings: Settings, projection: str) -> str | None:
     """The stack id the store of ``projection`` holds; None when it holds none (or lost it)."""
     if projection == "graph":
@@ -102,6 +113,13 @@ def read_marker(settings: Settings, projection: str) -> str | None:
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+    if descriptor(projection).store == "redis":
+        client = _redis(settings)
+        try:
+            value = client.get(f"{settings.redis.prefix}.stack:{projection}")
+        finally:
+            client.close()
+        return None if value is None else str(value)
     if projection == "search":
         from projectors.stores.factory import current_generation
         from projectors.stores.generations import sqlite_path
@@ -139,6 +157,13 @@ def write_marker(settings: Settings, projection: str, stack_id: str) -> None:
         client = redis.Redis(settings.falkordb.host, settings.falkordb.port, socket_timeout=10.0)
         try:
             client.set(f"projectors:stack:{settings.falkordb.graph}", stack_id)
+        finally:
+            client.close()
+        return
+    if descriptor(projection).store == "redis":
+        client = _redis(settings)
+        try:
+            client.set(f"{settings.redis.prefix}.stack:{projection}", stack_id)
         finally:
             client.close()
         return

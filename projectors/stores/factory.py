@@ -37,6 +37,12 @@ def generations(settings: Settings, projection: str) -> Generations:
             driver = neo4j.GraphDatabase.driver(gs.neo4j_uri, auth=auth)
             return g.Neo4jPointer(driver, gs.neo4j_database, projection)
         return g.RedisPointer(settings.falkordb.host, settings.falkordb.port, settings.falkordb.graph)
+    if store == "redis":
+        r = settings.redis
+        return g.RedisPointer(
+            r.host, r.port, "", key=f"{r.prefix}.generation", username=r.worker_user,
+            password=r.worker_password.get_secret_value(),
+        )
     if settings.search.backend == "meilisearch":
         return g.MeiliSwap(open_raw_store(settings, projection, 0))
     return g.FilePointer(settings.search_sqlite_path)
@@ -76,6 +82,14 @@ def open_raw_store(
         from projectors.stores.graph_transports import falkordb_store
 
         return falkordb_store(settings.falkordb, graph=settings.falkordb.graph + suffix(generation))
+    if d.store == "redis":
+        from projectors.stores.redis_store import RedisStore, prefix_of
+
+        r = settings.redis
+        return RedisStore(
+            r.host, r.port, prefix_of(r.prefix, generation), username=r.worker_user,
+            password=r.worker_password.get_secret_value(), retention_days=r.retention_days, timeout_s=r.timeout_s,
+        )
     if settings.search.backend == "meilisearch":
         from projectors.stores.search_meili import MeilisearchStore
 

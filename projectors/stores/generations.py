@@ -7,6 +7,8 @@ kept next to the data, in the same store, says which generation is live:
 
 - Cosmos: an item ``{id: <projection>, generation}`` in the container ``projectorsGenerations``;
 - FalkorDB: the key ``projectors:generation:<graph>`` (same server);
+- Redis: the key ``<prefix>.generation`` (same server; outside every generation's keys,
+  ``<prefix>:`` and ``<prefix>-gN:``, so dropping one keeps it);
 - Neo4j: a ``(:ProjectorsGeneration {projection, generation})`` node in the configured database;
 - SQLite: a file ``<search file>.generation`` replaced atomically (``os.replace``).
 
@@ -104,11 +106,17 @@ class CosmosPointer(_Pointer):
 class RedisPointer(_Pointer):
     """FalkorDB is a Redis module: the pointer is a plain key next to the graphs."""
 
-    def __init__(self, host: str, port: int, graph: str) -> None:
+    def __init__(
+        self, host: str, port: int, graph: str, *, key: str | None = None, username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         import redis
 
-        self.key = f"projectors:generation:{graph}"
-        self.redis = redis.Redis(host=host, port=port, socket_timeout=5.0, socket_connect_timeout=3.0)
+        self.key = key or f"projectors:generation:{graph}"
+        self.redis = redis.Redis(
+            host=host, port=port, username=username, password=password, socket_timeout=5.0,
+            socket_connect_timeout=3.0,
+        )
 
     def read(self) -> int | None:
         value = self.redis.get(self.key)

@@ -45,7 +45,9 @@ OWN_SECRETS = {
     "worker-public-profiles": SHARED | {"PROJECTORS_COSMOS_KEY"},
     # the read API: read-only credentials only
     "reader": SHARED | {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY",
-                        "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_READ_CURSOR_KEY"},
+                        "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_READ_CURSOR_KEY",
+                        "PROJECTORS_REDIS_READER_PASSWORD"},
+    "worker-redis": SHARED | {"PROJECTORS_REDIS_WORKER_PASSWORD"},
     "migrate": {"PROJECTORS_PG_PASSWORD"},
     "pg-roles": {"PROJECTORS_PG_PASSWORD"},
     "capture": SHARED,  # as projectors_capture, not the reader role
@@ -60,7 +62,7 @@ def test_every_setting_is_set_for_the_workers_and_none_unknown() -> None:
     workers = [name for name in services if name.startswith("worker-")]
     assert sorted(workers) == [
         "worker-counters", "worker-feed", "worker-graph", "worker-notifications", "worker-public-profiles",
-        "worker-search",
+        "worker-redis", "worker-search",
     ]
     for name, own in OWN_SECRETS.items():
         env = set(services[name]["environment"])
@@ -77,7 +79,7 @@ def test_each_service_holds_only_its_own_secrets() -> None:
         mounted = {f"/run/secrets/{secret}" for secret in services[name]["secrets"]}
         used = set(files.values()) | {a for a in services[name].get("command", []) if a.startswith("/run/secrets/")}
         assert used == mounted, name  # nothing mounted that it has no use for
-    projections = ("feed", "counters", "graph", "search", "notifications", "public-profiles")
+    projections = ("feed", "counters", "graph", "search", "notifications", "public-profiles", "redis")
     workers = [services[f"worker-{p}"] for p in projections]
     assert all(w["environment"]["PROJECTORS_PG_USER"] == "${PG_READER_USER:-projectors_reader}" for w in workers)
     assert all({"pg_password", "pg_capture_password"}.isdisjoint(w["secrets"]) for w in workers)

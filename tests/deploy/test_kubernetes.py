@@ -56,9 +56,10 @@ WORKER_SECRETS = {
     "graph": SHARED | {"PROJECTORS_GRAPH_NEO4J_PASSWORD"},
     "search": SHARED | {"PROJECTORS_SEARCH_MEILI_MASTER_KEY"},
     "public-profiles": SHARED | {"PROJECTORS_COSMOS_KEY"},
+    "redis": SHARED | {"PROJECTORS_REDIS_WORKER_PASSWORD"},
 }
 READ_ONLY = {"PROJECTORS_COSMOS_READ_KEY", "PROJECTORS_GRAPH_NEO4J_READ_PASSWORD", "PROJECTORS_SEARCH_MEILI_SEARCH_KEY",
-             "PROJECTORS_READ_CURSOR_KEY"}
+             "PROJECTORS_READ_CURSOR_KEY", "PROJECTORS_REDIS_READER_PASSWORD"}
 READER_SECRETS = SHARED | READ_ONLY  # the reader role's and the consumer's, and the read-only ones
 
 
@@ -126,7 +127,8 @@ def test_the_read_api_has_read_only_credentials_probes_a_service_and_an_autoscal
 def test_every_worker_has_probes_scrape_annotations_and_resources() -> None:
     deployments = worker_deployments()
     assert sorted(d["metadata"]["name"] for d in deployments) == [
-        f"projectors-worker-{p}" for p in ("counters", "feed", "graph", "notifications", "public-profiles", "search")
+        f"projectors-worker-{p}"
+        for p in ("counters", "feed", "graph", "notifications", "public-profiles", "redis", "search")
     ]
     for d in deployments:
         pod = d["spec"]["template"]

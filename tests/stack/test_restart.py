@@ -94,8 +94,8 @@ def test_a_restart_keeps_every_store_and_a_lost_store_is_restored_by_stack_up() 
         states = {r["projection"]: (r["store_up"], r["store_state"]) for r in json.loads(lost.stdout)}
         assert states == {
             "feed": (False, "LOST"), "counters": (True, ""), "graph": (False, "LOST"), "search": (True, ""),
-            "notifications": (True, ""),
-        }, states
+            "notifications": (True, ""), "publicProfiles": (False, "LOST"), "redis": (True, ""),
+        }, states  # publicProfiles lives on the feed's Cosmos account
         human = handle.cli("status", "graph")
         assert "LOST" in human.stdout, human.stdout
 

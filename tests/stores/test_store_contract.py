@@ -1,5 +1,5 @@
 """One contract for every store adapter, run against real servers: Cosmos (REST server), FalkorDB
-(native client), SQLite FTS5; Neo4j and Meilisearch join the parameters when
+(native client), Redis (profiles' hashes), SQLite FTS5; Neo4j and Meilisearch join the parameters when
 PROJECTORS_TEST_NEO4J_URI / PROJECTORS_TEST_MEILI_URL point at a reachable server (they are not
 listed, rather than skipped, when not)."""
 
@@ -17,9 +17,10 @@ import pytest
 
 from projectors.errors import RetriableError
 from projectors.model import ApplyResult, Document, ItemKey, Operation, ProjectionStore, Put, Remove
-from projectors.settings import CosmosSettings, FalkorSettings
+from projectors.settings import CosmosSettings, FalkorSettings, RedisSettings
 from projectors.stores.cosmos import CosmosStore
 from projectors.stores.graph_transports import falkordb_store, neo4j_store
+from projectors.stores.redis_store import RedisStore
 from projectors.stores.search_fts import SqliteSearchStore
 from projectors.stores.search_meili import MeilisearchStore
 from tests.conftest import StackHandle, free_port
@@ -75,6 +76,24 @@ def graph_backend(store: ProjectionStore) -> Backend:
     return Backend(store, "User", lambda i, v: {"id": i, "handle": f"{i}-{v}"})
 
 
+def redis_store(settings: RedisSettings, prefix: str) -> RedisStore:
+    return RedisStore(
+        settings.host, settings.port, prefix, username=settings.worker_user,
+        password=settings.worker_password.get_secret_value(),
+    )
+
+
+def redis_backend(handle: StackHandle) -> Backend:
+    store = redis_store(handle.settings.redis, f"{handle.settings.redis.prefix}-t{uuid.uuid4().hex[:8]}:")
+    store.ensure_schema()
+
+    def make(item: str, variant: str) -> Document:
+        return {"handle": item, "displayName": f"name {variant}", "bio": "", "followers": len(variant),
+                "following": 0, "posts": 3}
+
+    return Backend(store, "profile", make)
+
+
 def sqlite_backend(tmp: Path) -> Backend:
     store = SqliteSearchStore(tmp / "search.sqlite3")
     return Backend(
@@ -93,7 +112,7 @@ def meili_backend() -> Backend:
     return Backend(store, "users", lambda i, v: {"id": i, "handle": i, "displayName": f"name {v}", "bio": "b"})
 
 
-BACKENDS = ["cosmos", "falkordb", "sqlite"]
+BACKENDS = ["cosmos", "falkordb", "redis", "sqlite"]
 if os.environ.get("PROJECTORS_TEST_NEO4J_URI"):
     BACKENDS.append("neo4j")
 if os.environ.get("PROJECTORS_TEST_MEILI_URL"):
@@ -119,6 +138,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         )
         store.transport.run("MATCH (n) DETACH DELETE n")
         b = graph_backend(store)
+    elif kind == "redis":
+        b = redis_backend(request.getfixturevalue("store_servers"))
     elif kind == "sqlite":
         b = sqlite_backend(tmp_path)
     else:
@@ -264,13 +285,16 @@ def test_drop_removes_everything_and_the_store_can_be_created_again(backend: Bac
     assert totals(backend.store.apply([backend.put("c", 1)])) == (1, 0, 0, 0)
 
 
-@pytest.mark.parametrize("kind", ["cosmos", "falkordb"])
+@pytest.mark.parametrize("kind", ["cosmos", "falkordb", "redis"])
 def test_a_server_that_is_down_gives_retriable_failures(kind: str) -> None:
     closed = free_port()
     store: ProjectionStore
-    if kind == "cosmos":
+    if kind == "redis":
+        store = redis_store(RedisSettings(port=closed), "projectors:")
+        op: Any = Put(ItemKey("profile", "u"), 1, {"handle": "h"})
+    elif kind == "cosmos":
         store = CosmosStore(CosmosSettings(endpoint=f"http://127.0.0.1:{closed}"), {"counters": "/subjectId"})
-        op: Any = Put(ItemKey("counters", "s:likes", "s"), 1, {"id": "s:likes", "subjectId": "s"})
+        op = Put(ItemKey("counters", "s:likes", "s"), 1, {"id": "s:likes", "subjectId": "s"})
     else:
         store = falkordb_store(FalkorSettings(port=closed))
         op = Put(ItemKey("User", "u"), 1, {"id": "u", "handle": "h"})
@@ -398,6 +422,31 @@ def test_cosmos_whole_container_reads_page_through_every_item_once(store_servers
             (f"s{n}:likes", f"{p}{n}") for n in range(total) if n not in removed for p in "abc"
         )
         assert pages("SELECT VALUE COUNT(1) FROM c WHERE c.deleted = false", 100) == [len(live)]
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_redis_leaderboard_members_are_set_never_added_and_day_sets_expire(store_servers: StackHandle) -> None:
+    """Sorted-set members carry the spec's score (a replay or an older version moves nothing); a
+    day's set and its version records expire at the end of the day plus the retention."""
+    settings = store_servers.settings.redis
+    prefix = f"{settings.prefix}-t{uuid.uuid4().hex[:8]}:"
+    store = redis_store(settings, prefix)
+    day, member = "2026-12-06", "0d6f4c3e-4a57-4cde-9c55-6a1e2f1b0a01"
+    key = ItemKey("hotPosts", f"{day}:{member}")
+    try:
+        assert totals(store.apply([Put(key, 5, {"day": day, "member": member, "score": 3})])) == (1, 0, 0, 0)
+        assert totals(store.apply([Put(key, 5, {"day": day, "member": member, "score": 3})])) == (0, 1, 0, 0)
+        assert totals(store.apply([Put(key, 4, {"day": day, "member": member, "score": 9})])) == (0, 1, 0, 0)
+        assert totals(store.apply([Put(key, 6, {"day": day, "member": member, "score": 3})])) == (0, 0, 1, 0)
+        assert store.redis.zscore(f"{prefix}lb:posts:{day}", member) == 3.0
+        expires = store.redis.expiretime(f"{prefix}lb:posts:{day}")
+        assert expires == store.redis.expiretime(f"{prefix}v:hotPosts:{day}") == 1796601600 + 7 * 86400
+        assert totals(store.apply([Remove(key, 7)])) == (1, 0, 0, 0)
+        assert store.redis.zcard(f"{prefix}lb:posts:{day}") == 0 and store.read_items([key]) == {}
+        bad = store.apply([Put(ItemKey("hotPosts", "yesterday:x"), 8, {"score": 1})])
+        assert len(bad.failures) == 1 and not bad.failures[0].retriable  # not a day: refused
     finally:
         store.drop()
         store.close()
