@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from projectors.stores.factory import current_generation
 
 from projectors.cli import EXIT_NOT_PAUSED
 from projectors.db.migrate import connect
 from projectors.operations.pause import members
 from projectors.projections import descriptor
+from projectors.stores.factory import current_generation
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, free_port, local_stack
 from tests.operations.test_operators import assert_clean

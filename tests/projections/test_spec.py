@@ -25,7 +25,7 @@ from tests.conftest import StackHandle
 
 @pytest.fixture()
 def pg(stack: StackHandle) -> Iterator[PostgresSettings]:
-    """A fresh, migrated database of its own on the session's PostgreSQL."""
+    """A fresh, migrated database of its own on the PostgreSQL server shared by this test file's tests."""
     settings = stack.settings.pg.model_copy(update={"database": f"spec_{uuid.uuid4().hex[:10]}"})
     migrate(settings, "spec_pub", capture_tables(stack.settings.capture))
     yield settings
