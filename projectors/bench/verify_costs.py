@@ -33,6 +33,7 @@ from projectors.operations.verify import (
 )
 from projectors.projections import descriptor
 from projectors.projections import projection as get_projection
+from projectors.runtime.retry import unwrapped
 from projectors.settings import Settings
 from projectors.stores.factory import open_raw_store
 from projectors.workload import Population, bulk
@@ -162,7 +163,7 @@ def change_one_counter(settings: Settings, store: Any) -> ItemKey:
         row = conn.execute("SELECT followee_id::text FROM follows ORDER BY followee_id DESC LIMIT 1").fetchone()
     assert row is not None, "the bench's population has follows"
     key = ItemKey("counters", f"{row[0]}:followers", row[0])
-    container = store.container("counters")  # the retry wrapper passes the Cosmos store's attributes through
+    container = unwrapped(store).container("counters")
     item = container.read_item(key.id, partition_key=key.partition)
     item["count"] += 7
     container.replace_item(key.id, item)
@@ -182,7 +183,7 @@ def graph_digests(settings: Settings, say: Say) -> DigestVerify:
         began = time.perf_counter()
         clean = verify_projection(settings, name, store, pacer=ReadPacer())
         clean_s = time.perf_counter() - began
-        graph: Any = store  # the retry wrapper passes the graph store's own attributes through
+        graph: Any = unwrapped(store)
         graph.transport.run("MATCH (u:User) WITH u LIMIT 1 SET u.handle = 'changed behind the projector'")
         began = time.perf_counter()
         drifted = verify_projection(settings, name, store, pacer=ReadPacer())

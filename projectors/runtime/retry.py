@@ -29,6 +29,8 @@ from projectors.model import (
     ItemKey,
     Operation,
     ProjectionStore,
+    RangeDigester,
+    RangeDigests,
     RequestSnapshot,
 )
 from projectors.settings import Settings
@@ -231,9 +233,20 @@ class RetryingStore:
         self.store.close()
 
     @property
+    def digests(self) -> RangeDigester | None:
+        """The wrapped store's range digests (None where it has none): verify and a rebuild's check
+        compare by range through the wrapper too."""
+        return self.store.digests if isinstance(self.store, RangeDigests) else None
+
+    @property
     def requests(self) -> RequestSnapshot:
         """The wrapped store's request counts (none for a store that does not count them)."""
         return self.store.requests if isinstance(self.store, CountsRequests) else NO_REQUESTS
+
+
+def unwrapped(store: Any) -> Any:
+    """The store adapter inside a retry wrapper (the bench changes a store behind the projector)."""
+    return store.store if isinstance(store, RetryingStore) else store
 
 
 class _NoRequests:

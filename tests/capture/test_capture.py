@@ -394,7 +394,7 @@ def test_offsets_left_inside_the_snapshot_after_streaming_began_resume_from_the_
 def test_a_row_larger_than_a_message_is_published_shrunk_and_capture_goes_on(stack: StackHandle) -> None:
     """A 1.5 MB post (over the 1 MB message limit) is published without its long values, marked;
     it still decodes (the projections read the row from PostgreSQL); the next change follows."""
-    from projectors.capture.runner import SHRUNK
+    from projectors.capture.publisher import SHRUNK
     from projectors.events.decode import decode
     from projectors.events.models import UNAVAILABLE
 

@@ -14,8 +14,8 @@ from collections import Counter
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from projectors.capture.connector import table_topic
 from projectors.capture.lease import Lease
+from projectors.model import table_topic
 from projectors.settings import Settings
 from projectors.stack.processes import Capture
 from tests.capture.test_capture import read_until

@@ -13,7 +13,6 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 
-from projectors.capture.connector import table_topic
 from projectors.capture.debezium_offsets import UnreadableOffsets, server_offset
 from projectors.capture.preflight import CapturePosition
 from projectors.capture.state_store import (
@@ -24,6 +23,7 @@ from projectors.capture.state_store import (
     synchronize,
     write_local,
 )
+from projectors.model import table_topic
 from projectors.stack.processes import Capture
 from tests.capture.test_capture import capture_settings, read_until
 from tests.capture.test_offsets_file import WRITTEN

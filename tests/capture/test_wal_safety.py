@@ -18,9 +18,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from projectors.capture.connector import table_topic
 from projectors.capture.lease import Lease
 from projectors.capture.status_lines import capture_lines
+from projectors.model import table_topic
 from projectors.settings import Settings
 from projectors.stack.processes import Capture
 from tests.capture.test_capture import read_until

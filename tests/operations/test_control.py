@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from projectors.cli import EXIT_NOT_PAUSED
 from projectors.db.migrate import connect
+from projectors.exit_codes import ExitCode
 from projectors.operations.pause import members
 from projectors.projections import descriptor
 from projectors.stores.factory import current_generation
@@ -193,7 +193,7 @@ def test_a_pause_with_a_worker_that_does_not_answer_names_it(
     finally:
         os.kill(pods[0].proc.pid, signal.SIGCONT)
     took = time.monotonic() - started
-    assert done.returncode == EXIT_NOT_PAUSED, done.stdout + done.stderr
+    assert done.returncode == ExitCode.NOT_PAUSED, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"projectors-graph@{os.uname().nodename}:{pods[0].proc.pid}" in lines[0], lines
     assert "still in consumer group projectors-graph after 8s" in lines[0]

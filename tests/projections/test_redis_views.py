@@ -262,7 +262,7 @@ def test_a_rebuild_swaps_in_a_new_prefix_while_readers_read(redis_stack: StackHa
     reader_thread = threading.Thread(target=read)
     reader_thread.start()
     try:
-        done = redis_stack.cli("rebuild", "redis", "--force", "--json", timeout=600)
+        done = redis_stack.cli("rebuild", "redis", "--force", "--json", "--pause-timeout", "180", timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     finally:
         stop.set()

@@ -34,14 +34,15 @@ def read_stack() -> Iterator[StackHandle]:
 
 @contextlib.contextmanager
 def frozen(handle: StackHandle, part: str) -> Iterator[None]:
-    """The part's process stopped (SIGSTOP): it accepts connections and never answers."""
+    """The part's processes stopped (SIGSTOP to its process group: a worker's supervisor and the
+    faust worker it runs alike): it accepts connections and never answers."""
     pid = PART_CLASSES[part](handle.settings).pid()
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
+    os.killpg(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        os.killpg(pid, signal.SIGCONT)
 
 
 def people(handle: StackHandle) -> tuple[list[str], list[str]]:

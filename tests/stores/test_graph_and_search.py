@@ -97,8 +97,9 @@ def test_friend_of_friend_suggestions_through_the_read_only_session(store_server
         assert reader.suggestions("a", limit=10) == rows
         # no method for arbitrary queries: the reads are the client's own
         public = {name for name in dir(reader) if not name.startswith("_")}
-        assert public == {"close", "counters", "fallbacks", "feed_page", "generation", "items", "notifications",
-                          "search", "settings", "suggestions", "unread_count", "wait_for"}
+        assert public == {"behind_s", "close", "counters", "feed_page", "generation", "items", "leaderboard",
+                          "notifications", "profiles", "redis_reads", "search", "settings", "suggestions",
+                          "trending_topics", "unread_count", "unread_counts", "wait_for", "cursors", "fallbacks"}
     finally:
         reader.close()
         graph.drop()
