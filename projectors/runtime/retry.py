@@ -23,6 +23,7 @@ from projectors.errors import ConfigurationError, RetriableError, Severity, resp
 from projectors.model import (
     ApplyResult,
     BulkLoad,
+    ChangeFeed,
     CountsRequests,
     Document,
     ItemFailure,
@@ -237,6 +238,10 @@ class RetryingStore:
         """The wrapped store's range digests (None where it has none): verify and a rebuild's check
         compare by range through the wrapper too."""
         return self.store.digests if isinstance(self.store, RangeDigests) else None
+
+    def changed_since(self, collection: str, since: float) -> list[ItemKey]:
+        """The wrapped store's change feed (an empty list for a store that keeps none)."""
+        return self.store.changed_since(collection, since) if isinstance(self.store, ChangeFeed) else []
 
     @property
     def requests(self) -> RequestSnapshot:
