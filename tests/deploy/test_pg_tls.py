@@ -11,12 +11,9 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from projectors.stack.processes import Postgres
 from tests.conftest import local_stack
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 
 
 def openssl(*args: str, cwd: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -272,7 +271,6 @@ def get_or_none(handle: StackHandle, path: str) -> int | None:
         return None
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node is installed with the local stack")
 def test_a_node_client_pages_a_feed_like_the_python_client(api_stack: StackHandle) -> None:
     client = ReadClient(api_stack.settings)
     try:
