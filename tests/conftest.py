@@ -146,3 +146,26 @@ def store_servers() -> Iterator[StackHandle]:
     """FalkorDB, Redis and the Cosmos REST server, for the store contract suites."""
     with running("projectors-stores-", ["falkordb", "redis", "cosmos"]) as (settings, env):
         yield StackHandle(settings, env)
+
+
+# The test files that take longest (minutes each, measured on a full run), started first: with
+# ``--dist loadfile`` each runner takes whole files in this order, so the runners end together
+# instead of one running a long file alone at the end. Any file not named keeps its place after these.
+LONGEST_FIRST = (
+    "bench/test_harness.py", "operations/test_operators.py", "pipeline/test_pipeline.py",
+    "capture/test_capture.py", "bench/test_drills.py", "operations/test_rebuild.py",
+    "capture/test_slot_recovery.py", "stack/test_restart.py", "pipeline/test_notifications.py",
+    "projections/test_redis_views.py", "stack/test_store_isolation.py", "read/test_api.py",
+    "stack/test_broker_loss.py", "bench/test_reads_bench.py", "operations/test_verify_incremental.py",
+    "bench/test_feed_bench.py", "operations/test_control.py", "read/test_fallback.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else ""
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the tests of a file keep their order

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from projectors.exit_codes import ExitCode
 from projectors.projections import PROJECTION_NAMES
+from projectors.runtime.projector_process import die_with_parent
 from projectors.runtime.supervisor import supervise
 from projectors.runtime.worker import run_worker
 from projectors.settings import Settings
@@ -24,6 +26,9 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     """The worker follows the control topic (``runtime/supervisor.py``) and runs the faust worker as a
     child process while its projection is not paused; ``--no-control`` is that child."""
     if args.no_control:
+        # the process that follows the control topic killed (SIGKILL, OOM): this worker stops as on
+        # SIGTERM, its batch written and its group left, instead of running on without control
+        die_with_parent(signal.SIGTERM)
         run_worker(settings, args.projection, loglevel="debug" if args.verbose else "info", client_id=args.client_id)
         return ExitCode.OK
     return supervise(settings, args.projection, verbose=args.verbose)

@@ -210,11 +210,11 @@ class ProjectorProcess:
 
 
 # -- the child's side -------------------------------------------------------------------------------
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (a worker killed mid-batch)."""
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """Ask Linux to send this process ``signum`` when its parent dies (a worker killed mid-batch)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_PDEATHSIG, signum)
     except (OSError, AttributeError):  # not Linux: the pipe's EOF ends the child instead
         pass
     if os.getppid() == 1:  # the parent died before the prctl

@@ -248,11 +248,6 @@ def test_reads_come_from_redis_and_from_postgresql_while_redis_is_stopped(redis_
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "projections" / "redis"
 
 
-@pytest.mark.xfail(
-    reason="KNOWN FAILURE, not coverage: since the control plane, `rebuild redis --force` times out pausing the "
-    "redis worker (its faust member stays in the group); it passed before the two branches were joined and the "
-    "cause is not found yet", strict=False,
-)
 def test_a_rebuild_swaps_in_a_new_prefix_while_readers_read(redis_stack: StackHandle) -> None:
     assert_clean(redis_stack, ["redis"])
     want = top(expected(redis_stack)["lb:authors:all"], 10)
