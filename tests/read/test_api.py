@@ -231,6 +231,40 @@ def test_the_served_openapi_document_is_the_committed_one(api_stack: StackHandle
     assert served == committed, "run `projectors schemas write`"
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+RUNNABLE = "<!-- runnable -->"  # the line right above a README block that the suite runs as written
+
+
+def runnable_snippets() -> list[tuple[str, str]]:
+    """(language, code) of every fenced block the README marks runnable."""
+    lines = README.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.strip() == RUNNABLE:
+            language = lines[i + 1].strip().removeprefix("```")
+            end = lines.index("```", i + 2)
+            out.append((language, "\n".join(lines[i + 2:end])))
+    return out
+
+
+def test_the_readme_snippets_run_as_written(api_stack: StackHandle) -> None:
+    """The README's read examples (Python and curl), run against this stack as a reader would run
+    them after the main job: the stack's settings in the environment, nothing else."""
+    snippets = runnable_snippets()
+    assert [language for language, _ in snippets] == ["python", "sh", "python"], snippets
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTORS_")} | api_stack.env
+    outputs = []
+    for language, code in snippets:
+        command = [sys.executable, "-c", code] if language == "python" else ["bash", "-euo", "pipefail", "-c", code]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False,
+                              cwd=README.parent)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (code, done.stdout[-2000:], done.stderr[-2000:])
+        outputs.append(done.stdout)
+    curl = outputs[1]
+    assert '"next_cursor"' in curl and "HTTP/1.1 400" in curl and "projectors_read_api_requests_total" in curl, curl
+    assert outputs[2].split() == ["True", "True"], outputs[2]  # read-your-writes: caught up, the post on the page
+
+
 def test_503_with_retry_after_only_when_store_and_postgres_both_fail(api_stack: StackHandle) -> None:
     port = free_port()
     env = {**api_stack.env, "PROJECTORS_READ_API_PORT": str(port), "PROJECTORS_PG_PORT": str(free_port()),
