@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, LiteralString
 
 import psycopg
@@ -14,6 +14,16 @@ import psycopg
 from projectors.workload.mix import Operation, OperationMix
 from projectors.workload.population import Population
 from projectors.workload.statements import SAMPLE_MIX
+
+
+def _applying(name: str) -> Callable[[SocialWorkload], None]:
+    """A method that applies the operation ``name`` once (:meth:`SocialWorkload.apply`)."""
+
+    def method(self: SocialWorkload) -> None:
+        self.apply(name)
+
+    method.__doc__ = f"Apply one {name} (nothing when there is nothing to do); not committed."
+    return method
 
 
 class SocialWorkload:
@@ -69,14 +79,15 @@ class SocialWorkload:
         assert op is not None and isinstance(op.params[0], uuid.UUID)
         return op.params[0]
 
-    def follow(self) -> None:
-        self.apply("follows.insert")
-
-    def delete_post(self) -> None:
-        self.apply("posts.delete")
-
-    def delete_user(self) -> None:
-        self.apply("users.delete")
+    # one operation each, by the names the tests use (nothing when there is nothing to do)
+    follow = _applying("follows.insert")
+    unfollow = _applying("follows.delete")
+    block = _applying("blocks.insert")
+    mute = _applying("mutes.insert")
+    unreact = _applying("reactions.delete")
+    delete_reply = _applying("replies.delete")
+    delete_post = _applying("posts.delete")
+    delete_user = _applying("users.delete")
 
     # -- runs -----------------------------------------------------------------------------------------
     def seed(self, users: int, posts: int, follows: int) -> None:
