@@ -32,8 +32,8 @@ class SocialWorkload:
     commit. ``done`` counts the rows each operation changed, as PostgreSQL reports them (cascades
     not included): an insert of a row that exists or a delete of a row already gone changes nothing.
 
-    ``users`` and ``posts`` may be set to rows written before (read from the database): the first
-    :meth:`run` then reads what else exists among them (authors, replies, reactions, follows,
+    ``users`` and ``posts`` may be set to rows written before (read from the database): the next
+    :meth:`run` or :meth:`apply` first reads what else exists among them (authors, replies, reactions, follows,
     blocks, mutes, read state), so it edits and deletes those rows too."""
 
     def __init__(self, conn: psycopg.Connection[Any], rng: random.Random | None = None) -> None:
