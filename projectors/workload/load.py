@@ -15,15 +15,8 @@ from typing import Any, LiteralString
 import psycopg
 
 from projectors.workload.mix import Operation, OperationMix
-from projectors.workload.population import Population, handle_of, new_id, text
-from projectors.workload.statements import (
-    COPY_FOLLOWS,
-    COPY_POSTS,
-    COPY_USERS,
-    INSERT_POST,
-    PUBLIC_SHARE,
-    TOPICS,
-)
+from projectors.workload.population import Population, new_id, text, user_row
+from projectors.workload.statements import COPY_FOLLOWS, COPY_POSTS, COPY_USERS, INSERT_POST
 
 
 # -- seed ------------------------------------------------------------------------------------------
@@ -81,9 +74,7 @@ def seed(
     )
 
     def user_rows() -> Iterator[tuple[Any, ...]]:
-        for uid in ids:
-            handle = handle_of(uid)
-            yield uid, handle, handle.replace("_", " "), text(rng, 6)
+        return (user_row(uid, rng) for uid in ids)
 
     def follow_rows() -> Iterator[tuple[Any, ...]]:
         everyone = range(users)
@@ -99,10 +90,7 @@ def seed(
     def post_rows() -> Iterator[tuple[Any, ...]]:
         for author in ids:
             for _ in range(int(rng.expovariate(1.0 / posts_per_user)) if posts_per_user > 0 else 0):
-                pid = new_id(rng)
-                visibility = "public" if rng.random() < PUBLIC_SHARE else "private"
-                population.add_post(pid, visibility)
-                yield pid, author, text(rng, 12), rng.sample(TOPICS, rng.randint(0, 3)), visibility
+                yield population.new_post(author, rng)
 
     population.seeded["users"] = _copy(conn, COPY_USERS, user_rows(), tx_rows)
     population.seeded["follows"] = _copy(conn, COPY_FOLLOWS, follow_rows(), tx_rows)

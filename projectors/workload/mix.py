@@ -1,4 +1,5 @@
-"""The planned operations: drawn in the mix's proportions, each recorded in the population at once."""
+"""The one generator of operations: drawn in a mix's proportions, each recorded in the population
+at once. Two ways run them: the planned load (``load.py``) and the sample workload (``social.py``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from typing import Any, LiteralString
 
-from projectors.workload.population import Bag, Population, handle_of, new_id, text
+from projectors.projections.notifications import MARK_READ
+from projectors.workload.population import Bag, Population, new_id, text, user_row
 from projectors.workload.statements import (
     DELETE_BLOCK,
     DELETE_FOLLOW,
@@ -18,6 +21,8 @@ from projectors.workload.statements import (
     DELETE_POST,
     DELETE_REACTION,
     DELETE_REPLY,
+    DELETE_USER,
+    IF_NEW,
     INSERT_BLOCK,
     INSERT_FOLLOW,
     INSERT_MUTE,
@@ -26,11 +31,9 @@ from projectors.workload.statements import (
     INSERT_REPLY,
     INSERT_USER,
     MIX,
-    PUBLIC_SHARE,
     REACTION_KINDS,
-    TOPICS,
+    TOGGLE_POST_VISIBILITY,
     UPDATE_POST_BODY,
-    UPDATE_POST_VISIBILITY,
     UPDATE_USER,
     Pair,
 )
@@ -50,6 +53,12 @@ class Operation:
     def rows(self) -> int:
         return 1 + sum(n for _name, n in self.cascade)
 
+    @property
+    def tolerant_query(self) -> LiteralString:
+        """The statement for a database the population may not know entirely: an insert of a row
+        that exists leaves it as is (a delete of a missing row already changes nothing)."""
+        return self.query + IF_NEW if self.name.endswith(".insert") else self.query
+
     def count(self, counts: Counter[str]) -> None:
         counts[self.name] += 1
         for name, n in self.cascade:
@@ -58,13 +67,18 @@ class Operation:
 
 
 class OperationMix:
-    """Draws valid operations in the :data:`MIX` proportions and records each in the population at
-    once (the caller must then execute it, in the order drawn)."""
+    """Draws valid operations in the ``weights`` proportions (default :data:`MIX`) and records each
+    in the population at once (the caller must then execute it, in the order drawn). Posts are not
+    deleted below ``min_posts``."""
 
-    MIN_POSTS = 20  # posts are not deleted below this many
-
-    def __init__(self, population: Population, rng: random.Random, weights: dict[str, float] | None = None) -> None:
-        self.population, self.rng = population, rng
+    def __init__(
+        self,
+        population: Population,
+        rng: random.Random,
+        weights: dict[str, float] | None = None,
+        min_posts: int = 20,
+    ) -> None:
+        self.population, self.rng, self.min_posts = population, rng, min_posts
         mix = weights or MIX
         self._planners: dict[str, Callable[[], Operation | None]] = {
             "posts.insert": self.post_insert,
@@ -82,12 +96,18 @@ class OperationMix:
             "mutes.delete": self.mute_delete,
             "users.insert": self.user_insert,
             "users.update": self.user_update,
+            "users.delete": self.user_delete,
+            "notification_reads.upsert": self.mark_read,
         }
         unknown = set(mix) - set(self._planners)
         if unknown:
             raise ValueError(f"unknown operations in the mix: {', '.join(sorted(unknown))}")
         self._kinds = [self._planners[name] for name in mix]
         self._cum_weights = list(accumulate(mix.values()))
+
+    def plan(self, name: str) -> Operation | None:
+        """The named operation (``posts.delete``...), or None when it is impossible right now."""
+        return self._planners[name]()
 
     def next(self) -> Operation:
         """The next operation; one that is impossible right now (nothing to delete) is redrawn."""
@@ -102,21 +122,34 @@ class OperationMix:
     def user_insert(self) -> Operation:
         uid = new_id(self.rng)
         self.population.users.append(uid)
-        handle = handle_of(uid)
-        return Operation("users.insert", INSERT_USER, (uid, handle, handle.replace("_", " "), text(self.rng, 6)))
+        return Operation("users.insert", INSERT_USER, user_row(uid, self.rng))
 
     def user_update(self) -> Operation:
         return Operation("users.update", UPDATE_USER, (text(self.rng, 8), self.population.random_user(self.rng)))
 
+    def user_delete(self) -> Operation | None:
+        """A user who is neither among the first five (the most popular without seeded followers)
+        nor weighted by seeded followers; cascades to every row of theirs."""
+        p = self.population
+        first = max(5, len(p.popularity))
+        if len(p.users) < max(10, first + 1):
+            return None
+        uid = p.users[self.rng.randrange(first, len(p.users))]
+        cascade = tuple((f"{table}.cascade_delete", n) for table, n in sorted(p.remove_user(uid).items()))
+        return Operation("users.delete", DELETE_USER, (uid,), cascade=cascade)
+
+    def mark_read(self) -> Operation:
+        """A user reads their notifications: up to now, or (sometimes) up to a moment ago."""
+        rng, uid = self.rng, self.population.random_user(self.rng)
+        ago = None if rng.random() < 0.7 else datetime.now(UTC) - timedelta(seconds=rng.randint(1, 5))
+        self.population.readers.add(uid)
+        return Operation("notification_reads.upsert", MARK_READ, (uid, ago))  # the app's own write
+
     # -- posts -------------------------------------------------------------------------------------
     def post_insert(self) -> Operation:
         p, rng = self.population, self.rng
-        pid = new_id(rng)
-        author = p.popular_user(rng) if rng.random() < 0.5 else p.random_user(rng)
-        visibility = "public" if rng.random() < PUBLIC_SHARE else "private"
-        p.add_post(pid, visibility)
-        params = (pid, author, text(rng, 12), rng.sample(TOPICS, rng.randint(0, 3)), visibility)
-        return Operation("posts.insert", INSERT_POST, params, public_post=pid if visibility == "public" else None)
+        row = p.new_post(p.popular_user(rng) if rng.random() < 0.5 else p.random_user(rng), rng)
+        return Operation("posts.insert", INSERT_POST, row, public_post=row[0] if row[-1] == "public" else None)
 
     def post_update(self) -> Operation | None:
         p, rng = self.population, self.rng
@@ -125,13 +158,11 @@ class OperationMix:
             return None
         if rng.random() < 0.5:
             return Operation("posts.update", UPDATE_POST_BODY, (text(rng, 10), pid))
-        visibility = "private" if p.visibility[pid] == "public" else "public"
-        p.visibility[pid] = visibility
-        return Operation("posts.update", UPDATE_POST_VISIBILITY, (visibility, pid))
+        return Operation("posts.update", TOGGLE_POST_VISIBILITY, (pid,))
 
     def post_delete(self) -> Operation | None:
         p = self.population
-        if len(p.posts) <= self.MIN_POSTS:
+        if len(p.posts) <= self.min_posts:
             return None
         pid = p.random_post(self.rng)
         assert pid is not None
@@ -145,9 +176,9 @@ class OperationMix:
         pid = p.random_post(rng)
         if pid is None:
             return None
-        rid = new_id(rng)
-        p.add_reply(rid, pid)
-        return Operation("replies.insert", INSERT_REPLY, (rid, pid, p.random_user(rng), text(rng, 5)))
+        rid, author = new_id(rng), p.random_user(rng)
+        p.add_reply(rid, pid, author)
+        return Operation("replies.insert", INSERT_REPLY, (rid, pid, author, text(rng, 5)))
 
     def reply_delete(self) -> Operation | None:
         p = self.population

@@ -1,5 +1,5 @@
-"""What the planned load knows it wrote: every row, so each statement it plans changes exactly the
-rows it was planned to."""
+"""What a workload knows it wrote: every row, so each statement it plans changes exactly the rows
+it was planned to."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic
+from typing import Any, Generic
 
-from projectors.workload.statements import WORDS, Pair, ReactionKey, T
+from projectors.workload.statements import PARETO_ALPHA, PUBLIC_SHARE, TOPICS, WORDS, Pair, ReactionKey, T
 
 
 class Bag(Generic[T]):
@@ -68,12 +68,19 @@ def handle_of(user_id: uuid.UUID) -> str:
     return f"user_{user_id.hex[:16]}"
 
 
+def user_row(user_id: uuid.UUID, rng: random.Random) -> tuple[Any, ...]:
+    """A new user's row: id, handle, display name, bio."""
+    handle = handle_of(user_id)
+    return user_id, handle, handle.replace("_", " "), text(rng, 6)
+
+
 @dataclass(eq=False)
 class Population:
     """What the load wrote and what still exists: the source of truth for choosing valid operations."""
 
-    users: list[uuid.UUID]  # most followed first: celebrities, then by seeded follower count
-    celebrities: list[uuid.UUID]
+    users: list[uuid.UUID] = field(default_factory=list)  # most followed first (celebrities, then by
+    # seeded follower count); a population grown by its own operations: oldest first
+    celebrities: list[uuid.UUID] = field(default_factory=list)
     seeded: Counter[str] = field(default_factory=Counter)  # rows written by seed(), per table
     popularity: list[float] = field(default_factory=list)  # cumulative weights over users[: len(popularity)]
     follows: Bag[Pair] = field(default_factory=Bag, repr=False)  # (follower, followee)
@@ -81,7 +88,8 @@ class Population:
     replies: Bag[uuid.UUID] = field(default_factory=Bag, repr=False)
     blocks: Bag[Pair] = field(default_factory=Bag, repr=False)
     mutes: Bag[Pair] = field(default_factory=Bag, repr=False)
-    visibility: dict[uuid.UUID, str] = field(default_factory=dict, repr=False)  # post -> public | private
+    authors: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict, repr=False)  # post or reply -> author
+    readers: set[uuid.UUID] = field(default_factory=set, repr=False)  # users with a notification_reads row
     reply_post: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict, repr=False)
     post_replies: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=dict, repr=False)
     post_reactions: dict[uuid.UUID, set[ReactionKey]] = field(default_factory=dict, repr=False)
@@ -98,9 +106,10 @@ class Population:
 
     def popular_user(self, rng: random.Random) -> uuid.UUID:
         """A user chosen with probability proportional to 1 + seeded followers (preferential
-        attachment: follows go mostly to the already popular)."""
+        attachment: follows go mostly to the already popular); without seeded followers, a Pareto
+        draw of the position in ``users``: the first users get most follows and posts."""
         if not self.popularity:
-            return self.random_user(rng)
+            return self.users[min(int(rng.paretovariate(PARETO_ALPHA)) - 1, len(self.users) - 1)]
         return self.users[bisect.bisect(self.popularity, rng.random() * self.popularity[-1])]
 
     def random_post(self, rng: random.Random) -> uuid.UUID | None:
@@ -111,31 +120,49 @@ class Population:
         return Counter(followee for _follower, followee in self.follows)
 
     # -- recording ---------------------------------------------------------------------------------
-    def add_post(self, post_id: uuid.UUID, visibility: str) -> None:
+    def set_posts(self, post_ids: Iterable[uuid.UUID]) -> None:
+        """The posts that exist, as read elsewhere (their authors may be unknown: :meth:`unknown_authors`)."""
+        self._posts = Bag(post_ids)
+
+    def unknown_authors(self) -> list[uuid.UUID]:
+        """Posts whose author this population does not know."""
+        return [pid for pid in self._posts if pid not in self.authors]
+
+    def new_post(self, author: uuid.UUID, rng: random.Random) -> tuple[Any, ...]:
+        """A new post by ``author``, recorded; returns its row: id, author, body, topics, visibility."""
+        pid = new_id(rng)
+        visibility = "public" if rng.random() < PUBLIC_SHARE else "private"
+        self.add_post(pid, author)
+        return pid, author, text(rng, 12), rng.sample(TOPICS, rng.randint(0, 3)), visibility
+
+    def add_post(self, post_id: uuid.UUID, author: uuid.UUID) -> None:
         self._posts.add(post_id)
-        self.visibility[post_id] = visibility
+        self.authors[post_id] = author
 
     def remove_post(self, post_id: uuid.UUID) -> tuple[int, int]:
         """Forget a deleted post with its replies and reactions; returns how many replies and
         reactions the delete cascaded to."""
         self._posts.remove(post_id)
-        del self.visibility[post_id]
+        self.authors.pop(post_id, None)
         replies = self.post_replies.pop(post_id, set())
         for reply_id in replies:
             self.replies.remove(reply_id)
             del self.reply_post[reply_id]
+            self.authors.pop(reply_id, None)
         reactions = self.post_reactions.pop(post_id, set())
         for key in reactions:
             self.reactions.remove(key)
         return len(replies), len(reactions)
 
-    def add_reply(self, reply_id: uuid.UUID, post_id: uuid.UUID) -> None:
+    def add_reply(self, reply_id: uuid.UUID, post_id: uuid.UUID, author: uuid.UUID) -> None:
         self.replies.add(reply_id)
         self.reply_post[reply_id] = post_id
+        self.authors[reply_id] = author
         self.post_replies.setdefault(post_id, set()).add(reply_id)
 
     def remove_reply(self, reply_id: uuid.UUID) -> None:
         self.replies.remove(reply_id)
+        self.authors.pop(reply_id, None)
         self.post_replies[self.reply_post.pop(reply_id)].discard(reply_id)
 
     def add_reaction(self, key: ReactionKey) -> None:
@@ -145,3 +172,27 @@ class Population:
     def remove_reaction(self, key: ReactionKey) -> None:
         self.reactions.remove(key)
         self.post_reactions[key[0]].discard(key)
+
+    def remove_user(self, user_id: uuid.UUID) -> Counter[str]:
+        """Forget a deleted user and every row the delete cascaded to (their posts with those
+        posts' replies and reactions, their replies, reactions, follows, blocks, mutes and read
+        state); returns those rows per table. Walks every row: for small populations."""
+        self.users.remove(user_id)
+        gone: Counter[str] = Counter()
+        for pid in [p for p in self._posts if self.authors.get(p) == user_id]:
+            replies, reactions = self.remove_post(pid)
+            gone.update(posts=1, replies=replies, reactions=reactions)
+        for rid in [r for r in self.replies if self.authors.get(r) == user_id]:
+            self.remove_reply(rid)
+            gone["replies"] += 1
+        for key in [k for k in self.reactions if k[1] == user_id]:
+            self.remove_reaction(key)
+            gone["reactions"] += 1
+        for table, bag in (("follows", self.follows), ("blocks", self.blocks), ("mutes", self.mutes)):
+            for pair in [p for p in bag if user_id in p]:
+                bag.remove(pair)
+                gone[table] += 1
+        if user_id in self.readers:
+            self.readers.discard(user_id)
+            gone["notification_reads"] += 1
+        return gone
