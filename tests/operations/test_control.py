@@ -180,10 +180,6 @@ def test_a_worker_started_while_paused_stays_paused(
     assert_clean(control_stack, ["graph"])
 
 
-@pytest.mark.xfail(
-    reason="KNOWN FAILURE, not coverage: on the merged code a paused worker's health probe answered 503 once in "
-    "this test; not investigated yet", strict=False,
-)
 def test_a_pause_with_a_worker_that_does_not_answer_names_it(
     control_stack: StackHandle, pods: list[PodWorker], tmp_path: Path
 ) -> None:
