@@ -1,11 +1,12 @@
 """The HTTP read API: every :class:`ReadClient` call for read services in any language
 (``projectors serve``, FastAPI on uvicorn; the contract is ``schemas/openapi.json``).
 
-Paths under ``/v1/``; JSON bodies whose items are the projection documents, with ``source`` (store
-or postgres), ``freshness`` and, for a read given a writer's commit token (``after``),
-``caught_up``. Paged lists (feed, notifications) carry ``next_cursor``. Errors are RFC 9457
-``application/problem+json``: 400 naming the parameter for a bad id, limit or cursor; 503 with
-``Retry-After`` only when neither the store nor PostgreSQL answered. ``/health`` (the process
+Paths under ``/v1/`` (the redis projection's profiles, leaderboards and trending topics too); JSON
+bodies whose items are the projection documents, with ``source`` (store or postgres), ``freshness``
+and, for a read given a writer's commit token (``after``), ``caught_up``. Paged lists (feed,
+notifications) carry ``next_cursor``. Errors are RFC 9457 ``application/problem+json``: 400 naming
+the parameter for a bad id, limit, cursor, leaderboard kind or day; 503 with ``Retry-After`` only
+when neither the store nor PostgreSQL answered. ``/health`` (the process
 answers), ``/ready`` (a read can be answered) and ``/metrics`` (Prometheus: requests and latency per
 route, and the client's fallbacks).
 """
@@ -15,8 +16,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from projectors.projections.base import iso
 from projectors.read import api_models as m
-from projectors.read.client import Counts, Page, ReadClient, ReadUnavailable
+from projectors.read.client import Counts, Items, Page, ReadClient, ReadUnavailable
 from projectors.read.cursor import InvalidCursor
 from projectors.settings import Settings
 
@@ -79,7 +80,8 @@ def create_app(settings: Settings, client: ReadClient | None = None) -> FastAPI:
 
     app = FastAPI(
         title="projectors read API", version="1",
-        description="Feeds, notifications, counters, suggestions and search from the projections, with cursor "
+        description="Feeds, notifications, counters, suggestions, search, profiles and leaderboards from the "
+        "projections, with cursor "
         "paging, read-your-writes and a PostgreSQL fallback. Items are the projection documents of "
         "schemas/projections (the same models).",
         lifespan=None if client is not None else closing(reader),
@@ -88,7 +90,7 @@ def create_app(settings: Settings, client: ReadClient | None = None) -> FastAPI:
     def freshness(projection: str) -> m.Freshness:
         return m.Freshness(projection=projection, behind_s=reader.behind_s(projection))  # type: ignore[arg-type]
 
-    def answer(projection: str, got: Page | Counts) -> dict[str, Any]:
+    def answer(projection: str, got: Page | Counts | Items) -> dict[str, Any]:
         return {"source": got.source, "caught_up": got.caught_up, "freshness": freshness(projection)}
 
     def paged(projection: str, got: Page) -> dict[str, Any]:
@@ -185,6 +187,48 @@ def create_app(settings: Settings, client: ReadClient | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         got = reader.search("users", q, {}, limit, after=after)
         return {**answer("search", got), "items": list(got)}
+
+    @app.get("/v1/profiles", response_model=m.Profiles, responses=PROBLEMS, tags=["redis"])
+    def profiles(
+        ids: Annotated[list[uuid.UUID], Query(min_length=1, max_length=limit_max,
+                                              description="user ids (repeat the parameter)")],
+        after: After = None,
+    ) -> dict[str, Any]:
+        """Profiles (handle, displayName, bio, followers, following, posts) from Redis's hashes."""
+        got = reader.profiles([str(i) for i in ids], after=after)
+        return {**answer("redis", got), "profiles": dict(got)}
+
+    def board(kind: str, day: str, got: Page) -> dict[str, Any]:
+        """The client's ``[{member, score}]`` as leaderboard entries (with the board's day)."""
+        return {**answer("redis", got), "kind": kind, "day": day,
+                "items": [{**item, "day": day} for item in got]}
+
+    @app.get("/v1/leaderboards/{kind}", response_model=m.Leaderboard, responses=PROBLEMS, tags=["redis"])
+    def leaderboard(
+        kind: Literal["authors", "posts", "topics"],
+        day: Annotated[date | Literal["all"] | None, Query(
+            description="the UTC day (YYYY-MM-DD; today by default); `all`: all time, the authors board only")] = None,
+        limit: Annotated[int, Query(ge=1, le=limit_max)] = 10,
+        after: After = None,
+    ) -> Any:
+        """A leaderboard's top ``limit``: authors by likes received, posts by reactions + replies (hot
+        posts), topics by public posts (trending); a day outside the retention window is empty."""
+        if day == "all" and kind != "authors":
+            reason = f"the {kind} leaderboard has UTC days only, no all-time board"
+            return problem(400, "Bad request", f"invalid parameter(s): day: {reason}",
+                           [m.InvalidParam(name="day", reason=reason)])
+        board_day = str(day or datetime.now(UTC).date())
+        return board(kind, board_day, reader.leaderboard(kind, board_day, limit, after=after))
+
+    @app.get("/v1/trending-topics", response_model=m.Leaderboard, responses=PROBLEMS, tags=["redis"])
+    def trending_topics(
+        day: Annotated[date | None, Query(description="the UTC day (YYYY-MM-DD; today by default)")] = None,
+        limit: Annotated[int, Query(ge=1, le=limit_max)] = 10,
+        after: After = None,
+    ) -> dict[str, Any]:
+        """The topics with the most public posts on a UTC day (the topics leaderboard)."""
+        board_day = str(day or datetime.now(UTC).date())
+        return board("topics", board_day, reader.trending_topics(board_day, limit, after=after))
 
     @app.get("/health", response_model=m.Health, tags=["operations"])
     def health() -> dict[str, Any]:

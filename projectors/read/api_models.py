@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from projectors.events.models import Uuid
 from projectors.projections.documents import FeedItem, NotificationItem, SearchPost, SearchUser
+from projectors.projections.redis_views import LeaderboardEntry, RedisProfile
 
 
 class Freshness(BaseModel):
-    projection: Literal["feed", "counters", "notifications", "graph", "search"]
+    projection: Literal["feed", "counters", "notifications", "graph", "search", "redis"]
     behind_s: float | None = Field(
         description="seconds the projection is behind its source, measured in the background (null: not known yet)"
     )
@@ -74,6 +75,21 @@ class PostHits(Answer):
 
 class UserHits(Answer):
     items: list[SearchUser]
+
+
+class Profiles(Answer):
+    profiles: dict[str, RedisProfile] = Field(
+        description="{userId: profile} (schemas/projections/redis/profile.json); a user without one is absent"
+    )
+
+
+class Leaderboard(Answer):
+    kind: Literal["authors", "posts", "topics"]
+    day: str = Field(pattern=r"^(all|\d{4}-\d{2}-\d{2})$", description="the board's UTC day, or all")
+    items: list[LeaderboardEntry] = Field(
+        description="the highest score first, then the member in reverse byte order (Redis's ZREVRANGE); "
+        "schemas/projections/redis/authorLikes.json, hotPosts.json, topics.json"
+    )
 
 
 class InvalidParam(BaseModel):
