@@ -108,7 +108,7 @@ def test_each_worker_gets_only_its_own_stores_secrets() -> None:
 
 def test_the_read_api_has_read_only_credentials_probes_a_service_and_an_autoscaler() -> None:
     by_kind = {d["kind"]: d for d in documents() if d["metadata"]["name"] == "projectors-reader"}
-    assert set(by_kind) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    assert set(by_kind) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
     pod = by_kind["Deployment"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"] == ["serve"]
@@ -226,4 +226,8 @@ def test_network_policies_deny_by_default_and_open_only_what_each_part_needs() -
         assert [p["port"] for r in spec["ingress"] for p in r["ports"]] == [8080], projection  # metrics only
     capture = policies["projectors-capture"]
     assert ports(capture["egress"]) == {5432, 9092}
+    reader = policies["projectors-reader"]  # read services reach it; it reaches every store and the fallback
+    assert reader["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "projectors-reader"}
+    assert ports(reader["egress"]) == {5432, 9092, 443, 7687, 7700, 6379}
+    assert [p["port"] for r in reader["ingress"] for p in r["ports"]] == [8080]
     assert "ingress" not in policies["projectors-jobs"] and ports(policies["projectors-jobs"]["egress"]) == {5432}
