@@ -21,7 +21,7 @@ from projectors.capture.topics import TopicRecord, read_from_start
 from projectors.model import table_topic
 from projectors.projections import SOURCE_TABLES
 from projectors.settings import Settings
-from projectors.stack.processes import Capture
+from projectors.stack.commands import Capture
 from tests.conftest import StackHandle
 
 
@@ -426,7 +426,7 @@ def test_a_row_larger_than_a_message_is_published_shrunk_and_capture_goes_on(sta
 def test_capture_comes_back_after_a_postgresql_restart_and_loses_nothing(stack: StackHandle) -> None:
     """PostgreSQL restarted while rows are written: capture reconnects by itself (with backoff) and
     every committed row reaches its topic."""
-    from projectors.stack.processes import Postgres
+    from projectors.stack.postgres import Postgres
 
     settings = capture_settings(stack, "restart")
     capture = Capture(settings)

@@ -11,7 +11,7 @@ import psycopg
 
 from projectors.db.migrate import connect
 from projectors.projections import PROJECTIONS
-from projectors.stack.processes import Capture
+from projectors.stack.commands import Capture
 from projectors.workload import SocialWorkload
 from tests.capture.test_wal_safety import burn_wal
 from tests.conftest import QUICK_BATCHES, local_stack

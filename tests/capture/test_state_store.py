@@ -24,7 +24,7 @@ from projectors.capture.state_store import (
     write_local,
 )
 from projectors.model import table_topic
-from projectors.stack.processes import Capture
+from projectors.stack.commands import Capture
 from tests.capture.test_capture import capture_settings, read_until
 from tests.capture.test_offsets_file import WRITTEN
 from tests.conftest import StackHandle

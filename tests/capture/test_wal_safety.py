@@ -22,7 +22,7 @@ from projectors.capture.lease import Lease
 from projectors.capture.status_lines import capture_lines
 from projectors.model import table_topic
 from projectors.settings import Settings
-from projectors.stack.processes import Capture
+from projectors.stack.commands import Capture
 from tests.capture.test_capture import read_until
 from tests.conftest import StackHandle, free_port
 

@@ -22,7 +22,7 @@ from projectors.runtime.observe import pid_alive
 from projectors.runtime.stats import read_stats
 from projectors.settings import Settings, load_settings
 from projectors.stack import local
-from projectors.stack.processes import Cosmos, FalkorDB
+from projectors.stack.servers import Cosmos, FalkorDB
 from projectors.stores.factory import current_generation
 from projectors.stores.generations import suffix
 from projectors.workload import SocialWorkload
