@@ -121,15 +121,19 @@ class Part(ABC):
         if self.pid() is not None:
             self.wait_healthy(timeout)
             return
+        self.refuse_a_taken_port()
+        self.prepare()
+        proc = self.spawn()
+        self.wait_healthy(timeout, proc)
+
+    def refuse_a_taken_port(self) -> None:
+        """Before a start: another process listening on the part's port is named with its setting."""
         host, port = self.host_port
         if port_open(host, port):
             raise ConfigurationError(
                 f"{self.name}: port {port} is already taken by another process; "
                 f"free it or choose another port with {self.setting}"
             )
-        self.prepare()
-        proc = self.spawn()
-        self.wait_healthy(timeout, proc)
 
     def wait_healthy(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
         deadline = time.monotonic() + timeout

@@ -106,12 +106,7 @@ class Postgres(Part):
     def start(self, timeout: float) -> None:
         if self.pid() is not None and self.healthy():
             return
-        host, port = self.host_port
-        if port_open(host, port):
-            raise ConfigurationError(
-                f"postgres: port {port} is already taken by another process; "
-                f"free it or choose another port with {self.setting}"
-            )
+        self.refuse_a_taken_port()
         self.prepare()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +120,7 @@ class Postgres(Part):
                     "-l",
                     str(server_log),
                     "-o",
-                    f"-p {port}",
+                    f"-p {self.host_port[1]}",
                     "-w",
                     "-t",
                     str(int(timeout)),

@@ -18,7 +18,7 @@ from projectors.capture.lease import Lease
 from projectors.model import table_topic
 from projectors.settings import Settings
 from projectors.stack.commands import Capture
-from tests.capture.test_capture import read_until
+from tests.capture.helpers import read_until
 from tests.conftest import StackHandle
 
 
