@@ -1,6 +1,7 @@
 """docs/settings.md: every ``PROJECTORS_*`` setting with its type, default and meaning, generated
-from ``settings.py`` (the comment above a field, or after it, is its meaning) by
-``projectors config reference``; a test keeps the file in step with the code."""
+from the settings groups (``settings_connections.py``, ``settings_processes.py``: the comment above a
+field, or after it, is its meaning) by ``projectors config reference``; a test keeps the file in
+step with the code."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from projectors.settings import SECTIONS, Section
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 
-# the meaning of the settings whose field in settings.py has no comment
+# the meaning of the settings whose field has no comment
 MEANINGS = {
     "PG_HOST": "PostgreSQL host (the source database)",
     "PG_PORT": "PostgreSQL port",
@@ -109,7 +110,7 @@ def render() -> str:
     lines = [
         "# Settings reference",
         "",
-        "Generated from `projectors/settings.py` by `projectors config reference`; do not edit by hand.",
+        "Generated from `projectors/settings_*.py` by `projectors config reference`; do not edit by hand.",
         "Every setting is an environment variable; a secret may instead be given as a file in `<NAME>_FILE`.",
         "An invalid or unknown `PROJECTORS_*` variable stops every command at start, naming it.",
         "",
@@ -131,7 +132,7 @@ def render() -> str:
 
 
 def missing_meanings() -> list[str]:
-    """Settings the reference cannot explain (no comment in settings.py, no entry above)."""
+    """Settings the reference cannot explain (no comment on its field, no entry above)."""
     return [cls.env_name(n) for cls in SECTIONS.values() for n in cls.model_fields
             if not _comments(cls).get(n) and cls.env_name(n).removeprefix("PROJECTORS_") not in MEANINGS]
 

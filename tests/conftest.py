@@ -16,9 +16,10 @@ import pytest
 
 from projectors.settings import Settings, load_settings, settings_to_env
 from projectors.stack import local
+from projectors.stack.commands import Worker
 from projectors.stack.local import free_port as free_port  # the tests import it from here
 from projectors.stack.local import private_stack_env as stack_env
-from projectors.stack.processes import PART_CLASSES, Worker
+from projectors.stack.processes import PART_CLASSES
 
 
 def private_dir(prefix: str) -> Path:

@@ -52,7 +52,7 @@ from projectors.bench.feed_scenarios import (
 )
 from projectors.bench.private_stack import bench_settings
 from projectors.stack import local
-from projectors.stack.processes import Worker
+from projectors.stack.commands import Worker
 from projectors.stores.factory import open_raw_store
 
 __all__ = ["TINY", "FeedBenchConfig", "FeedResults", "run", "server_requests"]

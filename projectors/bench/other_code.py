@@ -19,7 +19,7 @@ from typing import Any
 from projectors.bench import baselines
 from projectors.bench.feed import known_settings, worktree
 from projectors.settings import Settings, load_settings, settings_to_env
-from projectors.stack import processes
+from projectors.stack import commands
 
 
 def environment_for(known: frozenset[str], defaults: dict[str, str]) -> Callable[[Settings], dict[str, str]]:
@@ -46,7 +46,7 @@ def running(rev: str) -> Iterator[Path]:
         path = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = str(code)
         # the two places that give a started process its settings
-        originals: list[tuple[Any, Any]] = [(m, m.settings_to_env) for m in (processes, baselines)]
+        originals: list[tuple[Any, Any]] = [(m, m.settings_to_env) for m in (commands, baselines)]
         for module, _ in originals:
             module.settings_to_env = to_env
         try:

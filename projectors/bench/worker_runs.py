@@ -13,7 +13,7 @@ from typing import Any
 from projectors.bench.report import BatchProfile, WorkerRun
 from projectors.runtime.stats import read_stats
 from projectors.settings import Settings
-from projectors.stack.processes import Worker
+from projectors.stack.commands import Worker
 
 
 class BenchWorker(Worker):

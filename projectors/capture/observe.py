@@ -11,20 +11,18 @@ streams as long as one process runs. Each scrape reads ``pg_replication_slots`` 
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from projectors.capture.preflight import CapturePosition
 from projectors.capture.wal import SlotWal, slot_wal
 from projectors.db.migrate import connect
+from projectors.health_web import HealthWeb
 from projectors.settings import Settings
 
 WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
@@ -118,43 +116,19 @@ def health(settings: Settings) -> dict[str, Any]:
     }
 
 
-class CaptureWeb:
+class CaptureWeb(HealthWeb):
     """The HTTP server, on a daemon thread."""
 
+    thread_name = "capture-web"
+
     def __init__(self, settings: Settings, port: int) -> None:
-        registry = CollectorRegistry()
-        registry.register(CaptureCollector(settings))
+        self.settings = settings
+        self._registry = CollectorRegistry()
+        self._registry.register(CaptureCollector(settings))
+        super().__init__(port)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/metrics"):
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif self.path.startswith("/health"):
-                    body = health(settings)
-                    status = 503 if self.path.startswith("/health/ready") and not body["ready"] else 200
-                    self._send(status, json.dumps(body).encode(), "application/json")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
+    def registry(self) -> CollectorRegistry:
+        return self._registry
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="capture-web", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
+    def health(self) -> dict[str, Any]:
+        return health(self.settings)

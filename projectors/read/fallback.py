@@ -35,7 +35,7 @@ FEED_PAGE = (
     f"AND {visible_to('%(r)s::uuid')}{{after}} "
     "ORDER BY po.created_at DESC, po.id DESC LIMIT %(limit)s"
 )
-# the graph's SUGGESTIONS rule (read/client.py), in SQL over the source tables
+# the graph's SUGGESTIONS rule (read/queries.py), in SQL over the source tables
 SUGGESTIONS = """
 SELECT s.id::text, s.handle::text, count(DISTINCT m.followee_id) AS mutual
 FROM follows m

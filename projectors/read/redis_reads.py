@@ -1,7 +1,7 @@
 """Reads of the ``redis`` projection (profiles, leaderboards, trending topics), from Redis as the
 reader ACL user, and the same answers from PostgreSQL for when Redis does not answer or is behind.
 
-``ReadClient`` wraps each in its store-or-fallback rule (``read/client.py``). Orders are Redis's own
+``ReadClient`` wraps each in its store-or-fallback rule (``read/answering.py``). Orders are Redis's own
 (``ZREVRANGE``): score descending, then member descending in byte order; the fallback sorts the same
 way (``COLLATE "C"``). A day outside the retention window has no board in Redis, and none here.
 """

@@ -9,16 +9,14 @@ paused through the control topic answers both with 200 and ``"state": "paused"``
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from projectors.health_web import HealthWeb
 from projectors.runtime.batch import STAGES
 
 
@@ -76,51 +74,23 @@ class Metrics:
             self.stage.labels(projection, stage)
 
 
-class HealthServer:
+class HealthServer(HealthWeb):
+    """The worker's: the readiness of each part in the body (``parts``), and its ``state``."""
+
     def __init__(
         self, port: int, metrics: Metrics, readiness: Callable[[], dict[str, bool]], state: str = "running"
     ) -> None:
         self.metrics = metrics
         self.readiness = readiness
         self.state = state  # "paused" while the projection is paused (runtime/supervisor.py)
-        server = self
+        super().__init__(port)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/metrics"):
-                    self._send(200, generate_latest(server.metrics.registry), CONTENT_TYPE_LATEST)
-                elif self.path.startswith("/health"):
-                    parts = server.readiness()
-                    ready = all(parts.values())
-                    status = 503 if self.path.startswith("/health/ready") and not ready else 200
-                    body: dict[str, Any] = {"live": True, "ready": ready, "state": server.state, "parts": parts}
-                    self._send(status, json.dumps(body).encode(), "application/json")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
+    def registry(self) -> CollectorRegistry:
+        return self.metrics.registry
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()  # the port is free for the next server at once
+    def health(self) -> dict[str, Any]:
+        parts = self.readiness()
+        return {"live": True, "ready": all(parts.values()), "state": self.state, "parts": parts}
 
 
 def pid_alive(pid: int) -> bool:

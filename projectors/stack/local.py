@@ -16,7 +16,10 @@ from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTION_NAMES, capture_tables
 from projectors.settings import Settings
 from projectors.stack import integrity
-from projectors.stack.processes import PART_CLASSES, Broker, Capture, Part, PartStatus, Worker, worker_processes
+from projectors.stack.commands import Capture, Worker
+from projectors.stack.part import Part, PartStatus
+from projectors.stack.processes import PART_CLASSES, worker_processes
+from projectors.stack.servers import Broker
 
 SERVERS = ("postgres", "broker", "falkordb", "redis", "cosmos", "cosmos-counters", "cosmos-notifications", "capture")
 WORKERS = tuple(f"worker-{p}" for p in PROJECTION_NAMES)  # one per projection module

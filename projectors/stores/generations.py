@@ -13,7 +13,7 @@ kept next to the data, in the same store, says which generation is live:
 - SQLite: a file ``<search file>.generation`` replaced atomically (``os.replace``).
 
 Writing the pointer is one atomic write, so a read client sees the old generation or the new one,
-whole. Workers read it when they start; read clients follow it (``read/client.py``).
+whole. Workers read it when they start; read clients follow it (``read/answering.py``).
 
 Meilisearch needs no pointer: a rebuild writes the indexes ``g1-posts``/``g1-users`` and exchanges them
 with the live ones in one ``swap-indexes`` task; the live names stay ``posts``/``users``.

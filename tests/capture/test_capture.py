@@ -17,29 +17,17 @@ import psycopg
 
 from projectors.capture.connector import heartbeat_topic
 from projectors.capture.debezium_offsets import UnreadableOffsets, read_offsets, server_offset
-from projectors.capture.topics import TopicRecord, read_from_start
+from projectors.capture.topics import TopicRecord
 from projectors.model import table_topic
 from projectors.projections import SOURCE_TABLES
 from projectors.settings import Settings
-from projectors.stack.processes import Capture
+from projectors.stack.commands import Capture
+from tests.capture.helpers import capture_settings, read_until, run_capture, streamed_and_stopped
 from tests.conftest import StackHandle
-
-
-def capture_settings(stack: StackHandle, name: str) -> Settings:
-    root = stack.settings.stack.dir
-    return stack.with_env(
-        PROJECTORS_CAPTURE_TOPIC_PREFIX=name,
-        PROJECTORS_CAPTURE_SLOT_NAME=f"{name}_slot",
-        PROJECTORS_CAPTURE_STATE_DIR=str(root / name),
-    )
 
 
 def topics_of(settings: Settings) -> list[str]:
     return [table_topic(settings.capture.topic_prefix, t) for t in SOURCE_TABLES]
-
-
-def read_until(settings: Settings, topics: list[str], done: Any, timeout_s: float = 90) -> list[TopicRecord]:
-    return list(read_from_start(settings, topics, timeout_s=timeout_s, until=done))
 
 
 def uid() -> uuid.UUID:
@@ -223,38 +211,19 @@ def test_sigkill_mid_stream_loses_nothing(stack: StackHandle) -> None:
 
 def test_a_dropped_or_recreated_slot_is_refused_until_reset(stack: StackHandle) -> None:
     name = "slot"
-    settings = capture_settings(stack, name)
-    env = {
-        **stack.env,
-        "PROJECTORS_CAPTURE_TOPIC_PREFIX": name,
-        "PROJECTORS_CAPTURE_SLOT_NAME": f"{name}_slot",
-        "PROJECTORS_CAPTURE_STATE_DIR": str(settings.capture_state_dir),
-    }
-    capture = Capture(settings)
-    capture.start(120)
-    first = uid()
-    with stack.pg() as conn:
-        conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (first, f"s_{first.hex[:10]}"))
-    read_until(settings, [table_topic(name, "users")], lambda rs: any(r.key["id"] == str(first) for r in rs))
-    capture.stop()
+    settings, env, capture = streamed_and_stopped(stack, name)
 
     gap = uid()
     with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
         conn.execute("SELECT pg_drop_replication_slot(%s)", (f"{name}_slot",))
         conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (gap, f"gap_{gap.hex[:10]}"))
-    dropped = stack.cli("capture", env=env)
-    assert dropped.returncode == 3, dropped.stderr
+    dropped = run_capture(stack, env, code=3)
     assert "no longer exists" in dropped.stderr and "projectors capture --reset" in dropped.stderr
 
     with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (f"{name}_slot",))
-    recreated = stack.cli("capture", env=env)
-    assert recreated.returncode == 3, recreated.stderr
-    assert "recreated" in recreated.stderr
-
-    reset = stack.cli("capture", "--reset", env=env)
-    assert reset.returncode == 0, reset.stderr
-    assert "dropped replication slot" in reset.stdout
+    assert "recreated" in run_capture(stack, env, code=3).stderr
+    assert "dropped replication slot" in run_capture(stack, env, "--reset", code=0).stdout
     capture.start(120)  # a new snapshot brings the row written during the gap
     try:
         records = read_until(
@@ -426,7 +395,7 @@ def test_a_row_larger_than_a_message_is_published_shrunk_and_capture_goes_on(sta
 def test_capture_comes_back_after_a_postgresql_restart_and_loses_nothing(stack: StackHandle) -> None:
     """PostgreSQL restarted while rows are written: capture reconnects by itself (with backoff) and
     every committed row reaches its topic."""
-    from projectors.stack.processes import Postgres
+    from projectors.stack.postgres import Postgres
 
     settings = capture_settings(stack, "restart")
     capture = Capture(settings)

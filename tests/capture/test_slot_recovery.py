@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import random
 
-import psycopg
-
 from projectors.db.migrate import connect
 from projectors.projections import PROJECTIONS
-from projectors.stack.processes import Capture
+from projectors.stack.commands import Capture
 from projectors.workload import SocialWorkload
-from tests.capture.test_wal_safety import burn_wal
+from tests.capture.helpers import slot_lost
 from tests.conftest import QUICK_BATCHES, local_stack
 from tests.operations.test_operators import assert_clean
 
@@ -34,35 +32,17 @@ def test_a_lost_slot_is_refused_and_the_recovery_brings_every_projection_back_to
         for _ in range(3):
             load.delete_post()
         writer.commit()
-        slot = settings.capture.slot_name
-        with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '32MB'")
-            conn.execute("SELECT pg_reload_conf()")
         try:
-            status = ""
-            for _ in range(10):
-                burn_wal(settings, 20)
-                with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
-                    conn.execute("SELECT pg_switch_wal()")
-                    conn.execute("CHECKPOINT")
-                    row = conn.execute("SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s",
-                                       (slot,)).fetchone()
-                    status = str(row[0]) if row else "gone"
-                if status == "lost":
-                    break
-            assert status == "lost", status
-            refused = handle.cli("capture")
-            assert refused.returncode == 3 and "--recover-slot" in refused.stderr, refused.stderr
+            with slot_lost(settings, settings.capture.slot_name):
+                refused = handle.cli("capture")
+                assert refused.returncode == 3 and "--recover-slot" in refused.stderr, refused.stderr
 
-            recovered = handle.cli("capture", "--recover-slot", timeout=1800)
-            assert recovered.returncode == 0, recovered.stdout[-3000:] + recovered.stderr[-3000:]
-            assert f"created replication slot {slot}" in recovered.stdout
-            assert all(f"rebuilt {name}" in recovered.stdout for name in NAMES), recovered.stdout[-3000:]
-            capture.start(120)
-            load.run(50)  # and capture streams from the new position
-            assert_clean(handle, NAMES)
+                recovered = handle.cli("capture", "--recover-slot", timeout=1800)
+                assert recovered.returncode == 0, recovered.stdout[-3000:] + recovered.stderr[-3000:]
+                assert f"created replication slot {settings.capture.slot_name}" in recovered.stdout
+                assert all(f"rebuilt {name}" in recovered.stdout for name in NAMES), recovered.stdout[-3000:]
+                capture.start(120)
+                load.run(50)  # and capture streams from the new position
+                assert_clean(handle, NAMES)
         finally:
             writer.close()
-            with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
-                conn.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
-                conn.execute("SELECT pg_reload_conf()")

@@ -17,8 +17,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from projectors.capture.lease import Lease
 from projectors.model import table_topic
 from projectors.settings import Settings
-from projectors.stack.processes import Capture
-from tests.capture.test_capture import read_until
+from projectors.stack.commands import Capture
+from tests.capture.helpers import read_until
 from tests.conftest import StackHandle
 
 

@@ -24,8 +24,8 @@ from projectors.capture.state_store import (
     write_local,
 )
 from projectors.model import table_topic
-from projectors.stack.processes import Capture
-from tests.capture.test_capture import capture_settings, read_until
+from projectors.stack.commands import Capture
+from tests.capture.helpers import capture_settings, read_until, run_capture, streamed_and_stopped
 from tests.capture.test_offsets_file import WRITTEN
 from tests.conftest import StackHandle
 
@@ -164,29 +164,12 @@ def test_a_dropped_slot_is_refused_even_from_an_empty_state_directory(stack: Sta
     """The restored position is what the refusal of a dropped slot rests on: a fresh machine does
     not silently take a new slot and skip the changes made while none existed."""
     name = "gone"
-    settings = capture_settings(stack, name)
-    env = {
-        **stack.env,
-        "PROJECTORS_CAPTURE_TOPIC_PREFIX": name,
-        "PROJECTORS_CAPTURE_SLOT_NAME": f"{name}_slot",
-        "PROJECTORS_CAPTURE_STATE_DIR": str(settings.capture_state_dir),
-    }
-    capture = Capture(settings)
-    capture.start(120)
-    first = uuid.uuid4()
-    with stack.pg() as conn:
-        conn.execute("INSERT INTO users (id, handle) VALUES (%s, %s)", (first, f"g_{first.hex[:10]}"))
-    read_until(settings, [table_topic(name, "users")], lambda rs: any(r.key["id"] == str(first) for r in rs))
-    capture.stop()
+    settings, env, _ = streamed_and_stopped(stack, name)
     with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
         conn.execute("SELECT pg_drop_replication_slot(%s)", (f"{name}_slot",))
     shutil.rmtree(settings.capture_state_dir)
-    dropped = stack.cli("capture", env=env)
-    assert dropped.returncode == 3, dropped.stderr
-    assert "no longer exists" in dropped.stderr
-    reset = stack.cli("capture", "--reset", env=env)
-    assert reset.returncode == 0, reset.stderr
-    assert "forgot the state" in reset.stdout
+    assert "no longer exists" in run_capture(stack, env, code=3).stderr
+    assert "forgot the state" in run_capture(stack, env, "--reset", code=0).stdout
     broker = BrokerState(settings)
     try:
         assert broker.read() is None

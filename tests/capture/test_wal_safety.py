@@ -21,9 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from projectors.capture.lease import Lease
 from projectors.capture.status_lines import capture_lines
 from projectors.model import table_topic
-from projectors.settings import Settings
-from projectors.stack.processes import Capture
-from tests.capture.test_capture import read_until
+from projectors.stack.commands import Capture
+from tests.capture.helpers import burn_wal, capture_env, capture_settings, read_until, slot_lost
 from tests.conftest import StackHandle, free_port
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "alerts" / "projectors-rules.yml"
@@ -47,15 +46,6 @@ def get_json(url: str) -> tuple[int, dict[str, object]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def burn_wal(settings: Settings, megabytes: int) -> None:
-    """Write about ``megabytes`` of WAL in a table no capture reads."""
-    with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS wal_ballast (n int, pad text)")
-        for _ in range(megabytes):
-            conn.execute("INSERT INTO wal_ballast SELECT g, repeat('x', 900) FROM generate_series(1, 1000) g")
-        conn.execute("TRUNCATE wal_ballast")
 
 
 def alert_expression(name: str) -> str:
@@ -159,43 +149,17 @@ def test_retained_wal_grows_while_no_capture_streams_and_the_alert_expression_is
 
 
 def test_a_slot_invalidated_by_max_slot_wal_keep_size_is_refused(stack: StackHandle) -> None:
-    settings = stack.with_env(
-        PROJECTORS_CAPTURE_TOPIC_PREFIX="lostwal",
-        PROJECTORS_CAPTURE_SLOT_NAME="lostwal_slot",
-        PROJECTORS_CAPTURE_STATE_DIR=str(stack.settings.stack.dir / "lostwal"),
-    )
-    env = {
-        **stack.env,
-        "PROJECTORS_CAPTURE_TOPIC_PREFIX": "lostwal",
-        "PROJECTORS_CAPTURE_SLOT_NAME": "lostwal_slot",
-        "PROJECTORS_CAPTURE_STATE_DIR": str(settings.capture_state_dir),
-    }
+    settings = capture_settings(stack, "lostwal")
+    env = capture_env(stack, "lostwal")
     capture = Capture(settings)
     capture.start(120)
     capture.stop()
-    with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '32MB'")
-        conn.execute("SELECT pg_reload_conf()")
     try:
-        status = ""
-        for _ in range(10):
-            burn_wal(settings, 20)
-            with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
-                conn.execute("SELECT pg_switch_wal()")
-                conn.execute("CHECKPOINT")
-                row = conn.execute(
-                    "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lostwal_slot'"
-                ).fetchone()
-                status = str(row[0]) if row else "gone"
-            if status == "lost":
-                break
-        assert status == "lost", status
-        refused = stack.cli("capture", env=env)
-        assert refused.returncode == 3, refused.stderr
-        assert "invalidated" in refused.stderr and "projectors capture --recover-slot" in refused.stderr
-        assert "max_slot_wal_keep_size is 32.0 MB" in refused.stderr  # what preflight said at start
+        with slot_lost(settings, "lostwal_slot"):
+            refused = stack.cli("capture", env=env)
+            assert refused.returncode == 3, refused.stderr
+            assert "invalidated" in refused.stderr and "projectors capture --recover-slot" in refused.stderr
+            assert "max_slot_wal_keep_size is 32.0 MB" in refused.stderr  # what preflight said at start
     finally:
         with psycopg.connect(settings.pg.conninfo(), autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
-            conn.execute("SELECT pg_reload_conf()")
             conn.execute("SELECT pg_drop_replication_slot('lostwal_slot')")

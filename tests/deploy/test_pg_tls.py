@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from projectors.stack.processes import Postgres
+from projectors.stack.postgres import Postgres
 from tests.conftest import local_stack
 
 

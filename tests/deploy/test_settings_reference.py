@@ -1,4 +1,4 @@
-"""docs/settings.md, the settings reference, in step with settings.py: every setting once, each
+"""docs/settings.md, the settings reference, in step with the settings: every setting once, each
 with its type, default and a meaning."""
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from projectors.runtime.observe import pid_alive
 from projectors.runtime.stats import read_stats
 from projectors.settings import load_settings
 from projectors.stack import local
-from projectors.stack.processes import FalkorDB, Part
+from projectors.stack.part import Part
+from projectors.stack.servers import FalkorDB
 from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle, free_port, private_dir, stack_env, worker_part

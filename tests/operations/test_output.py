@@ -10,7 +10,7 @@ from projectors.model import ItemKey
 from projectors.operations.verify import Drift, describe_diff, field_diff
 from projectors.runtime.stats import add_rate_sample, recent_rate
 from projectors.stack.local import status_lines
-from projectors.stack.processes import PartStatus
+from projectors.stack.part import PartStatus
 
 
 def test_a_wrong_item_names_each_differing_field_with_both_values() -> None:

@@ -22,7 +22,7 @@ from projectors.operations.verify import Sample
 from projectors.projections import projection as get_projection
 from projectors.source import PostgresSource
 from projectors.stack import local
-from projectors.stack.processes import Part
+from projectors.stack.part import Part
 from projectors.stores.cosmos import CosmosStore
 from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload

@@ -20,7 +20,7 @@ from projectors.projections.notifications import COLLECTION, mark_read
 from projectors.read.client import ReadClient
 from projectors.read.fallback import PostgresReads
 from projectors.stack import local
-from projectors.stack.processes import Part
+from projectors.stack.part import Part
 from projectors.stores.factory import current_generation, open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack, worker_part

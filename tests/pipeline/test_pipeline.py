@@ -31,7 +31,7 @@ from projectors.runtime.stats import read_stats
 from projectors.settings import load_settings
 from projectors.source import PostgresSource
 from projectors.stack import local
-from projectors.stack.processes import Part
+from projectors.stack.part import Part
 from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle, private_dir, stack_env, worker_part

@@ -27,7 +27,7 @@ from projectors.events.models import ChangeEvent, PostRow, ReactionRow, UserRow
 from projectors.model import ItemKey
 from projectors.projections.redis_views import RedisProjection, window
 from projectors.read.client import ReadClient
-from projectors.stack.processes import Redis
+from projectors.stack.servers import Redis
 from projectors.stores.factory import open_raw_store
 from projectors.stores.redis_store import reader
 from projectors.workload import SocialWorkload

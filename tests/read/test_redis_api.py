@@ -18,7 +18,7 @@ import pytest
 
 from projectors.db.migrate import connect
 from projectors.read.client import ReadClient
-from projectors.stack.processes import Redis
+from projectors.stack.servers import Redis
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, free_port, local_stack
 from tests.operations.test_operators import assert_clean

@@ -7,7 +7,7 @@ import json
 import shutil
 
 from projectors.settings import load_settings
-from projectors.stack.processes import Cosmos, FalkorDB
+from projectors.stack.servers import Cosmos, FalkorDB
 from tests.conftest import StackHandle, private_dir, stack_env
 from tests.operations.test_operators import assert_clean
 from tests.stack.common import NAMES, SERVERS, activity, cli_ok, graph_nodes

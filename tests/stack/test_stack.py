@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from projectors.runtime.observe import pid_alive
 from projectors.settings import load_settings
 from projectors.stack import local
-from projectors.stack.processes import port_open
+from projectors.stack.part import port_open
 from tests.conftest import StackHandle, free_port, private_dir, stack_env
 
 

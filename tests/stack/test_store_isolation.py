@@ -13,7 +13,7 @@ from projectors.operations.caught_up import wait_for_pipeline
 from projectors.read.client import ReadClient
 from projectors.settings import load_settings
 from projectors.stack import local
-from projectors.stack.processes import Cosmos
+from projectors.stack.servers import Cosmos
 from projectors.stores.factory import current_generation
 from tests.conftest import StackHandle, private_dir, stack_env
 from tests.operations.test_operators import assert_clean
