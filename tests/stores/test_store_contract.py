@@ -482,6 +482,66 @@ def test_cosmos_partition_reads_give_the_named_partitions_live_items(store_serve
         store.close()
 
 
+SEARCH_BACKENDS = ["sqlite", *(["meilisearch"] if os.environ.get("PROJECTORS_TEST_MEILI_URL") else [])]
+
+
+@pytest.fixture(params=SEARCH_BACKENDS)
+def search_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, ProjectionStore]]:
+    store: Any
+    if request.param == "sqlite":
+        store = SqliteSearchStore(tmp_path / "search.sqlite3")
+    else:
+        store = MeilisearchStore(
+            os.environ["PROJECTORS_TEST_MEILI_URL"], os.environ.get("PROJECTORS_TEST_MEILI_KEY", ""),
+            prefix=f"t{uuid.uuid4().hex[:8]}_",
+        )
+    store.ensure_schema()
+    try:
+        yield request.param, store
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_search_matches_the_documented_fields_and_words(search_store: tuple[str, Any]) -> None:
+    """How words match (docs/projections.md, "How words match"), on both engines: posts by ``body``
+    and ``topics``, users by ``handle``, ``displayName`` and ``bio``; every word required, the last
+    one as a prefix, the others whole; case folded; no stemming. Where they differ: Meilisearch
+    tolerates typos (one from 5 letters), the embedded engine does not."""
+    engine, store = search_store
+
+    def post(i: str, body: str, topics: list[str], day: int) -> Put:
+        doc = {"id": i, "authorId": "a", "body": body, "topics": topics, "createdAt": f"2026-01-0{day}T00:00:00Z"}
+        return Put(ItemKey("posts", i), 1, doc)
+
+    user = {"id": "u1", "handle": "ann_lee", "displayName": "Ann Lee", "bio": "writes about postgres"}
+    assert not store.apply([
+        post("p1", "streaming databases with kafka", ["db"], 1),
+        post("p2", "graph databases", ["graphs"], 2),
+        post("p3", "café culture", [], 3),
+        post("p4", "kafka graph", ["rust"], 4),
+        Put(ItemKey("users", "u1"), 1, user),
+    ]).failures
+
+    def found(index: str, query: str) -> set[str]:
+        return {str(d["id"]) for d in store.search(index, query, {}, limit=20)}
+
+    assert found("posts", "rust") == {"p4"}  # a word only in the topics
+    assert found("posts", "datab") == {"p1", "p2"}  # the last word is a prefix
+    assert found("posts", "datab kafka") == set()  # the others are whole words
+    assert found("posts", "kafka graph") == {"p4"}  # every word required
+    assert found("posts", "KAFKA") == {"p1", "p4"}
+    assert found("users", "postgres") == found("users", "lee") == {"u1"}
+    assert found("users", "kafka") == set()
+    typos = {"sqlite": set(), "meilisearch": {"p1", "p4"}}[engine]
+    assert found("posts", "kafkq") == typos
+    # no stemming: "graphs" is in p2's topics; p4 holds only "graph" (Meilisearch: one typo away)
+    assert found("posts", "graphs") == {"sqlite": {"p2"}, "meilisearch": {"p2", "p4"}}[engine]
+    if engine == "sqlite":
+        assert found("posts", "cafe") == {"p3"}  # diacritics removed
+        assert found("users", "ann_lee") == {"u1"}  # a query's "_" separates words as the text's does
+
+
 def test_redis_leaderboard_members_are_set_never_added_and_day_sets_expire(store_servers: StackHandle) -> None:
     """Sorted-set members carry the spec's score (a replay or an older version moves nothing); a
     day's set and its version records expire at the end of the day plus the retention."""
