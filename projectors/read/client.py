@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from azure.cosmos import CosmosClient
 from prometheus_client import Counter as MetricCounter
+from pydantic import SecretStr
 
 from projectors.errors import ConfigurationError, ProjectorsError
 from projectors.model import ItemKey
@@ -53,6 +54,7 @@ from projectors.read.cursor import FEED, NOTIFICATIONS, Cursors, ordered, past
 from projectors.read.fallback import PostgresReads
 from projectors.read.redis_reads import PostgresRedisReads, RedisReads, checked
 from projectors.settings import Settings
+from projectors.stores.cosmos_reads import CosmosContainers
 from projectors.stores.factory import generations, open_raw_store
 from projectors.stores.generations import CosmosPointer, Generations, Neo4jPointer, suffix
 from projectors.stores.graph_transports import graph_reader
@@ -346,6 +348,12 @@ class ReadClient:
                 # read services hold the search-only key; the master key stays with the writers
                 search = self.settings.search
                 self._stores[key] = MeilisearchStore(search.meili_url, search.meili_search_key.get_secret_value())
+            elif descriptor(projection).store == "cosmos":
+                # read services hold the read-only key; the account key stays with the writers
+                d = descriptor(projection)
+                c = self.settings.cosmos.of(d.cosmos_account)
+                reader = c.model_copy(update={"key": SecretStr(c.reader_key())})
+                self._stores[key] = CosmosContainers(reader, d.partitions, suffix=suffix(generation))
             else:
                 # a reader never creates a store: a missing search database is a wrong setting
                 self._stores[key] = open_raw_store(self.settings, projection, generation, create=False)

@@ -106,6 +106,26 @@ def test_search_comes_from_postgres_when_its_store_fails(read_stack: StackHandle
         down.close()
 
 
+def test_cosmos_reads_hold_the_read_only_key(read_stack: StackHandle) -> None:
+    """A read service holds Cosmos's read-only key alone (``PROJECTORS_COSMOS_READ_KEY``): with the
+    account key unusable (not even base64) counters, the unread count and items by key still come
+    from their stores, and the counters are the same as the writers' key reads."""
+    users, posts = people(read_stack)
+    key = read_stack.settings.cosmos.key.get_secret_value()
+    reader = ReadClient(read_stack.with_env(
+        PROJECTORS_COSMOS_KEY="not a key!", PROJECTORS_COSMOS_READ_KEY=key, PROJECTORS_READ_FALLBACK="false",
+    ))
+    client = ReadClient(read_stack.settings)
+    try:
+        counts = reader.counters(users + posts)
+        assert counts.source == "store" and dict(counts) == dict(client.counters(users + posts))
+        assert all(counts[u] for u in users) and all(counts[p] for p in posts)
+        assert reader.unread_count(users[0]) == client.unread_count(users[0])
+    finally:
+        reader.close()
+        client.close()
+
+
 def test_with_postgres_down_too_the_error_names_both(read_stack: StackHandle) -> None:
     users, _posts = people(read_stack)
     client = ReadClient(read_stack.with_env(PROJECTORS_READ_STORE_TIMEOUT_S="1", PROJECTORS_PG_PORT=str(free_port()),
