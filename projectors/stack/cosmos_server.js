@@ -324,8 +324,10 @@ function pagedFrom(q, continuation) {
 function namedPartitions(q, keyPath, parameters) {
   const body = q.ast && q.ast.body;
   const from = body && body.from && body.from.source;
-  if (!body || !body.where || !from || from.type !== "from_source" || !from.expression) return null;
-  const root = from.alias ? from.alias.name : from.expression.expression && from.expression.expression.name;
+  // rows that are the items themselves only (not `FROM c IN c.tags`, `FROM c.tags t`)
+  if (!body || !body.where || !from || from.type !== "from_source" || from.iteration) return null;
+  if (!from.expression || from.expression.type !== "collection_expression") return null;
+  const root = from.alias ? from.alias.name : from.expression.expression.name;
   if (!root || keyPath.length !== 1) return null;
   const byName = new Map((parameters || []).map(p => [p.name, p.value]));
   const isKey = node => node.type === "scalar_member_expression" && !node.computed &&

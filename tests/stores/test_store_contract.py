@@ -439,7 +439,8 @@ def test_cosmos_partition_reads_give_the_named_partitions_live_items(store_serve
 
     def put(n: int, kind: str, version: int = 1) -> Put:
         key = ItemKey("counters", f"s{n}:{kind}", f"s{n}")
-        return Put(key, version, {"id": key.id, "subjectId": f"s{n}", "kind": kind, "count": n})
+        doc = {"id": key.id, "subjectId": f"s{n}", "kind": kind, "count": n, "tags": [{"subjectId": f"s{n + 1}"}]}
+        return Put(key, version, doc)
 
     try:
         total = 1_200
@@ -474,6 +475,10 @@ def test_cosmos_partition_reads_give_the_named_partitions_live_items(store_serve
         }
         assert len(query("SELECT c.id FROM c WHERE NOT (c.subjectId IN (@a))", a="s5")) == 2 * total - 2
         assert query("SELECT x.id FROM x WHERE x.subjectId IN (@a) AND x.subjectId = @b", a="s5", b="s6") == set()
+        # rows that are not the items (the tags of s5's items name s6): every partition is read
+        tags = container.query_items("SELECT * FROM t IN c.tags WHERE t.subjectId = 's6'",
+                                     enable_cross_partition_query=True)
+        assert len(list(tags)) == 2
         store.drop()
         with pytest.raises(Exception, match=r"404"):
             store.partitions_items("counters", twenty)
