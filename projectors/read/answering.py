@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from azure.cosmos import CosmosClient
 from prometheus_client import Counter as MetricCounter
+from pydantic import SecretStr
 
 from projectors.errors import ConfigurationError, ProjectorsError
 from projectors.projections import descriptor
@@ -26,6 +27,7 @@ from projectors.read.fallback import PostgresReads
 from projectors.read.freshness import Freshness
 from projectors.read.redis_reads import PostgresRedisReads, RedisReads
 from projectors.settings import Settings
+from projectors.stores.cosmos_reads import CosmosContainers
 from projectors.stores.factory import generations, open_raw_store
 from projectors.stores.generations import CosmosPointer, Generations, Neo4jPointer, suffix
 from projectors.stores.graph_transports import graph_reader
@@ -180,6 +182,12 @@ class AnsweringClient:
                 # read services hold the search-only key; the master key stays with the writers
                 search = self.settings.search
                 self._stores[key] = MeilisearchStore(search.meili_url, search.meili_search_key.get_secret_value())
+            elif descriptor(projection).store == "cosmos":
+                # read services hold the read-only key; the account key stays with the writers
+                d = descriptor(projection)
+                c = self.settings.cosmos.of(d.cosmos_account)
+                reader = c.model_copy(update={"key": SecretStr(c.reader_key())})
+                self._stores[key] = CosmosContainers(reader, d.partitions, suffix=suffix(generation))
             else:
                 # a reader never creates a store: a missing search database is a wrong setting
                 self._stores[key] = open_raw_store(self.settings, projection, generation, create=False)

@@ -31,6 +31,10 @@ from projectors.read.cursor import InvalidCursor
 from projectors.settings import Settings
 
 RETRY_AFTER_S = 5
+# how a search's words match (docs/projections.md, "How words match")
+WORDS = "words, every one required, the last one as a prefix; no stemming (Meilisearch also tolerates typos)"
+POST_WORDS = f"{WORDS}; matched in the post's body and topics"
+USER_WORDS = f"{WORDS}; matched in the user's handle, displayName and bio"
 PROBLEM = "application/problem+json"
 REQUESTS = Counter("projectors_read_api_requests", "HTTP read API requests", ["route", "method", "status"])
 LATENCY = Histogram(
@@ -159,7 +163,7 @@ def create_app(settings: Settings, client: ReadClient | None = None) -> FastAPI:
 
     @app.get("/v1/search/posts", response_model=m.PostHits, responses=PROBLEMS, tags=["search"])
     def search_posts(
-        q: Annotated[str, Query(max_length=200, description="words; the last one matches as a prefix")] = "",
+        q: Annotated[str, Query(max_length=200, description=POST_WORDS)] = "",
         limit: Annotated[int, Query(ge=1, le=limit_max)] = 20,
         author_id: uuid.UUID | None = None,
         topic: Annotated[list[str] | None, Query(description="any of these topics (repeat the parameter)")] = None,
@@ -181,7 +185,7 @@ def create_app(settings: Settings, client: ReadClient | None = None) -> FastAPI:
 
     @app.get("/v1/search/users", response_model=m.UserHits, responses=PROBLEMS, tags=["search"])
     def search_users(
-        q: Annotated[str, Query(max_length=200, description="words; the last one matches as a prefix")] = "",
+        q: Annotated[str, Query(max_length=200, description=USER_WORDS)] = "",
         limit: Annotated[int, Query(ge=1, le=limit_max)] = 20,
         after: After = None,
     ) -> dict[str, Any]:

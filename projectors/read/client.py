@@ -35,7 +35,7 @@ from projectors.errors import ConfigurationError
 from projectors.model import ItemKey
 from projectors.projections import descriptor
 from projectors.projections.base import is_uuid, iso
-from projectors.projections.counters import counter_key
+from projectors.projections.counters import COLLECTION as COUNTERS
 from projectors.projections.notifications import unread_at, unread_key
 from projectors.read.answering import AnsweringClient, ReadUnavailable
 from projectors.read.answers import Counts, Items, Page, paged
@@ -120,23 +120,21 @@ class ReadClient(AnsweringClient):
 
     def counters(self, subject_ids: Iterable[str], after: int | None = None) -> Counts:
         """``{subjectId: {kind: count}}`` for posts (likes, replies) and users (followers, following, posts);
-        a subject without counters (unknown, removed, not a uuid) gets ``{}``. One point read per subject and
-        kind (``<subjectId>:<kind>``), run together in the store's pool; no query (one read of the
-        container's properties when an item is missing)."""
+        a subject without counters (unknown, removed, not a uuid) gets ``{}``. One request for up to
+        1,000 subjects: a query of their partitions (``c.subjectId IN (...)``, partition key
+        ``/subjectId``), which Cosmos sends to those partitions only. A missing item is absent from
+        the answer; a container dropped by a rebuild meanwhile fails the query (404), and the read
+        goes again to the live generation."""
         subjects = list(subject_ids)
 
         def read(generation: int) -> dict[str, dict[str, int]]:
-            # a subject id that is not a PostgreSQL uuid has no counters (and may not be a valid item id)
+            # a subject id that is not a PostgreSQL uuid has no counters
             wanted = [subject for subject in dict.fromkeys(subjects) if is_uuid(subject)]
-            keys = [counter_key(subject, kind) for subject in wanted for kind in COUNTER_KINDS]
-            found = self._store("counters", generation).read_items(keys)
-            if len(found) < len(keys):
-                # a missing item and a container dropped by a rebuild meanwhile both answer 404: the
-                # container still there after the reads means the items were missing
-                self._db("counters").get_container_client("counters" + suffix(generation)).read()
+            found = self._store("counters", generation).partitions_items(COUNTERS, wanted) if wanted else []
             out: dict[str, dict[str, int]] = {subject: {} for subject in subjects}
-            for key, doc in found.items():
-                out[key.partition][str(doc["kind"])] = int(doc["count"])
+            for key, doc in found:
+                if key.partition in out and str(doc["kind"]) in COUNTER_KINDS:
+                    out[key.partition][str(doc["kind"])] = int(doc["count"])
             return out
 
         return self._answer(  # type: ignore[no-any-return]

@@ -49,7 +49,7 @@ GROUP BY s.id, s.handle
 ORDER BY mutual DESC, s.handle::text LIMIT %(limit)s
 """
 SEARCH_TEXT = {
-    "posts": "coalesce(body, '')",
+    "posts": "coalesce(body, '') || ' ' || coalesce(array_to_string(topics, ' '), '')",  # the store's: body, topics
     "users": "coalesce(handle::text, '') || ' ' || coalesce(display_name, '') || ' ' || coalesce(bio, '')",
 }
 

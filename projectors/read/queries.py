@@ -1,5 +1,5 @@
 """The client's own store queries: Cosmos SQL of the feed and the notifications (keyset pages and
-the items tied with a page's last one), the counters' point-read kinds, the graph's suggestions."""
+the items tied with a page's last one), the counters' kinds, the graph's suggestions."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ NOTIFICATIONS_PAGE = f"SELECT TOP @limit {NOTIFICATION_FIELDS} FROM c WHERE {NOT
 NOTIFICATION_TIES = (
     f"SELECT {NOTIFICATION_FIELDS} FROM c WHERE {NOTIFICATIONS_WHERE}{{unread}}{{after}} AND c.latestAt = @tie"
 )
-# a counter's id is deterministic (``<subjectId>:<kind>``): counters are point-read, never queried
+# a subject's counters are the items of its partition (``<subjectId>:<kind>``, partition ``subjectId``)
 COUNTER_KINDS = tuple(kind.suffix.lstrip(":") for kind in CountersProjection.kinds)
 
 # Friends of friends the user does not follow yet, has not blocked and is not blocked by, ranked by

@@ -24,6 +24,8 @@ from projectors.stores.cosmos_common import (
     translated_error,
 )
 
+PARTITIONS_PER_QUERY = 1000  # partition key values in one query's IN list
+
 
 class CosmosContainers:
     """One Cosmos account's containers of one projection (a generation: ``suffix``): the clients,
@@ -170,6 +172,32 @@ class CosmosContainers:
             doc = live_doc(item) if item is not None else None
             if doc is not None:
                 out[key] = doc
+        return out
+
+    def partitions_items(self, collection: str, partitions: Sequence[str]) -> list[tuple[ItemKey, Document]]:
+        """The live documents of the logical partitions ``partitions`` of ``collection``, by one query
+        per ``PARTITIONS_PER_QUERY`` of them (``c.<partition key> IN (...)``), which Cosmos routes to
+        those partitions' ranges only. A container that is not there (dropped by a rebuild) raises:
+        an item that is not there is simply not in the answer."""
+        field = self.partition_fields[collection]
+        out: list[tuple[ItemKey, Document]] = []
+        values = list(dict.fromkeys(partitions))
+        try:
+            container = self.container(collection)
+            for start in range(0, len(values), PARTITIONS_PER_QUERY):
+                chunk = values[start:start + PARTITIONS_PER_QUERY]
+                names = [f"@p{i}" for i in range(len(chunk))]
+                query = f"SELECT * FROM c WHERE c.{field} IN ({', '.join(names)}) AND c.deleted = false"
+                self.requests.count("cross_partition_query")
+                for item in container.query_items(
+                    query, parameters=[{"name": n, "value": v} for n, v in zip(names, chunk, strict=True)],
+                    enable_cross_partition_query=True, max_item_count=1000,
+                ):
+                    doc = live_doc(item)
+                    if doc is not None:
+                        out.append((ItemKey(collection, item["id"], str(item[field])), doc))
+        except Exception as exc:
+            raise translated_error(exc) from exc
         return out
 
     def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:

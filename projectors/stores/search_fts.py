@@ -1,4 +1,5 @@
-"""The embedded search engine: SQLite FTS5 (bm25 ranking, unicode61 tokenizer, prefix matching).
+"""The embedded search engine: SQLite FTS5 (bm25 ranking, unicode61 tokenizer, prefix matching; how
+words match, and where Meilisearch differs: docs/projections.md, "How words match").
 
 Documents live as JSON in ``docs`` with their version (tombstones: ``deleted = 1``); topics of posts
 go to ``doc_topics`` for the any-of filter. WAL mode: one writer process (the worker) and any number

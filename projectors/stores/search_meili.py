@@ -197,7 +197,9 @@ class MeilisearchStore:
             conditions.append(f"createdAtTs >= {epoch(str(filters['createdAfter']))}")
         if "createdBefore" in filters:
             conditions.append(f"createdAtTs < {epoch(str(filters['createdBefore']))}")
-        params: dict[str, Any] = {"filter": " AND ".join(conditions), "limit": limit}
+        # every word must match, as in the embedded engine (Meilisearch's default, "last", drops the
+        # query's last words when too few documents hold them all)
+        params: dict[str, Any] = {"filter": " AND ".join(conditions), "limit": limit, "matchingStrategy": "all"}
         terms = words(query)
         if not terms and index == "posts":
             params["sort"] = ["createdAtTs:desc"]

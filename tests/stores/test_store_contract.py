@@ -427,6 +427,126 @@ def test_cosmos_whole_container_reads_page_through_every_item_once(store_servers
         store.close()
 
 
+def test_cosmos_partition_reads_give_the_named_partitions_live_items(store_servers: StackHandle) -> None:
+    """``partitions_items`` (the counters read: ``c.subjectId IN (...)``, one query per 1,000
+    partitions) returns every live item of the named partitions once, and nothing of the others;
+    the local server, which reads only the partitions such a filter names, still answers any other
+    filter over the whole container (an OR with another field, a NOT IN); a dropped container fails
+    the read instead of answering nothing."""
+    settings = store_servers.settings.cosmos.model_copy(update={"database": f"parts{uuid.uuid4().hex[:8]}"})
+    store = CosmosStore(settings, {"counters": "/subjectId"})
+    store.ensure_schema()
+
+    def put(n: int, kind: str, version: int = 1) -> Put:
+        key = ItemKey("counters", f"s{n}:{kind}", f"s{n}")
+        doc = {"id": key.id, "subjectId": f"s{n}", "kind": kind, "count": n, "tags": [{"subjectId": f"s{n + 1}"}]}
+        return Put(key, version, doc)
+
+    try:
+        total = 1_200
+        assert not store.apply([put(n, kind) for n in range(total) for kind in ("likes", "replies")]).failures
+        assert not store.apply([Remove(put(3, "likes").key, 2)]).failures
+
+        def read(subjects: list[str]) -> list[tuple[str, str, int]]:
+            return sorted((k.id, k.partition, int(d["count"])) for k, d in store.partitions_items("counters", subjects))
+
+        twenty = [f"s{n}" for n in range(20)]
+        kinds = ("likes", "replies")
+        assert read([*twenty, "s1", "unknown"]) == sorted(
+            (f"s{n}:{kind}", f"s{n}", n) for n in range(20) for kind in kinds if (n, kind) != (3, "likes")
+        )
+        assert read([]) == []
+        # two queries (1,000 partitions, then 150), each answered in pages
+        many = read([f"s{n}" for n in range(1_150)])
+        assert len(many) == 2 * 1_150 - 1 and len({i for i, _, _ in many}) == len(many)
+        container = store.container("counters")
+
+        def query(sql: str, **params: Any) -> set[str]:
+            parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
+            items = container.query_items(sql, parameters=parameters, enable_cross_partition_query=True)
+            return {i["id"] for i in items}
+
+        assert query("SELECT c.id FROM c WHERE c.subjectId = @a AND c.kind = 'likes'", a="s5") == {"s5:likes"}
+        assert query("SELECT c.id FROM c WHERE c.subjectId = @a OR c.subjectId IN (@b, 's7')", a="s5", b="s6") == {
+            f"s{n}:{kind}" for n in (5, 6, 7) for kind in ("likes", "replies")
+        }
+        assert query("SELECT c.id FROM c WHERE c.subjectId = @a OR c.count = 9", a="s5") == {
+            f"s{n}:{kind}" for n in (5, 9) for kind in ("likes", "replies")
+        }
+        assert len(query("SELECT c.id FROM c WHERE NOT (c.subjectId IN (@a))", a="s5")) == 2 * total - 2
+        assert query("SELECT x.id FROM x WHERE x.subjectId IN (@a) AND x.subjectId = @b", a="s5", b="s6") == set()
+        # rows that are not the items (the tags of s5's items name s6): every partition is read
+        tags = container.query_items("SELECT * FROM t IN c.tags WHERE t.subjectId = 's6'",
+                                     enable_cross_partition_query=True)
+        assert len(list(tags)) == 2
+        store.drop()
+        with pytest.raises(Exception, match=r"404"):
+            store.partitions_items("counters", twenty)
+    finally:
+        store.drop()
+        store.close()
+
+
+SEARCH_BACKENDS = ["sqlite", *(["meilisearch"] if os.environ.get("PROJECTORS_TEST_MEILI_URL") else [])]
+
+
+@pytest.fixture(params=SEARCH_BACKENDS)
+def search_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, ProjectionStore]]:
+    store: Any
+    if request.param == "sqlite":
+        store = SqliteSearchStore(tmp_path / "search.sqlite3")
+    else:
+        store = MeilisearchStore(
+            os.environ["PROJECTORS_TEST_MEILI_URL"], os.environ.get("PROJECTORS_TEST_MEILI_KEY", ""),
+            prefix=f"t{uuid.uuid4().hex[:8]}_",
+        )
+    store.ensure_schema()
+    try:
+        yield request.param, store
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_search_matches_the_documented_fields_and_words(search_store: tuple[str, Any]) -> None:
+    """How words match (docs/projections.md, "How words match"), on both engines: posts by ``body``
+    and ``topics``, users by ``handle``, ``displayName`` and ``bio``; every word required, the last
+    one as a prefix, the others whole; case folded; no stemming. Where they differ: Meilisearch
+    tolerates typos (one from 5 letters), the embedded engine does not."""
+    engine, store = search_store
+
+    def post(i: str, body: str, topics: list[str], day: int) -> Put:
+        doc = {"id": i, "authorId": "a", "body": body, "topics": topics, "createdAt": f"2026-01-0{day}T00:00:00Z"}
+        return Put(ItemKey("posts", i), 1, doc)
+
+    user = {"id": "u1", "handle": "ann_lee", "displayName": "Ann Lee", "bio": "writes about postgres"}
+    assert not store.apply([
+        post("p1", "streaming databases with kafka", ["db"], 1),
+        post("p2", "graph databases", ["graphs"], 2),
+        post("p3", "café culture", [], 3),
+        post("p4", "kafka graph", ["rust"], 4),
+        Put(ItemKey("users", "u1"), 1, user),
+    ]).failures
+
+    def found(index: str, query: str) -> set[str]:
+        return {str(d["id"]) for d in store.search(index, query, {}, limit=20)}
+
+    assert found("posts", "rust") == {"p4"}  # a word only in the topics
+    assert found("posts", "datab") == {"p1", "p2"}  # the last word is a prefix
+    assert found("posts", "datab kafka") == set()  # the others are whole words
+    assert found("posts", "kafka graph") == {"p4"}  # every word required
+    assert found("posts", "KAFKA") == {"p1", "p4"}
+    assert found("users", "postgres") == found("users", "lee") == {"u1"}
+    assert found("users", "kafka") == set()
+    typos = {"sqlite": set(), "meilisearch": {"p1", "p4"}}[engine]
+    assert found("posts", "kafkq") == typos
+    # no stemming: "graphs" is in p2's topics; p4 holds only "graph" (Meilisearch: one typo away)
+    assert found("posts", "graphs") == {"sqlite": {"p2"}, "meilisearch": {"p2", "p4"}}[engine]
+    if engine == "sqlite":
+        assert found("posts", "cafe") == {"p3"}  # diacritics removed
+        assert found("users", "ann_lee") == {"u1"}  # a query's "_" separates words as the text's does
+
+
 def test_redis_leaderboard_members_are_set_never_added_and_day_sets_expire(store_servers: StackHandle) -> None:
     """Sorted-set members carry the spec's score (a replay or an older version moves nothing); a
     day's set and its version records expire at the end of the day plus the retention."""
