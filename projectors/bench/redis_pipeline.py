@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from projectors.bench.baselines import bare_consume
 from projectors.bench.config import Say
 from projectors.bench.report import RawStoreRun, WorkerRun
+from projectors.bench.throughput import timed_apply
 from projectors.bench.worker_runs import bench_worker, run_worker_until
 from projectors.capture.preflight import parse_lsn
 from projectors.db.migrate import connect
@@ -28,7 +29,6 @@ from projectors.model import Put
 from projectors.operations.caught_up import wait_for_capture
 from projectors.projections import descriptor
 from projectors.projections.redis_views import RedisProjection
-from projectors.runtime.retry import open_store
 from projectors.settings import Settings
 from projectors.source import PostgresSource
 from projectors.workload import SocialWorkload
@@ -87,23 +87,7 @@ def store_alone(settings: Settings, batch: int, operations: int, limit_s: float)
         return RawStoreRun(operations=0, seconds=0.0, ops_per_s=0.0, batch=batch, setup_s=0.0)
     ops = [Put(key, 1 + i // len(items), doc) for i, (key, doc) in
            ((i, items[i % len(items)]) for i in range(max(operations, len(items))))]
-    target = open_store(settings, "redis", 90)  # through the retry wrapper, as the worker writes
-    setup = time.perf_counter()
-    target.drop()
-    target.ensure_schema()
-    setup_s = time.perf_counter() - setup
-    written, started = 0, time.perf_counter()
-    try:
-        for i in range(0, len(ops), batch):
-            target.apply(ops[i : i + batch])
-            written += len(ops[i : i + batch])
-            if time.perf_counter() - started > limit_s:
-                break
-        seconds = max(0.001, time.perf_counter() - started)
-    finally:
-        target.drop()
-        target.close()
-    return RawStoreRun(operations=written, seconds=seconds, ops_per_s=written / seconds, batch=batch, setup_s=setup_s)
+    return timed_apply(settings, "redis", ops, batch, limit_s)
 
 
 def pipeline(settings: Settings, size: PipelineSize, say: Say) -> PipelineRun:

@@ -38,6 +38,13 @@ def raw_store_rate(settings: Settings, projection: str, batch: int, limit: int, 
                 break
     # through the retry wrapper, as a worker writes: right after the real-store worker was stopped
     # mid-batch, the local Cosmos server (one Node thread) can be busy for minutes with what it sent
+    return timed_apply(settings, projection, ops, batch, limit_s)
+
+
+def timed_apply(settings: Settings, projection: str, ops: list[Put], batch: int, limit_s: float) -> RawStoreRun:
+    """``ops`` applied in batches of ``batch`` (through the retry wrapper, as a worker writes) into
+    an emptied generation of the projection's store, emptied again after: how fast the store
+    client alone writes, stopped after ``limit_s``."""
     target = open_store(settings, projection, 90)
     setup = time.perf_counter()
     target.drop()
