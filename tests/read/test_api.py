@@ -5,6 +5,7 @@ OpenAPI document is the committed one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -270,21 +271,29 @@ def test_503_with_retry_after_only_when_store_and_postgres_both_fail(api_stack: 
     env = {**api_stack.env, "PROJECTORS_READ_API_PORT": str(port), "PROJECTORS_PG_PORT": str(free_port()),
            "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}", "PROJECTORS_READ_STORE_TIMEOUT_S": "1",
            "PROJECTORS_READ_FALLBACK_TIMEOUT_S": "1"}
+    with serving(api_stack, env) as down:
+        user = users_of(api_stack)[0]
+        status, headers, problem = get(down, f"/v1/users/{user}/feed")
+        assert status == 503 and headers["retry-after"] == "5", problem
+        assert problem["status"] == 503 and "PostgreSQL" in problem["detail"]
+        # the counters store answers: no 503 though PostgreSQL is down
+        status, _, body = get(down, "/v1/counters", ids=[user])
+        assert status == 200 and body["source"] == "store"
+
+
+@contextlib.contextmanager
+def serving(handle: StackHandle, env: dict[str, str]) -> Iterator[StackHandle]:
+    """`projectors serve` of its own with ``env`` (e.g. a PostgreSQL port nothing listens on), up
+    and answering /health; stopped afterwards."""
     with subprocess.Popen([*serve_command(), "serve"], env=child_env(env), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True) as proc:
         try:
-            down = StackHandle(api_stack.with_env(**env), env)
+            served = StackHandle(handle.with_env(**env), env)
             deadline = time.monotonic() + 60
-            while get_or_none(down, "/health") != 200:
+            while get_or_none(served, "/health") != 200:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
                 time.sleep(0.3)
-            user = users_of(api_stack)[0]
-            status, headers, problem = get(down, f"/v1/users/{user}/feed")
-            assert status == 503 and headers["retry-after"] == "5", problem
-            assert problem["status"] == 503 and "PostgreSQL" in problem["detail"]
-            # the counters store answers: no 503 though PostgreSQL is down
-            status, _, body = get(down, "/v1/counters", ids=[user])
-            assert status == 200 and body["source"] == "store"
+            yield served
         finally:
             proc.terminate()
             proc.wait(30)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +20,7 @@ from projectors.stack.servers import Redis
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, free_port, local_stack
 from tests.operations.test_operators import assert_clean
-from tests.read.test_api import child_env, get, get_or_none, serve_command, users_of
+from tests.read.test_api import get, serving, users_of
 
 PARTS = ["postgres", "broker", "redis", "capture", "worker-redis", "reader"]
 
@@ -135,14 +133,8 @@ def test_503_with_retry_after_only_when_redis_and_postgres_both_fail(redis_api: 
         ("/v1/profiles", {"ids": [user]}), ("/v1/leaderboards/authors", {"day": "all"}), ("/v1/trending-topics", {}),
     ]
     server = Redis(redis_api.settings)
-    with subprocess.Popen([*serve_command(), "serve"], env=child_env(env), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True) as proc:
-        try:
-            down = StackHandle(redis_api.with_env(**env), env)
-            deadline = time.monotonic() + 60
-            while get_or_none(down, "/health") != 200:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-                time.sleep(0.3)
+    try:
+        with serving(redis_api, env) as down:
             for path, params in calls:  # PostgreSQL down, Redis answers: no 503
                 status, _, body = get(down, path, **params)
                 assert status == 200 and body["source"] == "store", (path, body)
@@ -152,7 +144,5 @@ def test_503_with_retry_after_only_when_redis_and_postgres_both_fail(redis_api: 
                 status, headers, problem = get(down, path, **params)
                 assert status == 503 and headers["retry-after"] == "5", (path, problem)
                 assert problem["status"] == 503 and "PostgreSQL" in problem["detail"], problem
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            server.start(60)
+    finally:
+        server.start(60)
