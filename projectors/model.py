@@ -196,3 +196,14 @@ class ReportsHealth(Protocol):
 
     @property
     def retries(self) -> int: ...
+
+
+@runtime_checkable
+class CachedItems(Protocol):
+    """A store that holds some items only while readers use them (Redis's feed pages): a cache the
+    projection keeps exact. It says which of some keys it holds now (a change refreshes those only),
+    and which keys readers asked for and it does not hold yet (the worker then writes them)."""
+
+    def held_keys(self, keys: Sequence[ItemKey]) -> set[ItemKey]: ...
+
+    def requested(self, wait_s: float) -> list[ItemKey]: ...

@@ -131,6 +131,11 @@ class RedisSettings(Section):
     retention_days: int = Field(default=7, ge=1, le=366)
     # one Redis call's timeout
     timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # items of the first feed page kept in Redis for each user reading their feed (reads of up to
+    # this many items are answered from it); 0: no feed pages in Redis
+    feed_page_size: int = Field(default=50, ge=0, le=500)
+    # a user's feed page leaves Redis this long after their last read of it (each read extends it)
+    feed_page_ttl_s: int = Field(default=900, ge=10, le=86_400)
 
     _check_port = field_validator("port")(tcp_port)
 

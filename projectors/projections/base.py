@@ -115,6 +115,9 @@ class Projection(ABC):
     name: ClassVar[str]
     tables: ClassVar[tuple[str, ...]]
     collections: ClassVar[tuple[str, ...]]
+    # collections the store holds only while readers use them (a cache the projection keeps exact:
+    # ``CachedItems``): not in ``spec_all``; verify judges the items held, by ``spec_for``
+    cached: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def touched(self, event: ChangeEvent) -> list[Touch]:

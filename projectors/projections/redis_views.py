@@ -9,7 +9,13 @@ Items (collection, id -> Redis structure, ``stores/redis_store.py`` lays them ou
 - ``hotPosts``, ``<day>:<postId>`` -> a member of ``<P>lb:posts:<day>``: a public post created that
   UTC day, scored by its reactions + replies;
 - ``topics``, ``<day>:<topic>`` -> a member of ``<P>lb:topics:<day>``: public posts created that day
-  with the topic.
+  with the topic;
+- ``feedPage``, ``<userId>`` -> the string ``<P>feed:<userId>``: the first ``feed_page_size`` + 1
+  items of the user's feed, the same items in the same order as ``ReadClient.feed_page`` (the
+  feed's visibility rule), held only for users who read their feed (a cache the projection keeps
+  exact: ``Projection.cached``). A reader that misses asks for it; the worker writes it, and
+  refreshes it on every change of the feed (a post of someone they follow or their own, a follow,
+  mute or block of theirs) while it is held; it expires ``feed_page_ttl_s`` after its last read.
 
 A member exists only with a positive score. Every score is counted in PostgreSQL when a change names
 the item, and SET (never incremented), so duplicates and replays change nothing. Day sets are kept for
@@ -26,13 +32,23 @@ from typing import Any
 
 from pydantic import Field
 
-from projectors.events.models import ChangeEvent, FollowRow, PostRow, ReactionRow, ReplyRow, UserRow
-from projectors.model import Document, HeldItems, ItemKey
+from projectors.events.models import (
+    BlockRow,
+    ChangeEvent,
+    FollowRow,
+    MuteRow,
+    PostRow,
+    ReactionRow,
+    ReplyRow,
+    UserRow,
+)
+from projectors.model import CachedItems, Document, HeldItems, ItemKey
 from projectors.projections.base import Projection, Touch, is_uuid
 from projectors.projections.descriptor import Descriptor
-from projectors.projections.documents import Doc
+from projectors.projections.documents import Doc, FeedItem
+from projectors.projections.feed import POST_COLUMNS, item_of, post_fields, visible_to
 from projectors.source import PostgresSource
-from projectors.stores.redis_store import ALL_TIME, PROFILE, day_expiry
+from projectors.stores.redis_store import ALL_TIME, FEED_PAGE, PROFILE, day_expiry
 
 AUTHORS, POSTS, TOPICS = "authorLikes", "hotPosts", "topics"
 MARGIN = timedelta(minutes=10)
@@ -56,6 +72,13 @@ class LeaderboardEntry(Doc):
     day: str = Field(pattern=r"^(all|\d{4}-\d{2}-\d{2})$", description="UTC day of the window, or all")
     member: str = Field(description="user id (authors), post id (posts) or topic (topics)")
     score: int = Field(gt=0)
+
+
+class RedisFeedPage(Doc):
+    """The string ``<prefix>:feed:<userId>`` (after ``<version>|``): the first items of the user's feed,
+    newest first, as ``ReadClient.feed_page`` returns them (one more than a page: whether more follow)."""
+
+    items: list[FeedItem]
 
 
 def day_of(value: datetime) -> str:
@@ -129,6 +152,15 @@ TOPICS_SQL = (
     "AND p.created_at >= (k.day::date)::timestamp AT TIME ZONE 'UTC' "
     "AND p.created_at < (k.day::date + 1)::timestamp AT TIME ZONE 'UTC' GROUP BY 1, 2"
 )
+# the first items of each user's feed (the feed's rule, as read/fallback.py's FEED_PAGE); a user that
+# does not exist has no page, one with an empty feed an empty page
+FEED_PAGES_SQL = (
+    f"SELECT r.u::text, x.* FROM unnest(%s::uuid[]) AS r(u) JOIN users us ON us.id = r.u "
+    f"LEFT JOIN LATERAL (SELECT {POST_COLUMNS} FROM posts po WHERE (po.author_id = r.u OR po.author_id IN "
+    f"(SELECT followee_id FROM follows WHERE follower_id = r.u)) AND {visible_to('r.u')} "
+    "ORDER BY po.created_at DESC, po.id DESC LIMIT %s) AS x ON TRUE ORDER BY 1, x.created_at DESC, x.id DESC"
+)
+FOLLOWERS_SQL = "SELECT DISTINCT follower_id::text FROM follows WHERE followee_id = ANY(%s::uuid[])"
 TOPICS_ALL_SQL = (
     f"SELECT {DAY_SQL.format('p.created_at')}, t.topic, count(*) FROM posts p, unnest(p.topics) AS t(topic) "
     "WHERE p.visibility = 'public' AND p.created_at >= %s GROUP BY 1, 2"
@@ -137,26 +169,44 @@ TOPICS_ALL_SQL = (
 
 class RedisProjection(Projection):
     name = "redis"
-    tables = ("users", "follows", "posts", "replies", "reactions")
-    collections = (PROFILE, AUTHORS, POSTS, TOPICS)
+    tables = ("users", "follows", "posts", "replies", "reactions", "blocks", "mutes")
+    collections = (PROFILE, AUTHORS, POSTS, TOPICS, FEED_PAGE)
+    cached = (FEED_PAGE,)
 
-    def __init__(self, retention_days: int = 7) -> None:
+    def __init__(self, retention_days: int = 7, feed_page_size: int = 50) -> None:
         self.retention_days = retention_days
+        self.feed_page_size = feed_page_size
 
     def touched(self, event: ChangeEvent) -> list[Touch]:
         out: list[Touch] = []
         for row in event.rows():
             if isinstance(row, UserRow):
-                out.append(ItemKey(PROFILE, row.id))
+                out += [ItemKey(PROFILE, row.id), *([("feed", row.id)] if event.op == "d" else [])]
             elif isinstance(row, FollowRow):
-                out += [ItemKey(PROFILE, row.follower_id), ItemKey(PROFILE, row.followee_id)]
+                out += [ItemKey(PROFILE, row.follower_id), ItemKey(PROFILE, row.followee_id), ("feed", row.follower_id)]
             elif isinstance(row, PostRow):  # REPLICA IDENTITY FULL: a delete names author, day, topics
                 day = parsed_day(row.created_at)
                 out += [ItemKey(PROFILE, row.author_id), ("author", row.author_id), ("post", row.id, day)]
                 out += [("topic", t, day) for t in row.topics]
+                out += [("feed", row.author_id), ("followers", row.author_id)]
             elif isinstance(row, (ReactionRow, ReplyRow)):  # a reaction's delete holds only its key
                 out.append(("post", row.post_id, None))
+            elif isinstance(row, MuteRow):
+                out.append(("feed", row.muter_id))
+            elif isinstance(row, BlockRow):
+                out += [("feed", row.blocker_id), ("feed", row.blocked_id)]
         return out
+
+    def held_pages(self, touches: Collection[Touch], source: PostgresSource, held: HeldItems) -> set[ItemKey]:
+        """The feed pages the store holds among those ``touches`` change: the named users' and
+        those of the followers of the named authors (one query for all of them)."""
+        users = {t[1] for t in touches if isinstance(t, tuple) and t[0] == "feed"}
+        authors = sorted({t[1] for t in touches if isinstance(t, tuple) and t[0] == "followers"})
+        if authors:
+            users.update(str(row[0]) for row in source.rows(FOLLOWERS_SQL, [authors]))
+        if not users or not self.feed_page_size or not isinstance(held, CachedItems):
+            return set()
+        return held.held_keys([ItemKey(FEED_PAGE, u) for u in sorted(users) if is_uuid(u)])
 
     def days(self) -> list[str]:
         return window(datetime.now(UTC), self.retention_days)
@@ -190,15 +240,15 @@ class RedisProjection(Projection):
                     keys.add(ItemKey(POSTS, f"{day}:{post_id}"))
         for author in authors:
             keys.update(ItemKey(AUTHORS, f"{d}:{author}") for d in (ALL_TIME, *days))
-        return keys
+        return keys | self.held_pages(touches, source, held)
 
     def spec_for(self, keys: Collection[ItemKey], source: PostgresSource) -> dict[ItemKey, Document]:
         live = {ALL_TIME, *self.days()}
         by: dict[str, list[ItemKey]] = defaultdict(list)
         for key in keys:
             day, sep, member = key.id.partition(":")
-            if key.collection == PROFILE and is_uuid(key.id):
-                by[PROFILE].append(key)
+            if key.collection in (PROFILE, FEED_PAGE) and is_uuid(key.id):
+                by[key.collection].append(key)
             elif not sep or day not in live or (day == ALL_TIME and key.collection != AUTHORS):
                 continue
             elif key.collection == TOPICS or (key.collection in (AUTHORS, POSTS) and is_uuid(member)):
@@ -207,12 +257,22 @@ class RedisProjection(Projection):
         if by[PROFILE]:
             rows = source.rows(PROFILE_SQL.format("u.id = ANY(%s::uuid[])"), [[k.id for k in by[PROFILE]]])
             out.update(self._profiles(rows))
+        if by[FEED_PAGE] and self.feed_page_size:
+            out.update(self.feed_pages([k.id for k in by[FEED_PAGE]], source))
         for collection, sql in ((AUTHORS, AUTHORS_SQL), (POSTS, POSTS_SQL), (TOPICS, TOPICS_SQL)):
             if by[collection]:
                 days, ids = _pairs(by[collection])
                 out.update(_entries(collection, source.rows(sql, [days, ids])))
         wanted = set(keys)
         return {k: v for k, v in out.items() if k in wanted}
+
+    def feed_pages(self, users: Sequence[str], source: PostgresSource) -> dict[ItemKey, Document]:
+        pages: dict[ItemKey, Document] = {}
+        for user, *post in source.rows(FEED_PAGES_SQL, [list(users), self.feed_page_size + 1]):
+            items = pages.setdefault(ItemKey(FEED_PAGE, str(user)), {"items": []})["items"]
+            if post[0] is not None:
+                items.append(dict(item_of(str(user), post_fields(*post))[1]))
+        return pages
 
     @staticmethod
     def _profiles(rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[ItemKey, Document]]:
@@ -238,7 +298,7 @@ class RedisProjection(Projection):
 
 
 def configured(settings: Any) -> RedisProjection:
-    return RedisProjection(settings.redis.retention_days)
+    return RedisProjection(settings.redis.retention_days, settings.redis.feed_page_size)
 
 
 DESCRIPTOR = Descriptor(
@@ -246,7 +306,13 @@ DESCRIPTOR = Descriptor(
     RedisProjection(),
     "redis",
     configured=configured,
-    documents={PROFILE: RedisProfile, AUTHORS: LeaderboardEntry, POSTS: LeaderboardEntry, TOPICS: LeaderboardEntry},
-    stored={PROFILE: RedisProfile, AUTHORS: LeaderboardEntry, POSTS: LeaderboardEntry, TOPICS: LeaderboardEntry},
+    documents={
+        PROFILE: RedisProfile, AUTHORS: LeaderboardEntry, POSTS: LeaderboardEntry, TOPICS: LeaderboardEntry,
+        FEED_PAGE: RedisFeedPage,
+    },
+    stored={
+        PROFILE: RedisProfile, AUTHORS: LeaderboardEntry, POSTS: LeaderboardEntry, TOPICS: LeaderboardEntry,
+        FEED_PAGE: RedisFeedPage,
+    },
 )
 

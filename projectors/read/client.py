@@ -27,6 +27,8 @@ may just have been dropped by ``projectors rebuild``, which waits longer than th
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -53,8 +55,11 @@ from projectors.read.queries import (
     NOTIFICATIONS_PAGE,
     SUGGESTIONS,
 )
-from projectors.read.redis_reads import checked
+from projectors.read.redis_reads import FIRST_PAGES, checked
 from projectors.stores.generations import suffix
+
+log = logging.getLogger(__name__)
+REDIS_PAUSE_S = 10.0  # after Redis failed a first page, feed reads leave it alone this long
 
 # what read services import from here, besides the client: its answers and its one exception
 __all__ = ["Counts", "Items", "Page", "ReadClient", "ReadUnavailable", "commit_token"]
@@ -86,6 +91,10 @@ class ReadClient(AnsweringClient):
         per followed celebrity, and one more for each of those that fills the page (the items tied
         with its last one). ``after``: a writer's commit token (read-your-writes)."""
         position = self.cursors.decode(FEED, recipient_id, cursor)
+        if position is None and after is None:
+            hot = self.hot_feed_page(recipient_id, limit)
+            if hot is not None:
+                return hot
         keyset = {} if position is None else {"at": position.at, "post": position.id}
         cond = "" if position is None else FEED_AFTER
 
@@ -117,6 +126,34 @@ class ReadClient(AnsweringClient):
             return paged(self.cursors, FEED, recipient_id, items, limit)
 
         return self._answer("feed", read, fallback, after)  # type: ignore[no-any-return]
+
+    _redis_paused_until = 0.0
+
+    def hot_feed_page(self, recipient_id: str, limit: int) -> Page | None:
+        """The first page from the redis projection's copy (the same items and order as the feed
+        store's), its TTL extended; None when Redis does not hold it (the worker is then asked to
+        write it, for the next read), fails (Redis is then left alone for ``REDIS_PAUSE_S``), or the
+        redis projection is more than ``PROJECTORS_READ_MAX_BEHIND_S`` behind."""
+        if limit > self.settings.redis.feed_page_size or not is_uuid(recipient_id):
+            return None
+        bound = self.settings.read.max_behind_s
+        lag = self.behind_s("redis") if bound > 0 else None
+        if time.monotonic() < self._redis_paused_until or (lag is not None and lag > bound):
+            return None
+        redis = self.redis_reads[0]
+        try:
+            generation = self.generation("redis")
+            items = redis.feed_page(recipient_id, generation)
+            if items is None:
+                FIRST_PAGES.labels("feed store").inc()
+                redis.want(recipient_id, generation)
+                return None
+        except Exception as exc:
+            log.warning("feed pages from Redis paused %.0fs: %s: %s", REDIS_PAUSE_S, type(exc).__name__, exc)
+            self._redis_paused_until = time.monotonic() + REDIS_PAUSE_S
+            return None
+        FIRST_PAGES.labels("redis").inc()
+        return paged(self.cursors, FEED, recipient_id, items[: limit + 1], limit)
 
     def counters(self, subject_ids: Iterable[str], after: int | None = None) -> Counts:
         """``{subjectId: {kind: count}}`` for posts (likes, replies) and users (followers, following, posts);

@@ -8,9 +8,12 @@ way (``COLLATE "C"``). A day outside the retention window has no board in Redis,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
+
+from prometheus_client import Counter as MetricCounter
 
 from projectors.errors import ConfigurationError
 from projectors.model import ItemKey
@@ -18,7 +21,14 @@ from projectors.projections.base import is_uuid
 from projectors.projections.redis_views import DAY_SQL, HOT_SCORE, window
 from projectors.settings import Settings
 from projectors.stores.generations import RedisPointer
-from projectors.stores.redis_store import ALL_TIME, PROFILE, RedisStore, prefix_of
+from projectors.stores.redis_store import ALL_TIME, PROFILE, WANTED, RedisStore, page_of, prefix_of
+
+FIRST_PAGES = MetricCounter(
+    "projectors_read_feed_first_pages",
+    "First feed pages read, by where they were answered from: redis (the page it holds), or the feed "
+    "store (Redis did not hold it: the reader asked the redis worker for it)",
+    ["answered_from"],
+)
 
 # leaderboard kind -> (the board in the key, its projection collection)
 KINDS = {"authors": ("authors", "authorLikes"), "posts": ("posts", "hotPosts"), "topics": ("topics", "topics")}
@@ -103,6 +113,17 @@ class RedisReads:
         board = KINDS[kind][0]
         ranked = self.client.zrevrange(f"{self.prefix(generation)}lb:{board}:{day}", 0, limit - 1, withscores=True)
         return [{"member": m, "score": int(s)} for m, s in ranked]
+
+    def feed_page(self, user_id: str, generation: int) -> list[dict[str, Any]] | None:
+        """The items of the user's first feed page Redis holds (None: it holds none), its TTL
+        extended by the read (``GETEX``: a page leaves Redis only when its user stops reading it)."""
+        key = f"{self.prefix(generation)}feed:{user_id}"
+        value = self.client.getex(key, ex=self.settings.redis.feed_page_ttl_s)
+        return None if value is None else list(page_of(value)["items"])
+
+    def want(self, user_id: str, generation: int) -> None:
+        """Ask the redis worker for the user's first feed page (the reader may add to this set only)."""
+        self.client.zadd(f"{self.prefix(generation)}{WANTED}", {user_id: time.time()}, nx=True)
 
     def close(self) -> None:
         if self._client is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +20,10 @@ import psycopg
 from projectors.errors import DeadLetterFailed, PoisonEventError, RetriableError, Severity, severity
 from projectors.events.decode import decode
 from projectors.events.models import ChangeEvent
-from projectors.model import ProjectionStore, Stoppable
+from projectors.model import CachedItems, ProjectionStore, Stoppable
 from projectors.projections.base import Projection, Touch
 from projectors.runtime.dead_letters import DeadLetterWriter, RawRecord
-from projectors.runtime.retry import Retry, RetryPolicy
+from projectors.runtime.retry import Retry, RetryPolicy, unwrapped
 from projectors.source import PostgresSource, SourceCounts
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class BatchProjector:
         )
         self.stats = BatchStats()
         self.source_counts = SourceCounts()  # statements and rows read from PostgreSQL so far
+        self._lock = threading.Lock()  # a batch and the readers' requests are planned one at a time
 
     @property
     def stopping(self) -> bool:
@@ -139,9 +141,31 @@ class BatchProjector:
         rest of the batch is applied."""
         cpu = time.thread_time()
         try:
-            self._process(records)
+            with self._lock:
+                self._process(records)
         finally:
             self.stats.cpu_seconds += time.thread_time() - cpu
+
+    def serves_requests(self) -> bool:
+        """Whether the projection keeps a cache its readers ask for items (``Projection.cached``)."""
+        return bool(self.projection.cached) and isinstance(unwrapped(self.store), CachedItems)
+
+    def serve_requests(self, wait_s: float = 1.0) -> None:
+        """Until stopped: write the cached items readers asked for (``CachedItems.requested``), each
+        planned from the source like a batch's (one snapshot, a ticket as version). A request that
+        fails is dropped (logged): the reader, still missing it, asks again."""
+        store = self.store
+        assert isinstance(store, CachedItems)
+        while not self.stopping:
+            try:
+                keys = store.requested(wait_s)
+                if keys:
+                    with self._lock:
+                        ops = self.projection.plan(set(keys), self._source(), self.store)
+                        self.store.apply(ops)
+            except Exception as exc:
+                log.warning("readers' requests (%s): %s: %s", self.projection.name, type(exc).__name__, exc)
+                self.retry.stopping.wait(wait_s)
 
     def _process(self, records: Sequence[RawRecord]) -> None:
         stats = self.stats

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 
 import psycopg
 
@@ -25,7 +26,7 @@ def build_projector(settings: Settings, name: str, store: ProjectionStore | None
     def connect_source() -> psycopg.Connection:
         return psycopg.connect(settings.pg.conninfo(), autocommit=True)
 
-    return BatchProjector(
+    projector = BatchProjector(
         projection,
         store,
         connect_source,
@@ -33,6 +34,9 @@ def build_projector(settings: Settings, name: str, store: ProjectionStore | None
         retry_initial_s=settings.worker.retry_initial_s,
         retry_max_s=settings.worker.retry_max_s,
     )
+    if projector.serves_requests():  # a cache readers ask for items (the redis projection's feed pages)
+        threading.Thread(target=projector.serve_requests, name="requests", daemon=True).start()
+    return projector
 
 
 GC_THRESHOLDS = (100_000, 50, 100)

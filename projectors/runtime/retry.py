@@ -23,6 +23,7 @@ from projectors.errors import ConfigurationError, RetriableError, Severity, resp
 from projectors.model import (
     ApplyResult,
     BulkLoad,
+    CachedItems,
     ChangeFeed,
     CountsRequests,
     Document,
@@ -242,6 +243,15 @@ class RetryingStore:
     def changed_since(self, collection: str, since: float) -> list[ItemKey]:
         """The wrapped store's change feed (an empty list for a store that keeps none)."""
         return self.store.changed_since(collection, since) if isinstance(self.store, ChangeFeed) else []
+
+    def held_keys(self, keys: Sequence[ItemKey]) -> set[ItemKey]:
+        """Which of ``keys`` a cache holds now (``CachedItems``; none for any other store)."""
+        store = self.store
+        return self._call("held keys", lambda: store.held_keys(keys)) if isinstance(store, CachedItems) else set()
+
+    def requested(self, wait_s: float) -> list[ItemKey]:
+        """The keys readers asked a cache for (``CachedItems``); not retried: they ask again."""
+        return self.store.requested(wait_s) if isinstance(self.store, CachedItems) else []
 
     @property
     def requests(self) -> RequestSnapshot:

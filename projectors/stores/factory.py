@@ -89,6 +89,7 @@ def open_raw_store(
         return RedisStore(
             r.host, r.port, prefix_of(r.prefix, generation), username=r.worker_user,
             password=r.worker_password.get_secret_value(), retention_days=r.retention_days, timeout_s=r.timeout_s,
+            page_ttl_s=r.feed_page_ttl_s,
         )
     if settings.search.backend == "meilisearch":
         from projectors.stores.search_meili import MeilisearchStore

@@ -8,7 +8,11 @@ Layout, under a key prefix ``P`` (``projectors:`` for generation 0, ``projectors
 - leaderboard items (``authorLikes``, ``hotPosts``, ``topics``; id = ``<day>:<member>``, day
   ``YYYY-MM-DD`` or ``all``): a member of the sorted set ``P lb:<board>:<day>`` with the item's score,
   versions in ``P v:<collection>:<day>``. A day's set and its versions expire together at the end of
-  the day plus the retention (``retention_days``); ``all`` never expires.
+  the day plus the retention (``retention_days``); ``all`` never expires;
+- ``feedPage`` items (id = user id): the string ``P feed:<id>``, ``<version>|<JSON page>``, held
+  only while its reader reads it: written with a TTL of ``page_ttl_s`` when first asked for, each
+  read extends it (``GETEX``), a refresh keeps it (``KEEPTTL``). Readers ask for a page they miss
+  by adding the user to the sorted set ``P want:feed`` (``requested`` pops it).
 
 A version record is ``<version>:1`` (live) or ``<version>:0`` (tombstone). The script applies an
 operation only when its version is newer than the record, then SETs the structure (ZADD with the
@@ -30,63 +34,12 @@ from typing import Any
 from projectors.errors import Severity, translated
 from projectors.model import ApplyResult, Document, ItemFailure, ItemKey, Operation, Put
 from projectors.stores.guard import newest_per_key
-
-# per operation: version key, field, version, op (h: put hash, hr: remove hash, z: put member,
-# zr: remove member), structure key, member, payload, expire-at (0: never)
-GUARD = """
-local out = {}
-for i = 1, #ARGV, 8 do
-  local vkey, field, ver, op = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local key, member, payload, exp = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7])
-  local held = redis.call('HGET', vkey, field)
-  local hv, live = -1, false
-  if held then
-    local sep = string.find(held, ':', 1, true)
-    hv = tonumber(string.sub(held, 1, sep - 1))
-    live = string.sub(held, sep + 1) == '1'
-  end
-  if hv >= ver then
-    out[#out + 1] = 's'
-  else
-    local changed = false
-    local put = (op == 'h' or op == 'z')
-    if op == 'z' then
-      local cur = redis.call('ZSCORE', key, member)
-      changed = (not cur) or tonumber(cur) ~= tonumber(payload)
-      redis.call('ZADD', key, payload, member)
-    elseif op == 'zr' then
-      changed = redis.call('ZREM', key, member) == 1
-    elseif op == 'h' then
-      local want = cjson.decode(payload)
-      local cur = redis.call('HGETALL', key)
-      if #cur ~= #want then
-        changed = true
-      else
-        local have = {}
-        for j = 1, #cur, 2 do have[cur[j]] = cur[j + 1] end
-        for j = 1, #want, 2 do
-          if have[want[j]] ~= want[j + 1] then changed = true end
-        end
-      end
-      if changed then
-        redis.call('DEL', key)
-        redis.call('HSET', key, unpack(want))
-      end
-    else
-      changed = redis.call('DEL', key) == 1
-    end
-    redis.call('HSET', vkey, field, ARGV[i + 2] .. ':' .. (put and '1' or '0'))
-    if exp > 0 then
-      redis.call('EXPIREAT', vkey, exp)
-      redis.call('EXPIREAT', key, exp)
-    end
-    out[#out + 1] = changed and 'c' or 'u'
-  end
-end
-return out
-"""
+from projectors.stores.redis_scripts import GUARD, PAGE_GUARD
 
 BOARDS = {"authorLikes": "authors", "hotPosts": "posts", "topics": "topics"}
+FEED_PAGE = "feedPage"
+WANTED = "want:feed"
+REQUESTS_PER_CALL = 500
 PROFILE = "profile"
 PROFILE_INTS = ("followers", "following", "posts")
 ALL_TIME = "all"
@@ -134,25 +87,28 @@ class RedisStore:
 
     def __init__(
         self, host: str, port: int, prefix: str, *, username: str | None = None, password: str | None = None,
-        retention_days: int = 7, timeout_s: float = 5.0,
+        retention_days: int = 7, timeout_s: float = 5.0, page_ttl_s: int = 900,
     ) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        self.prefix, self.retention_days = prefix, retention_days
+        self.prefix, self.retention_days, self.page_ttl_s = prefix, retention_days, page_ttl_s
         self.requests = RequestCounts()
         self.redis = redis.Redis(
             host=host, port=port, username=username or None, password=password or None, socket_timeout=timeout_s,
             socket_connect_timeout=3.0, retry=Retry(NoBackoff(), 0), decode_responses=True,
         )
         self._guard = self.redis.register_script(GUARD)
+        self._page_guard = self.redis.register_script(PAGE_GUARD)
 
     # -- layout -------------------------------------------------------------------------------------
     def place(self, key: ItemKey) -> Place:
         p = self.prefix
         if key.collection == PROFILE:
             return Place(f"{p}v:{PROFILE}", key.id, f"{p}{PROFILE}:{key.id}", "", 0)
+        if key.collection == FEED_PAGE:
+            return Place("", key.id, f"{p}feed:{key.id}", "", 0)
         board = BOARDS.get(key.collection)
         day, sep, member = key.id.partition(":")
         if board is None or not sep or not member:
@@ -166,6 +122,8 @@ class RedisStore:
     def encode(collection: str, doc: Document) -> str:
         if collection == PROFILE:
             return json.dumps([v for k in sorted(doc) for v in (k, str(doc[k]))])
+        if collection == FEED_PAGE:
+            return json.dumps(doc, separators=(",", ":"), sort_keys=True)
         return str(int(doc["score"]))
 
     @staticmethod
@@ -184,25 +142,44 @@ class RedisStore:
                 failures.append(ItemFailure(op, exc, Severity.REFUSED))
         changed = stale = unchanged = 0
         for collection, group in groups.items():
-            args: list[str | int] = []
-            for op, at in group:
-                hashed = collection == PROFILE
-                if isinstance(op, Put):
-                    kind, payload = ("h" if hashed else "z"), self.encode(collection, op.doc)
-                else:
-                    kind, payload = ("hr" if hashed else "zr"), ""
-                args += [at.vkey, at.field, op.version, kind, at.key, at.member, payload, at.expire_at]
-            try:
-                self.requests.add("guard")
-                outcomes = self._guard(keys=[], args=args)
-            except Exception as exc:
-                level = self.severity(exc)
-                failures += [ItemFailure(op, exc, level) for op, _ in group]
-                continue
+            if collection == FEED_PAGE:
+                outcomes = self._call_guard(self._page_guard, self._page_args(group), group, failures)
+            else:
+                outcomes = self._call_guard(self._guard, self._args(collection, group), group, failures)
             changed += outcomes.count("c")
             stale += outcomes.count("s")
             unchanged += outcomes.count("u")
         return ApplyResult(changed, stale + dropped, unchanged, failures)
+
+    def _args(self, collection: str, group: Sequence[tuple[Operation, Place]]) -> list[str | int]:
+        args: list[str | int] = []
+        hashed = collection == PROFILE
+        for op, at in group:
+            if isinstance(op, Put):
+                kind, payload = ("h" if hashed else "z"), self.encode(collection, op.doc)
+            else:
+                kind, payload = ("hr" if hashed else "zr"), ""
+            args += [at.vkey, at.field, op.version, kind, at.key, at.member, payload, at.expire_at]
+        return args
+
+    def _page_args(self, group: Sequence[tuple[Operation, Place]]) -> list[str | int]:
+        args: list[str | int] = [self.page_ttl_s]
+        for op, at in group:
+            payload = self.encode(FEED_PAGE, op.doc) if isinstance(op, Put) else ""
+            args += [at.key, op.version, "p" if isinstance(op, Put) else "pr", payload]
+        return args
+
+    def _call_guard(
+        self, script: Any, args: list[str | int], group: Sequence[tuple[Operation, Place]], failures: list[ItemFailure]
+    ) -> list[str]:
+        """One guard call; its operations' failures reported (none applied) when it fails."""
+        try:
+            self.requests.add("guard")
+            return list(script(keys=[], args=args))
+        except Exception as exc:
+            level = self.severity(exc)
+            failures += [ItemFailure(op, exc, level) for op, _ in group]
+            return []
 
     @staticmethod
     def severity(exc: Exception) -> Severity:
@@ -222,6 +199,12 @@ class RedisStore:
         yield from self.redis.scan_iter(match=pattern, count=1000)
 
     def live_items(self, collection: str) -> Iterator[tuple[ItemKey, Document]]:
+        if collection == FEED_PAGE:
+            start = len(f"{self.prefix}feed:")
+            users = [key[start:] for key in self._scan(f"{self.prefix}feed:*")]
+            for first in range(0, len(users), 1000):
+                yield from self.read_items([ItemKey(FEED_PAGE, u) for u in users[first : first + 1000]]).items()
+            return
         if collection == PROFILE:
             vkeys = [f"{self.prefix}v:{PROFILE}"]
         elif collection in BOARDS:
@@ -249,6 +232,10 @@ class RedisStore:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for key, at in wanted:
+            if key.collection == FEED_PAGE:
+                pipe.exists(at.key)  # a page holds its version itself
+                pipe.get(at.key)
+                continue
             pipe.hget(at.vkey, at.field)
             if key.collection == PROFILE:
                 pipe.hgetall(at.key)
@@ -259,6 +246,10 @@ class RedisStore:
         out: dict[ItemKey, Document] = {}
         for n, (key, _at) in enumerate(wanted):
             record, value = replies[2 * n], replies[2 * n + 1]
+            if key.collection == FEED_PAGE:
+                if value is not None:
+                    out[key] = page_of(value)
+                continue
             if record is None or not record.endswith(":1") or value is None or value == {}:
                 continue  # a held structure without a live record is not an item (verify: extra)
             if key.collection == PROFILE:
@@ -267,6 +258,30 @@ class RedisStore:
                 day, _, member = key.id.partition(":")
                 out[key] = {"day": day, "member": member, "score": int(value)}
         return out
+
+    # -- the feed pages readers use (``CachedItems``) ---------------------------------------------------
+    def held_keys(self, keys: Sequence[ItemKey]) -> set[ItemKey]:
+        """Which of ``keys`` (feed pages) exist now: one pipelined ``EXISTS`` each."""
+        pages = [k for k in keys if k.collection == FEED_PAGE]
+        if not pages:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for key in pages:
+            pipe.exists(self.place(key).key)
+        self.requests.add("held")
+        return {key for key, found in zip(pages, pipe.execute(), strict=True) if found}
+
+    def requested(self, wait_s: float) -> list[ItemKey]:
+        """The pages readers asked for and missed (``P want:feed``), popped: waits up to ``wait_s``
+        for the first, then takes up to ``REQUESTS_PER_CALL`` at once."""
+        want = f"{self.prefix}{WANTED}"
+        self.requests.add("requested")
+        first = self.redis.bzpopmin(want, timeout=wait_s)
+        if not first:
+            return []
+        more: list[Any] = list(self.redis.zpopmin(want, REQUESTS_PER_CALL - 1) or [])
+        users = [str(first[1]), *(str(pair[0]) for pair in more)]
+        return [ItemKey(FEED_PAGE, user) for user in users]
 
     def find_keys(self, collection: str, equals: Mapping[str, str], partition: str | None = None) -> list[ItemKey]:
         return [k for k, doc in self.live_items(collection) if all(str(doc.get(f)) == v for f, v in equals.items())]
@@ -277,6 +292,7 @@ class RedisStore:
         self.requests.add("script_load")
         try:
             self.redis.script_load(GUARD)
+            self.redis.script_load(PAGE_GUARD)
         except Exception as exc:
             raise translated("redis: load the version guard", exc, self.severity(exc)) from exc
 
@@ -302,6 +318,11 @@ class RedisStore:
 
     def close(self) -> None:
         self.redis.close()
+
+
+def page_of(value: str) -> Document:
+    """A stored feed page (``<version>|<JSON>``) as its document."""
+    return dict(json.loads(value.split("|", 1)[1]))
 
 
 def reader(settings: Any, prefix: str) -> Any:

@@ -23,13 +23,13 @@ import pytest
 import redis
 
 from projectors.db.migrate import connect
-from projectors.events.models import ChangeEvent, PostRow, ReactionRow, UserRow
-from projectors.model import ItemKey
+from projectors.events.models import BlockRow, ChangeEvent, PostRow, ReactionRow, UserRow
+from projectors.model import ItemKey, Put
 from projectors.projections.redis_views import RedisProjection, window
 from projectors.read.client import ReadClient
 from projectors.stack.servers import Redis
 from projectors.stores.factory import open_raw_store
-from projectors.stores.redis_store import reader
+from projectors.stores.redis_store import prefix_of, reader
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack, worker_part
 from tests.operations.test_operators import assert_clean
@@ -47,8 +47,10 @@ def test_a_change_touches_profiles_boards_and_days_from_its_rows_only() -> None:
     assert touched(change("users", "u", UserRow(id=A, handle="a"))) == [ItemKey("profile", A)]
     post = PostRow(id=P, author_id=A, topics=["kafka"], visibility="public", created_at="2026-12-06T23:59:59.5Z")
     assert touched(change("posts", "d", post)) == [
-        ItemKey("profile", A), ("author", A), ("post", P, "2026-12-06"), ("topic", "kafka", "2026-12-06")
+        ItemKey("profile", A), ("author", A), ("post", P, "2026-12-06"), ("topic", "kafka", "2026-12-06"),
+        ("feed", A), ("followers", A),  # the feed pages held of the author and their followers
     ]
+    assert touched(change("blocks", "c", BlockRow(blocker_id=A, blocked_id=P))) == [("feed", A), ("feed", P)]
     # a reaction's delete holds its key only: the post's day and author are looked up when planned
     assert touched(change("reactions", "d", ReactionRow(post_id=P, user_id=A, kind="like"))) == [("post", P, None)]
 
@@ -282,3 +284,99 @@ def test_a_rebuild_swaps_in_a_new_prefix_while_readers_read(redis_stack: StackHa
         store.close()
     assert_clean(redis_stack, ["redis"])
     assert held_under(redis_stack, f"{redis_stack.settings.redis.prefix}-g1:") == expected(redis_stack)
+
+
+def wait_for(check: Any, what: str, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
+
+
+def test_the_first_feed_page_is_kept_in_redis_for_its_readers_only(redis_stack: StackHandle) -> None:
+    settings = redis_stack.settings
+    client = ReadClient(settings)
+    prefix = prefix_of(settings.redis.prefix, client.generation("redis"))  # a rebuild may have run before
+    with connect(settings.pg) as conn:  # the most followed author, and two of their followers
+        SocialWorkload(conn, rng=random.Random(38)).seed(users=50, posts=200, follows=400)
+        conn.commit()
+        star, = conn.execute(
+            "SELECT followee_id::text FROM follows GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+        ).fetchone() or ("",)
+        fans = [r[0] for r in conn.execute(
+            "SELECT follower_id::text FROM follows WHERE followee_id = %s ORDER BY 1 LIMIT 2", (star,)
+        ).fetchall()]
+    reader_id, idle_id = fans
+    watcher = reader(settings, prefix)
+    page_key, idle_key = f"{prefix}feed:{reader_id}", f"{prefix}feed:{idle_id}"
+
+    def from_postgres(limit: int) -> Any:
+        return client._postgres.feed_page(reader_id, limit + 1)[:limit]
+
+    try:
+        # a miss: answered without Redis (the feed's Cosmos is not part of this stack: PostgreSQL),
+        # and the reader asks the worker for the page
+        first = client.feed_page(reader_id, limit=20)
+        assert first.source == "postgres" and list(first) == from_postgres(20)
+        wait_for(lambda: watcher.exists(page_key), "the worker writes the page asked for")
+        hot = client.feed_page(reader_id, limit=20)
+        assert hot.source == "store" and list(hot) == from_postgres(20) and len(hot) == 20
+        assert hot.next_cursor == first.next_cursor  # the same page, so the same next page
+        assert 0 < watcher.ttl(page_key) <= settings.redis.feed_page_ttl_s
+        schema = json.loads((SCHEMAS / "feedPage.json").read_text())
+        jsonschema.validate(json.loads(watcher.get(page_key).split("|", 1)[1]), schema)
+
+        # a post of the author they follow refreshes the held page, and only the held one
+        with connect(settings.pg) as conn:
+            new_post, = conn.execute(
+                "INSERT INTO posts (id, author_id, body, topics, visibility) VALUES "
+                "(gen_random_uuid(), %s, 'hot off the press', ARRAY['kafka'], 'public') RETURNING id::text", (star,),
+            ).fetchone() or ("",)
+            conn.commit()
+        wait_for(lambda: new_post in watcher.get(page_key), "the page refreshed with the new post")
+        assert list(client.feed_page(reader_id, limit=50)) == from_postgres(50)
+        assert client.feed_page(reader_id, limit=50).source == "store"
+        assert not watcher.exists(idle_key)  # nobody reads it: never written
+        # a block of the author takes their posts off the page
+        with connect(settings.pg) as conn:
+            conn.execute("INSERT INTO blocks (blocker_id, blocked_id) VALUES (%s, %s)", (reader_id, star))
+            conn.commit()
+        wait_for(lambda: new_post not in watcher.get(page_key), "the page refreshed after the block")
+        assert list(client.feed_page(reader_id, limit=50)) == from_postgres(50)
+        assert all(item["authorId"] != star for item in client.feed_page(reader_id, limit=50))
+
+        # the reader may extend a page's TTL and ask for one, nothing else
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            watcher.set(page_key, "0|{}", keepttl=True)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            watcher.getex(f"{settings.redis.prefix}.generation", ex=1)
+
+        # verify judges the held pages: a wrong one is found and repaired
+        assert_clean(redis_stack, ["redis"])  # every change applied: no refresh comes after the damage
+        worker_client = redis.Redis(
+            host=settings.redis.host, port=settings.redis.port, username=settings.redis.worker_user,
+            password=settings.redis.worker_password.get_secret_value(), decode_responses=True,
+        )
+        version = int(watcher.get(page_key).split("|", 1)[0])
+        worker_client.set(page_key, f"{version}|" + json.dumps({"items": []}), keepttl=True)
+        worker_client.close()
+        found = redis_stack.cli("verify", "redis", "--full", "--json", timeout=300)
+        assert found.returncode != 0 and '"wrong": 1' in found.stdout, found.stdout[-2000:]
+        repaired = redis_stack.cli("verify", "redis", "--full", "--repair", timeout=300)
+        assert repaired.returncode == 0, repaired.stdout[-2000:] + repaired.stderr[-2000:]
+        assert_clean(redis_stack, ["redis"])
+        assert list(client.feed_page(reader_id, limit=50)) == from_postgres(50)
+
+        # replays never write an older page: the guard compares the stored version
+        store = open_raw_store(settings, "redis")
+        try:
+            stale = store.apply([Put(ItemKey("feedPage", reader_id), 1, {"items": []})])
+            assert stale.skipped_stale == 1 and list(client.feed_page(reader_id, limit=50)) == from_postgres(50)
+        finally:
+            store.close()
+    finally:
+        watcher.close()
+        client.close()

@@ -18,6 +18,7 @@ from projectors.model import ItemKey, ProjectionStore, RangeDigests
 from projectors.operations.verify.digests import verify_by_digests
 from projectors.operations.verify.drift import Drift, digest, field_diff
 from projectors.operations.verify.pacer import ReadPacer
+from projectors.operations.verify.recheck import spec_of
 from projectors.projections import Projection, descriptor
 from projectors.projections import projection as get_projection
 from projectors.settings import Settings
@@ -63,16 +64,29 @@ def _compare_whole(
     at = datetime.now(UTC)
     unjudged: set[ItemKey] = set()  # within a margin of expiry (Projection.judged)
     wrong: dict[ItemKey, dict[str, Any]] = {}  # the wrong examples kept: their fields are read back
+    cached: dict[ItemKey, bytes] = {}  # items of a cache (Projection.cached): judged where held only
     for collection in projection.collections:
         for key, doc in pacer.paced(store.live_items(collection)):
+            if collection in projection.cached:
+                cached[key] = digest(doc)
+                continue
             judged = projection.judged(doc, at)
             if judged is None:
                 unjudged.add(key)
             else:
                 held[key] = digest(judged)
-    drift.held = len(held)
+    drift.held = len(held) + len(cached)
     with psycopg.connect(settings.pg.conninfo()) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        if cached:  # the cache's spec, for the items it holds, in the snapshot the rest is read in
+            held.update(cached)
+            for key, intended in spec_of(projection.spec_for, sorted(cached), PostgresSource(conn)).items():
+                drift.checked += 1
+                if held.pop(key) != digest(intended):
+                    drift.wrong += 1
+                    if drift.note("wrong", key, intended, sample_limit):
+                        wrong[key] = drift.samples[-1]
+                    drift.keys.add(key)
         for key, intended in projection.spec_all(PostgresSource(conn)):
             judged = projection.judged(intended, at)
             if judged is None or key in unjudged:

@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-from projectors.model import Document, ItemKey, ProjectionStore
+from projectors.model import CachedItems, Document, ItemKey, ProjectionStore
 from projectors.operations.verify.drift import Drift
 from projectors.runtime.stats import request_counts
 from projectors.settings import Settings
@@ -128,3 +128,11 @@ class CountedReads:
         found = self._store.find_keys(collection, equals, partition)
         self._pacer.take(len(found))
         return found
+
+    def held_keys(self, keys: Sequence[ItemKey]) -> set[ItemKey]:
+        """Which of ``keys`` a cache holds (``CachedItems``; none for any other store)."""
+        self._pacer.take(len(keys))
+        return self._store.held_keys(keys) if isinstance(self._store, CachedItems) else set()
+
+    def requested(self, wait_s: float) -> list[ItemKey]:
+        return []  # a verify answers no reader
