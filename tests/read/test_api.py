@@ -89,8 +89,9 @@ def page_http(handle: StackHandle, path: str, limit: int, **params: Any) -> tupl
 def test_paging_every_feed_and_notifications_equals_the_single_call(api_stack: StackHandle) -> None:
     users = users_of(api_stack)
     client = ReadClient(api_stack.settings)
-    # the store down: every page from PostgreSQL, paged the same way
+    # the stores down (Cosmos, and Redis's first pages): every page from PostgreSQL, paged the same way
     fallback = ReadClient(api_stack.with_env(PROJECTORS_COSMOS_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+                                             PROJECTORS_REDIS_PORT=str(free_port()),
                                              PROJECTORS_READ_STORE_TIMEOUT_S="2"))
     try:
         with connect(api_stack.settings.pg) as conn:
@@ -270,7 +271,7 @@ def test_503_with_retry_after_only_when_store_and_postgres_both_fail(api_stack: 
     port = free_port()
     env = {**api_stack.env, "PROJECTORS_READ_API_PORT": str(port), "PROJECTORS_PG_PORT": str(free_port()),
            "PROJECTORS_COSMOS_ENDPOINT": f"http://127.0.0.1:{free_port()}", "PROJECTORS_READ_STORE_TIMEOUT_S": "1",
-           "PROJECTORS_READ_FALLBACK_TIMEOUT_S": "1"}
+           "PROJECTORS_READ_FALLBACK_TIMEOUT_S": "1", "PROJECTORS_REDIS_PORT": str(free_port())}
     with serving(api_stack, env) as down:
         user = users_of(api_stack)[0]
         status, headers, problem = get(down, f"/v1/users/{user}/feed")
