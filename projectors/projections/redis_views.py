@@ -95,6 +95,18 @@ def parsed_day(text: str | None) -> str | None:
         return None
 
 
+def likes_move(event: ChangeEvent) -> bool:
+    """Whether a post's change can move its likes between authors' boards: its delete (its reactions
+    go with it, and their deletes cannot name the author any more), a change of its author, a
+    snapshot; a new post has no likes, an edit keeps them where they are."""
+    if event.op == "c":
+        return False
+    before, after = event.before, event.after
+    if event.op == "u" and isinstance(before, PostRow) and isinstance(after, PostRow):
+        return before.author_id != after.author_id
+    return True
+
+
 def window(now: datetime, retention_days: int) -> list[str]:
     """The UTC days whose sets have not expired at ``now``, oldest first."""
     today = now.astimezone(UTC).date()
@@ -186,7 +198,9 @@ class RedisProjection(Projection):
                 out += [ItemKey(PROFILE, row.follower_id), ItemKey(PROFILE, row.followee_id), ("feed", row.follower_id)]
             elif isinstance(row, PostRow):  # REPLICA IDENTITY FULL: a delete names author, day, topics
                 day = parsed_day(row.created_at)
-                out += [ItemKey(PROFILE, row.author_id), ("author", row.author_id), ("post", row.id, day)]
+                out += [ItemKey(PROFILE, row.author_id), ("post", row.id, day)]
+                if likes_move(event):
+                    out.append(("author", row.author_id))
                 out += [("topic", t, day) for t in row.topics]
                 out += [("feed", row.author_id), ("followers", row.author_id)]
             elif isinstance(row, (ReactionRow, ReplyRow)):  # a reaction's delete holds only its key

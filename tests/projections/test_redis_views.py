@@ -47,9 +47,11 @@ def test_a_change_touches_profiles_boards_and_days_from_its_rows_only() -> None:
     assert touched(change("users", "u", UserRow(id=A, handle="a"))) == [ItemKey("profile", A)]
     post = PostRow(id=P, author_id=A, topics=["kafka"], visibility="public", created_at="2026-12-06T23:59:59.5Z")
     assert touched(change("posts", "d", post)) == [
-        ItemKey("profile", A), ("author", A), ("post", P, "2026-12-06"), ("topic", "kafka", "2026-12-06"),
+        ItemKey("profile", A), ("post", P, "2026-12-06"), ("author", A), ("topic", "kafka", "2026-12-06"),
         ("feed", A), ("followers", A),  # the feed pages held of the author and their followers
     ]
+    # a new post has no likes yet: the author's like boards are not recounted
+    assert ("author", A) not in touched(change("posts", "c", post))
     assert touched(change("blocks", "c", BlockRow(blocker_id=A, blocked_id=P))) == [("feed", A), ("feed", P)]
     # a reaction's delete holds its key only: the post's day and author are looked up when planned
     assert touched(change("reactions", "d", ReactionRow(post_id=P, user_id=A, kind="like"))) == [("post", P, None)]
