@@ -249,10 +249,13 @@ def behind(
     deadline = time.monotonic() + wait_s
     left = list(projections)
     progress, progress_at = -1, time.monotonic()
-    while True:
+    while left:
         still, committed = [], 0
+        # the ends of every topic at once: one wait for the records past the watermarks, not one each
+        topics_of = {p: set(descriptor(p).topics(settings)) for p in left}
+        every_end = offsets.ends(settings, sorted(set().union(*topics_of.values())), idle_s=0.3)
         for projection in left:
-            ends = offsets.ends(settings, descriptor(projection).topics(settings), idle_s=0.3)
+            ends = {k: end for k, end in every_end.items() if k[0] in topics_of[projection]}
             done = offsets.committed(settings, descriptor(projection).group)
             committed += sum(max(0, v) for v in done.values())
             if any(done.get(k, 0) < end for k, end in ends.items() if end > 0):
@@ -264,6 +267,7 @@ def behind(
             return still
         left = still
         time.sleep(1.0)
+    return []
 
 
 def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str], None]) -> None:
