@@ -192,8 +192,9 @@ def measure(
                 "fallbacks": sum(client.fallbacks.values()) + sum(hot.client.fallbacks.values()) - fallbacks,
             }
             if name == "feed_page_redis":  # every timed answer from Redis, and Redis's equal to Cosmos's
-                compared, differ = hot.mismatches(client, rng)
+                compared, items, differ = hot.mismatches(client, rng)
                 out[name].update(warmed, from_redis=hits / config.calls, compared=compared, mismatches=differ,
+                                 compared_items=items,
                                  http_from_redis=(hits_over_http(redis_http) - web_hits) / config.calls)
     finally:
         client.close()

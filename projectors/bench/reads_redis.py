@@ -103,19 +103,21 @@ class HotFeed:
     def path(self, rng: random.Random) -> str:
         return f"/v1/users/{rng.choice(self.users)}/feed?limit={LIMIT}"
 
-    def mismatches(self, cosmos: ReadClient, rng: random.Random) -> tuple[int, int]:
-        """(pages compared, pages that differ): Redis's first page against Cosmos's for the same user
-        (items, their order and the next page's cursor; a Cosmos answer that fell back differs)."""
+    def mismatches(self, cosmos: ReadClient, rng: random.Random) -> tuple[int, int, int]:
+        """(pages compared, their items, pages that differ): Redis's first page against Cosmos's for
+        the same user (items, their order and the next page's cursor; a Cosmos answer that fell back
+        differs)."""
         sample = rng.sample(self.users, min(COMPARED, len(self.users)))
-        differ = 0
+        differ = items = 0
         for user in sample:
             before = hits_in_process()
             hot = self.client.feed_page(user, limit=LIMIT)
             from_redis = hits_in_process() - before == 1
             cold = cosmos.feed_page(user, limit=LIMIT)
             same = list(hot) == list(cold) and hot.next_cursor == cold.next_cursor
+            items += len(hot)
             differ += not (from_redis and same and cold.source == "store")
-        return len(sample), differ
+        return len(sample), items, differ
 
     def close(self) -> None:
         self.client.close()
