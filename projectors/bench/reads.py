@@ -46,6 +46,7 @@ from projectors.bench.reads_redis import (
     hits_in_process,
     hits_over_http,
     pages_reader_settings,
+    settled_mismatches,
 )
 from projectors.operations.caught_up import wait_for_pipeline
 from projectors.projections import PROJECTIONS
@@ -94,6 +95,8 @@ class ReadsResults:
     concurrent: dict[str, float] = field(default_factory=dict)
     # label -> feed_page_redis ÷ feed_page: p50, p99, and the same over HTTP
     redis_vs_cosmos: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Redis's pages against Cosmos's once the writes stopped and the pipeline caught up
+    settled: dict[str, float] = field(default_factory=dict)
 
 
 def store_items(settings: Settings, projections: list[str]) -> dict[str, int]:
@@ -311,6 +314,11 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
             writer.join()
         for call, figures in results.calls["large, under writes"].items():
             say(f"   under writes, {call}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+        if pages is not None:
+            wait_for_pipeline(settings, config.projections, time.monotonic() + config.pipeline_wait_s)
+            results.settled = settled_mismatches(patient(settings), [str(u) for u in first.users], rng)
+            say(f"== after the writes, caught up: {results.settled['mismatches']:.0f} of "
+                f"{results.settled['compared']:.0f} Redis pages differ from Cosmos's")
         for call in config.measured:
             small, large = results.calls["small"][call]["p50_ms"], results.calls["large"][call]["p50_ms"]
             results.ratios[call] = large / small if small else 0.0
@@ -318,8 +326,8 @@ def run(config: ReadsBenchConfig, out_dir: Path, say: Say = print) -> ReadsResul
         results.redis_vs_cosmos = redis_vs_cosmos(results.calls)
         for label, r in results.redis_vs_cosmos.items():
             hot = results.calls[label]["feed_page_redis"]
-            say(f"== first feed page, Redis ÷ Cosmos, {label}: p50 {r['p50']:.2f}, p99 {r['p99']:.2f}; over HTTP "
-                f"p50 {r['http_p50']:.2f}, p99 {r['http_p99']:.2f}; from Redis {hot['from_redis']:.0%} "
+            say(f"== first feed page, Redis ÷ Cosmos, {label}: p50 {r['p50']:.3f}, p99 {r['p99']:.3f}; over HTTP "
+                f"p50 {r['http_p50']:.3f}, p99 {r['http_p99']:.3f}; from Redis {hot['from_redis']:.0%} "
                 f"(HTTP {hot['http_from_redis']:.0%}); {hot['mismatches']:.0f} of {hot['compared']:.0f} pages "
                 "differ from Cosmos's")
         results.concurrent = concurrent_feeds(settings, first, max(3.0, config.calls * 0.1))
@@ -373,9 +381,12 @@ def markdown(r: ReadsResults) -> str:
                   "|---|---|---|---|---|---|---|"]
         for label, x in r.redis_vs_cosmos.items():
             hot = r.calls[label]["feed_page_redis"]
-            lines.append(f"| {label} | {x['p50']:.2f} | {x['p99']:.2f} | {x['http_p50']:.2f} | {x['http_p99']:.2f} | "
+            lines.append(f"| {label} | {x['p50']:.3f} | {x['p99']:.3f} | {x['http_p50']:.3f} | {x['http_p99']:.3f} | "
                          f"{hot['from_redis']:.0%} ({hot['http_from_redis']:.0%}) | "
                          f"{hot['mismatches']:.0f} of {hot['compared']:.0f} |")
+        if r.settled:
+            lines += ["", f"After the writes, the pipeline caught up: {r.settled['mismatches']:.0f} of "
+                          f"{r.settled['compared']:.0f} Redis pages differ from Cosmos's."]
     if r.concurrent:
         c = r.concurrent
         lines += ["", f"## HTTP read API, {c['clients']:.0f} concurrent clients (feed pages, large size)", "",

@@ -121,3 +121,17 @@ class HotFeed:
 
     def close(self) -> None:
         self.client.close()
+
+
+def settled_mismatches(settings: Settings, users: list[str], rng: random.Random) -> dict[str, float]:
+    """Once the writes stopped and the pipeline caught up: ``COMPARED`` users' pages held by Redis
+    compared with Cosmos's (under writes the two workers are behind by different amounts)."""
+    cosmos = ReadClient(cosmos_only(settings))
+    hot = HotFeed(settings, settings, rng.sample(users, min(COMPARED, len(users))))
+    try:
+        hot.warm()
+        compared, items, differ = hot.mismatches(cosmos, rng)
+    finally:
+        hot.close()
+        cosmos.close()
+    return {"compared": compared, "compared_items": items, "mismatches": differ}

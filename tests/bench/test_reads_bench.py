@@ -38,6 +38,8 @@ def test_the_reads_bench_runs_on_a_tiny_input(tmp_path: Path) -> None:
     assert results["concurrent"]["clients"] == 50 and results["concurrent"]["requests_s"] > 0
     assert results["concurrent"]["errors"] == 0
     assert set(results["redis_vs_cosmos"]) == set(results["calls"])
+    settled = results["settled"]  # once the writes stopped and the pipeline caught up
+    assert settled["compared"] > 0 and settled["compared_items"] > 0 and settled["mismatches"] == 0, settled
     assert all(r["p50"] > 0 and r["http_p99"] > 0 for r in results["redis_vs_cosmos"].values()), results
     report = (tmp_path / "reads-results.md").read_text()
     assert "## p50 large ÷ small" in report and "HTTP ÷ in-process p50" in report
