@@ -11,6 +11,7 @@ from projectors.bench.compare import write_comparison
 from projectors.bench.config import PHASES, TINY, BenchConfig
 from projectors.bench.harness import run
 from projectors.cli.common import choices
+from projectors.errors import ConfigurationError
 from projectors.exit_codes import ExitCode
 from projectors.projections import PROJECTION_NAMES
 from projectors.settings import Settings
@@ -76,11 +77,27 @@ def add_bench_reads(sub: argparse._SubParsersAction[argparse.ArgumentParser], he
     bench_reads.add_argument("--out", type=Path, default=Path("bench-results"), help="where the reports go")
     bench_reads.add_argument("--calls", help="comma-separated calls to measure (default: all); only the workers "
                              "of their projections run")
+    bench_reads.add_argument("--sizes", help="users of the two store sizes, SMALL,LARGE (default 1000,10000)")
     bench_reads.set_defaults(func=bench_reads_command)
 
 
 def bench_reads_command(args: argparse.Namespace, settings: Settings) -> int:
     config = reads.TINY if args.tiny else reads.ReadsBenchConfig()
     measured = choices("--calls", args.calls, reads.CALLS)
-    reads.run(dataclasses.replace(config, measured=measured) if measured else config, args.out)
+    if measured:
+        config = dataclasses.replace(config, measured=measured)
+    if args.sizes is not None:
+        config = dataclasses.replace(config, sizes=sizes_of(args.sizes))
+    reads.run(config, args.out)
     return ExitCode.OK
+
+
+def sizes_of(value: str) -> tuple[int, int]:
+    """``--sizes SMALL,LARGE``: two user counts, the second larger."""
+    try:
+        small, large = (int(v) for v in value.split(","))
+    except ValueError:
+        raise ConfigurationError(f"--sizes: two user counts SMALL,LARGE, not {value!r}") from None
+    if not 10 <= small < large:
+        raise ConfigurationError(f"--sizes: SMALL at least 10 and below LARGE, not {value!r}")
+    return small, large
