@@ -98,6 +98,10 @@ def pipeline(settings: Settings, size: PipelineSize, say: Say) -> PipelineRun:
         settings, bench_worker(settings, "redis", f"bench-redis-{uuid.uuid4().hex[:6]}", False), expected, size.limit_s
     )
     batch = max(1, round(worker.operations / max(1, worker.batches)))
+    staged = sum(worker.stages_s.values()) or 1.0
+    say("  the worker's batch time by stage: " + ", ".join(
+        f"{stage} {seconds / staged:.0%}" for stage, seconds in sorted(worker.stages_s.items(), key=lambda kv: -kv[1])
+    ))
     say(f"  worker, real Redis: {worker.events_per_s:,.0f} events/s, {worker.ops_per_s:,.0f} store ops/s "
         f"({worker.operations:,} ops in {worker.batches} batches{'' if worker.complete else ', stopped early'})")
     store = store_alone(settings, batch, max(3 * batch, worker.operations), size.limit_s)
