@@ -187,12 +187,14 @@ def add_agent(
     clocked: bool,
 ) -> None:
     """The agent: batches of at most ``batch_size`` events, applied one after the other, each
-    acknowledged only once written. With two in flight (the default) a batch is handed over as soon
-    as the previous one was written and anything arrived meanwhile (``take.NaturalTake``: no timer),
-    and each batch is acknowledged (in order) by its own task, so the last batch before a pause is
-    committed too. With one, faust's ``take_events`` hands a batch over when full or after
-    ``batch_within_s``. (When clocked, each event is stamped with the time it entered the buffer;
-    with one in flight, with the time the batch was taken: faust's take does not say.)"""
+    acknowledged only once written. With two in flight (the default) each batch is acknowledged (in
+    order) by its own task, so the last batch before a pause is committed too, and the next batch
+    is handed over (``PROJECTORS_WORKER_HAND_OVER``) either as soon as the previous one was written
+    and anything arrived meanwhile (``natural``: ``take.NaturalTake``, no timer), or when full or
+    after ``batch_within_s`` (``timed``: faust's ``noack_take``). With one in flight, faust's
+    ``take_events`` hands a batch over when full or after ``batch_within_s``. (When clocked, each
+    event is stamped with the time it entered the buffer with ``natural``, else with the time its
+    batch was taken: faust's take does not say.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
 
     def taken(events: Any, arrived: list[float] | None = None) -> Taken:
@@ -221,6 +223,12 @@ def add_agent(
             for event in batch.events:  # only now: the batch was written
                 await stream.ack(event)
 
+        if settings.worker.hand_over == "timed":
+            async for events in stream.noack_take(batch_size, within=within):
+                if previous is not None:
+                    await guard.finish(previous)  # the batch thread takes one batch at a time
+                previous = asyncio.ensure_future(write_then_ack(taken(events)))
+            return
         buffer.start()
         try:
             while await buffer.wait():
