@@ -98,8 +98,12 @@ class CosmosPointer(_Pointer):
 
     def write(self, generation: int) -> None:
         from azure.cosmos import PartitionKey
+        from azure.cosmos.exceptions import CosmosResourceExistsError
 
-        container = self.database.create_container_if_not_exists(POINTER_CONTAINER, PartitionKey("/id"))
+        try:
+            container = self.database.create_container_if_not_exists(POINTER_CONTAINER, PartitionKey("/id"))
+        except CosmosResourceExistsError:  # created meanwhile by another projection's swap on this account
+            container = self.database.get_container_client(POINTER_CONTAINER)
         container.upsert_item({"id": self.projection, "generation": generation})
 
 

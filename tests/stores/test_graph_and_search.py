@@ -97,7 +97,8 @@ def test_friend_of_friend_suggestions_through_the_read_only_session(store_server
         assert reader.suggestions("a", limit=10) == rows
         # no method for arbitrary queries: the reads are the client's own
         public = {name for name in dir(reader) if not name.startswith("_")}
-        assert public == {"behind_s", "close", "counters", "feed_page", "generation", "items", "leaderboard",
+        assert public == {"behind_s", "close", "counters", "feed_page", "generation", "hot_feed_page", "items",
+                          "leaderboard",
                           "notifications", "profiles", "redis_reads", "search", "settings", "suggestions",
                           "trending_topics", "unread_count", "unread_counts", "wait_for", "cursors", "fallbacks"}
     finally:
