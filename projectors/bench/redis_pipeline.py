@@ -46,7 +46,7 @@ class PipelineSize:
 
 
 PIPELINE = PipelineSize(users=300, posts=1_500, follows=3_000, operations=6_000, limit_s=180.0)
-PIPELINE_TINY = PipelineSize(users=40, posts=100, follows=150, operations=300, limit_s=30.0)
+PIPELINE_TINY = PipelineSize(users=40, posts=100, follows=150, operations=2_000, limit_s=60.0)
 
 
 @dataclass(frozen=True)
