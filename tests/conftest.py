@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from projectors.settings import Settings, load_settings, settings_to_env
 from projectors.stack import local
-from projectors.stack.commands import Worker, settle
+from projectors.stack.commands import Worker
 from projectors.stack.local import free_port as free_port  # the tests import it from here
 from projectors.stack.local import private_stack_env as stack_env
 from projectors.stack.processes import PART_CLASSES
@@ -58,18 +57,6 @@ def worker_part(settings: Settings, projection: str, index: int = 1) -> Worker:
     cls = PART_CLASSES[f"worker-{projection}"]
     assert issubclass(cls, Worker)
     return cls(settings, index)
-
-
-def start_together(workers: Sequence[Worker]) -> None:
-    """Start the worker parts that do not run yet, watched together for their first second (as
-    ``stack up`` does), instead of one second each."""
-    settle([(w, w.spawn()) for w in workers if w.pid() is None])
-
-
-def stop_together(workers: Sequence[Worker]) -> None:
-    """Stop the worker parts at the same time (as ``stack down`` does): each finishes its batch."""
-    with ThreadPoolExecutor(max(1, len(workers))) as pool:
-        list(pool.map(lambda w: w.stop(), workers))
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -131,14 +118,6 @@ def running(prefix: str, parts: list[str]) -> Iterator[tuple[Settings, dict[str,
         local.down(settings, parts, say=lambda _line: None)
 
 
-def stop_stack(settings: Settings) -> None:
-    """Every part of the stack stopped; capture, the workers and the read API first, so that the
-    broker's stop does not wait for the workers to project what its topics hold (``stack down``
-    does, for the next ``stack up``): a test's stack is thrown away."""
-    local.down(settings, ["capture", *local.WORKERS, *local.READERS], say=lambda _line: None)
-    local.down(settings, local.ORDER, say=lambda _line: None)
-
-
 # small, quick batches: a test's few hundred events are applied in several batches
 QUICK_BATCHES = {"PROJECTORS_WORKER_BATCH_SIZE": "200", "PROJECTORS_WORKER_BATCH_WITHIN_S": "0.3"}
 
@@ -153,7 +132,7 @@ def local_stack(prefix: str, parts: Sequence[str] = local.ORDER, **env: str) -> 
         local.up(settings, parts, say=lambda _line: None)
         yield StackHandle(settings, full)
     finally:
-        stop_stack(settings)
+        local.down(settings, local.ORDER, say=lambda _line: None)
 
 
 @pytest.fixture(scope="session")
@@ -174,12 +153,12 @@ def store_servers() -> Iterator[StackHandle]:
 # ``--dist loadfile`` each runner takes whole files in this order, so the runners end together
 # instead of one running a long file alone at the end. Any file not named keeps its place after these.
 LONGEST_FIRST = (
-    "bench/test_harness.py", "operations/test_operators.py", "capture/test_capture.py", "pipeline/test_pipeline.py",
-    "bench/test_drills.py", "pipeline/test_notifications.py", "projections/test_redis_views.py",
-    "operations/test_rebuild.py", "read/test_api.py", "bench/test_reads_bench.py",
-    "operations/test_verify_incremental.py", "bench/test_feed_bench.py", "operations/test_control.py",
-    "read/test_fallback.py", "stack/test_restart.py", "stack/test_store_isolation.py", "stack/test_stack_workers.py",
-    "read/test_redis_api.py", "capture/test_slot_recovery.py", "stack/test_broker_loss.py",
+    "bench/test_harness.py", "operations/test_operators.py", "pipeline/test_pipeline.py",
+    "capture/test_capture.py", "bench/test_drills.py", "operations/test_rebuild.py",
+    "capture/test_slot_recovery.py", "stack/test_restart.py", "pipeline/test_notifications.py",
+    "projections/test_redis_views.py", "stack/test_store_isolation.py", "read/test_api.py",
+    "stack/test_broker_loss.py", "bench/test_reads_bench.py", "operations/test_verify_incremental.py",
+    "bench/test_feed_bench.py", "operations/test_control.py", "read/test_fallback.py",
 )
 
 

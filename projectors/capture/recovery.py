@@ -16,7 +16,6 @@ among them) will never be streamed. The recovery, in this order:
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from projectors.capture.preflight import CapturePosition, format_lsn, parse_lsn
 from projectors.capture.state_store import BrokerState, CaptureState
@@ -62,15 +61,9 @@ def new_slot_position(settings: Settings) -> list[str]:
 
 
 def recover_slot(settings: Settings, rebuild: Rebuild, projections: list[str] | None = None) -> list[str]:
-    """Both steps; ``rebuild(settings, projection)`` rebuilds one projection from state. The
-    projections are rebuilt at the same time (each its own generation, consumer group and pause):
-    the recovery takes as long as the slowest one. A rebuild that failed is raised once the others
-    have finished."""
+    """Both steps; ``rebuild(settings, projection)`` rebuilds one projection from state."""
     done = new_slot_position(settings)
-    names = projections or list(DESCRIPTORS)
-    with ThreadPoolExecutor(len(names)) as pool:
-        rebuilds = [pool.submit(rebuild, settings, name) for name in names]
-    for name, finished in zip(names, rebuilds, strict=True):
-        finished.result()
+    for name in projections or list(DESCRIPTORS):
+        rebuild(settings, name)
         done.append(f"rebuilt {name} from the source's state")
     return done

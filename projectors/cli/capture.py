@@ -10,9 +10,9 @@ from projectors.capture.connector import connect_file_path, render_connect_file
 from projectors.capture.recovery import recover_slot
 from projectors.capture.runner import reset_capture, supervise_capture
 from projectors.capture.validation import DEBEZIUM_VERSION, check_connector
+from projectors.cli.common import terminal
 from projectors.exit_codes import ExitCode
 from projectors.operations.rebuild import rebuild
-from projectors.operations.report import Lines
 from projectors.settings import SECTIONS, Settings
 
 
@@ -35,9 +35,9 @@ def capture_command(args: argparse.Namespace, settings: Settings) -> int:
             print(line)
         return ExitCode.OK
     if args.recover_slot:
-        def rebuild_one(s: Settings, name: str) -> object:  # the projections at the same time: lines, named
+        def rebuild_one(s: Settings, name: str) -> object:
             print(f"rebuilding {name} from the source's state ...", flush=True)
-            return rebuild(s, name, force=True, report=Lines(lambda line: print(f"  {name}: {line}", flush=True)))
+            return rebuild(s, name, force=True, report=terminal())
 
         for line in recover_slot(settings, rebuild_one):
             print(line)

@@ -12,7 +12,6 @@ LSN and its age come from the workers' published stats; store health from a ping
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -162,26 +161,18 @@ def behind(consumer: Consumer, positions: list[TopicPartition], wait_s: float = 
 def gather(
     settings: Settings, names: list[str] | None = None, deployment: Deployment | None = None
 ) -> list[ProjectionStatus]:
-    """Every projection's status (all of them by default), gathered at the same time: each waits
-    on the broker (its records' timestamps, its dead letters' true end) on its own consumer."""
     require_broker(settings)
-
-    def one(name: str) -> ProjectionStatus:
-        consumer = Consumer(
-            {**settings.kafka.client_config(), "group.id": "projectors-status", "enable.auto.commit": False}
-        )
-        try:
-            return projection_status(settings, name, consumer, deployment)
-        finally:
-            consumer.close()
-
-    chosen = names or list(DESCRIPTORS)
-    with ThreadPoolExecutor(len(chosen)) as pool:
-        rows = list(pool.map(one, chosen))
-    states = read_states(settings)
-    for row in rows:
-        row.control = states.get(row.projection, ControlState()).as_dict()
-    return rows
+    consumer = Consumer(
+        {**settings.kafka.client_config(), "group.id": "projectors-status", "enable.auto.commit": False}
+    )
+    try:
+        rows = [projection_status(settings, name, consumer, deployment) for name in names or list(DESCRIPTORS)]
+        states = read_states(settings)
+        for row in rows:
+            row.control = states.get(row.projection, ControlState()).as_dict()
+        return rows
+    finally:
+        consumer.close()
 
 
 def render(rows: list[ProjectionStatus]) -> list[str]:

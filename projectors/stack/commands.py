@@ -117,25 +117,15 @@ class Worker(ProjectorsProcess):
         super().stop(self.stop_timeout_s if timeout is None else timeout)
 
     def start(self, timeout: float) -> None:
-        if self.pid() is None:
-            settle([(self, self.spawn())])
+        if self.pid() is not None:
+            return
+        proc = self.spawn()
+        time.sleep(1.0)
+        if proc.poll() is not None:
+            raise self.exited(proc)
 
     def healthy(self) -> bool:
         return self.pid() is not None
-
-
-WORKER_SETTLE_S = 1.0  # a worker that cannot start (a bad setting, a missing store) exits within this
-
-
-def settle(started: list[tuple[Worker, subprocess.Popen[bytes]]]) -> None:
-    """Workers just spawned, watched together for :data:`WORKER_SETTLE_S` (one wait for all of them,
-    not one each): the first that exited is raised, with its log's tail."""
-    if not started:
-        return
-    time.sleep(WORKER_SETTLE_S)
-    for worker, proc in started:
-        if proc.poll() is not None:
-            raise worker.exited(proc)
 
 
 class Reader(ProjectorsProcess):

@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,13 +247,10 @@ def behind(
     deadline = time.monotonic() + wait_s
     left = list(projections)
     progress, progress_at = -1, time.monotonic()
-    while left:
+    while True:
         still, committed = [], 0
-        # the ends of every topic at once: one wait for the records past the watermarks, not one each
-        topics_of = {p: set(descriptor(p).topics(settings)) for p in left}
-        every_end = offsets.ends(settings, sorted(set().union(*topics_of.values())), idle_s=0.3)
         for projection in left:
-            ends = {k: end for k, end in every_end.items() if k[0] in topics_of[projection]}
+            ends = offsets.ends(settings, descriptor(projection).topics(settings), idle_s=0.3)
             done = offsets.committed(settings, descriptor(projection).group)
             committed += sum(max(0, v) for v in done.values())
             if any(done.get(k, 0) < end for k, end in ends.items() if end > 0):
@@ -267,22 +262,19 @@ def behind(
             return still
         left = still
         time.sleep(1.0)
-    return []
 
 
 def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str], None]) -> None:
     """Before the workers of ``projections`` start: mark new stores, restore lost or at-risk ones
-    (a restore is a rebuild, which pauses the projection's workers through the control topic).
+    (a restore is a rebuild, which pauses the projection's workers through the control topic)."""
+    from projectors.operations.rebuild import rebuild
+    from projectors.operations.report import Lines
 
-    Every store is checked first; the restores then run at the same time (each its own store
-    generation, consumer group and pause; their lines prefixed with the projection), so a stack
-    whose broker crashed is back in the time of its slowest projection. A restore that fails is
-    raised once the others have finished; they are marked restored."""
     found = record(settings)
-    restores: dict[str, str] = {}  # projection -> why it is restored
     for projection in projections:
         if not local_backend(settings, projection):
             continue
+        reason = ""
         try:
             marker = read_marker(settings, projection) if projection in found.marked else found.id
         except Exception as exc:
@@ -291,54 +283,26 @@ def reconcile(settings: Settings, projections: Iterable[str], say: Callable[[str
                 "start it first (projectors stack up)"
             ) from exc
         if marker != found.id:
-            restores[projection] = "its store has lost its data"
+            reason = "its store has lost its data"
         elif projection in found.at_risk:
-            restores[projection] = "the broker restarted before it had projected every event"
-        else:
-            _kept(settings, found, projection)
-    if not restores:
-        return
-    lock = threading.Lock()
-
-    def restore(projection: str) -> None:
-        _restore(settings, projection, restores[projection], say)
-        write_marker(settings, projection, found.id)
-        with lock:
-            _kept(settings, found, projection, marked=True)
-
-    with ThreadPoolExecutor(len(restores)) as pool:
-        done = [pool.submit(restore, projection) for projection in restores]
-    for future in done:
-        future.result()  # the first restore that failed, raised
-
-
-def _kept(settings: Settings, found: StackRecord, projection: str, marked: bool = False) -> None:
-    """``projection``'s store holds what the stack wrote (``marked``: its marker was just written):
-    marked, no longer at risk."""
-    if projection not in found.marked:
-        if not marked:
+            reason = "the broker restarted before it had projected every event"
+        if reason:
+            say(f"  {projection}: {reason}: restoring it from the state of PostgreSQL")
+            flag = _restoring_file(settings, projection)
+            flag.parent.mkdir(parents=True, exist_ok=True)
+            flag.write_text(str(os.getpid()))
+            started = time.monotonic()
+            try:
+                report = rebuild(settings, projection, force=True, report=Lines(lambda line: say(f"    {line}")))
+            finally:
+                flag.unlink(missing_ok=True)
+            loaded = report.loaded.items if report.loaded else 0
+            say(
+                f"  {projection}: restored ({loaded} items from PostgreSQL, {report.events} events caught up, "
+                f"verified) in {time.monotonic() - started:.1f}s"
+            )
+        if reason or projection not in found.marked:
             write_marker(settings, projection, found.id)
-        found.marked = sorted(set(found.marked) | {projection})
-    found.at_risk = [p for p in found.at_risk if p != projection]
-    found.save(settings)
-
-
-def _restore(settings: Settings, projection: str, reason: str, say: Callable[[str], None]) -> None:
-    """Rebuild ``projection`` from the state of PostgreSQL (``RESTORING`` in status meanwhile)."""
-    from projectors.operations.rebuild import rebuild
-    from projectors.operations.report import Lines
-
-    say(f"  {projection}: {reason}: restoring it from the state of PostgreSQL")
-    flag = _restoring_file(settings, projection)
-    flag.parent.mkdir(parents=True, exist_ok=True)
-    flag.write_text(str(os.getpid()))
-    started = time.monotonic()
-    try:
-        report = rebuild(settings, projection, force=True, report=Lines(lambda line: say(f"    {projection}: {line}")))
-    finally:
-        flag.unlink(missing_ok=True)
-    loaded = report.loaded.items if report.loaded else 0
-    say(
-        f"  {projection}: restored ({loaded} items from PostgreSQL, {report.events} events caught up, "
-        f"verified) in {time.monotonic() - started:.1f}s"
-    )
+            found.marked = sorted(set(found.marked) | {projection})
+        found.at_risk = [p for p in found.at_risk if p != projection]
+        found.save(settings)

@@ -9,7 +9,6 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from projectors.db.migrate import migrate
@@ -17,7 +16,7 @@ from projectors.errors import ConfigurationError
 from projectors.projections import PROJECTION_NAMES, capture_tables
 from projectors.settings import Settings
 from projectors.stack import integrity
-from projectors.stack.commands import Capture, Worker, settle
+from projectors.stack.commands import Capture, Worker
 from projectors.stack.part import Part, PartStatus
 from projectors.stack.processes import PART_CLASSES, worker_processes
 from projectors.stack.servers import Broker
@@ -146,29 +145,20 @@ def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], No
     # the projections whose workers are named: their stores are checked (and restored when they lost
     # data, pausing workers that run) once the servers run, before the first worker starts
     starting = [p.projection for p in chosen if isinstance(p, Worker)]
-    for group in start_groups(chosen):
+    for part in chosen:
         started = time.monotonic()
+        was_running = part.pid() is not None
         try:
-            if isinstance(group[0], Worker):
-                if starting:
-                    integrity.reconcile(settings, dict.fromkeys(starting), say)
-                    starting = []
-                spawned = []
-                for worker in group:  # spawned together, then watched together for their first second
-                    if isinstance(worker, Worker) and worker.pid() is None:
-                        spawned.append((worker, worker.spawn()))
-                        started_here.append(worker)
-                settle(spawned)
-            else:
-                part = group[0]
-                was_running = part.pid() is not None
-                part.start(timeout)
-                if not was_running:
-                    started_here.append(part)
-                    if isinstance(part, Broker):
-                        integrity.broker_started(settings)
-                if part.name == "postgres":
-                    migrate(settings.pg, settings.capture.publication, capture_tables(settings.capture))
+            if isinstance(part, Worker) and starting:
+                integrity.reconcile(settings, dict.fromkeys(starting), say)
+                starting = []
+            part.start(timeout)
+            if not was_running:
+                started_here.append(part)
+                if isinstance(part, Broker):
+                    integrity.broker_started(settings)
+            if part.name == "postgres":
+                migrate(settings.pg, settings.capture.publication, capture_tables(settings.capture))
         except BaseException:
             # a part that cannot start (a taken port, a missing prerequisite) leaves nothing behind:
             # what this call started is stopped again, what ran before is left running
@@ -176,22 +166,9 @@ def up(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], No
                 with contextlib.suppress(Exception):
                     done.stop()
             raise
-        for part in group:
-            timings[part.name] = time.monotonic() - started
-            say(f"  {part.name:<{width}} up    {part.address}  ({timings[part.name]:.1f}s)")
+        timings[part.name] = time.monotonic() - started
+        say(f"  {part.name:<{width}} up    {part.address}  ({timings[part.name]:.1f}s)")
     return timings
-
-
-def start_groups(chosen: list[Part]) -> list[list[Part]]:
-    """``chosen`` in order, the workers next to each other as one group (started, and stopped,
-    together: they do not depend on each other), every other part a group of its own."""
-    groups: list[list[Part]] = []
-    for part in chosen:
-        if isinstance(part, Worker) and groups and isinstance(groups[-1][0], Worker):
-            groups[-1].append(part)
-        else:
-            groups.append([part])
-    return groups
 
 
 def down(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], None] = print) -> None:
@@ -227,13 +204,9 @@ def down(settings: Settings, names: Iterable[str] = ORDER, say: Callable[[str], 
         for projection in lagging:
             say(f"  {projection}: events left unprojected on the broker: restored at the next stack up")
         integrity.broker_stopping(settings, lagging)
-    for group in reversed(start_groups(chosen)):
-        left = [p for p in group if p.name not in stopped]
-        if len(left) > 1:  # the workers: each finishes its batch in flight, all at the same time
-            with ThreadPoolExecutor(len(left)) as pool:
-                list(pool.map(lambda p: stop_part(p, width, say), left))
-        elif left:
-            stop_part(left[0], width, say)
+    for part in reversed(chosen):
+        if part.name not in stopped:
+            stop_part(part, width, say)
 
 
 def stop_part(part: Part, width: int, say: Callable[[str], None]) -> None:

@@ -30,11 +30,11 @@ from projectors.runtime.observe import pid_alive
 from projectors.runtime.stats import read_stats
 from projectors.settings import load_settings
 from projectors.stack import local
-from projectors.stack.commands import Worker
+from projectors.stack.part import Part
 from projectors.stack.servers import FalkorDB
 from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
-from tests.conftest import StackHandle, free_port, private_dir, stack_env, start_together, stop_stack, worker_part
+from tests.conftest import StackHandle, free_port, private_dir, stack_env, worker_part
 
 NAMES = list(PROJECTIONS)
 GRACE_S = 5
@@ -50,8 +50,9 @@ def ops_stack() -> Iterator[StackHandle]:
     try:
         local.up(settings, local.SERVERS, say=lambda _l: None)
         for name in NAMES:
-            handle.extra[name] = str(free_port())
-        start_together([worker(handle, name) for name in NAMES])
+            port = free_port()
+            handle.extra[name] = str(port)
+            worker(handle, name).start(60)
         with connect(settings.pg) as conn:
             load = SocialWorkload(conn, rng=random.Random(31))
             load.seed(users=25, posts=30, follows=70)
@@ -59,10 +60,10 @@ def ops_stack() -> Iterator[StackHandle]:
         assert_clean(handle, NAMES)
         yield handle
     finally:
-        stop_stack(settings)
+        local.down(settings, local.ORDER, say=lambda _l: None)
 
 
-def worker(handle: StackHandle, projection: str) -> Worker:
+def worker(handle: StackHandle, projection: str) -> Part:
     settings = handle.with_env(PROJECTORS_WORKER_WEB_PORT=handle.extra.get(projection, "0"))
     return worker_part(settings, projection)
 

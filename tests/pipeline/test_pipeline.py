@@ -34,7 +34,7 @@ from projectors.stack import local
 from projectors.stack.part import Part
 from projectors.stores.factory import open_raw_store
 from projectors.workload import SocialWorkload
-from tests.conftest import StackHandle, private_dir, stack_env, start_together, stop_stack, stop_together, worker_part
+from tests.conftest import StackHandle, private_dir, stack_env, worker_part
 
 NAMES = list(PROJECTIONS)
 CELEBRITY_FOLLOWERS = 6
@@ -53,7 +53,7 @@ def pipeline() -> Iterator[StackHandle]:
         local.up(settings, local.SERVERS, say=lambda _l: None)
         yield StackHandle(settings, env)
     finally:
-        stop_stack(settings)
+        local.down(settings, local.ORDER, say=lambda _l: None)
         for extra in (settings.stack.dir / "run").glob("*.pid"):
             pid = int(extra.read_text())
             with contextlib.suppress(ProcessLookupError):
@@ -109,7 +109,9 @@ def test_random_activity_reaches_every_projection_with_zero_drift(pipeline: Stac
         "users.delete",
     ):
         assert done[op] > 0, op
-    start_together([worker_part(pipeline.settings, name) for name in NAMES])
+    workers = [worker(pipeline, name) for name in NAMES]
+    for w in workers:
+        w.start(60)
     assert_zero_drift(pipeline, NAMES)
 
 
@@ -132,17 +134,24 @@ def test_replaying_every_topic_twice_changes_nothing(pipeline: StackHandle) -> N
     content = {name: live_content(pipeline, name) for name in BLIND}
     for _ in range(2):
         before = {name: totals(pipeline, name) for name in NAMES}
-        stop_together([worker_part(settings, name) for name in NAMES])
-        topics = {name: [table_topic(settings.capture.topic_prefix, t) for t in PROJECTIONS[name].tables]
-                  for name in NAMES}
         for name in NAMES:
-            reset_to_earliest(settings, descriptor(name).group, topics[name])
-        # every topic read once: the records of each, summed per projection
-        records: dict[str, int] = {}
-        for record in read_from_start(settings, sorted({t for ts in topics.values() for t in ts}), idle_s=2.0):
-            records[record.topic] = records.get(record.topic, 0) + 1
-        expected = {name: sum(records.get(t, 0) for t in topics[name]) for name in NAMES}
-        start_together([worker_part(settings, name) for name in NAMES])
+            worker(pipeline, name).stop()
+        for name in NAMES:
+            topics = [table_topic(settings.capture.topic_prefix, t) for t in PROJECTIONS[name].tables]
+            reset_to_earliest(settings, descriptor(name).group, topics)
+        expected = {
+            name: sum(
+                1
+                for _ in read_from_start(
+                    settings,
+                    [table_topic(settings.capture.topic_prefix, t) for t in PROJECTIONS[name].tables],
+                    idle_s=2.0,
+                )
+            )
+            for name in NAMES
+        }
+        for name in NAMES:
+            worker(pipeline, name).start(60)
         for name in NAMES:
             wait_for(
                 lambda n=name, b=before, e=expected: totals(pipeline, n).get("events", 0) - b[n].get("events", 0)

@@ -15,20 +15,15 @@ import pytest
 
 from projectors.db.migrate import connect
 from projectors.read.client import ReadClient, ReadUnavailable
-from projectors.stack import local
 from projectors.stack.processes import PART_CLASSES
 from projectors.workload import SocialWorkload
 from tests.conftest import StackHandle, free_port, local_stack
 from tests.operations.test_operators import assert_clean
 
-# the stores ReadClient reads here, and their workers: no read API process, no worker of a
-# projection these tests never read (publicProfiles, redis)
-PARTS = [*local.SERVERS, *(f"worker-{n}" for n in ("feed", "counters", "graph", "search", "notifications"))]
-
 
 @pytest.fixture(scope="module")
 def read_stack() -> Iterator[StackHandle]:
-    with local_stack("projectors-read-", PARTS) as handle:
+    with local_stack("projectors-read-") as handle:
         with connect(handle.settings.pg) as conn:
             load = SocialWorkload(conn, rng=random.Random(71))
             load.seed(users=30, posts=40, follows=150)
