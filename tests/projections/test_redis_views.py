@@ -33,6 +33,7 @@ from projectors.stores.redis_store import prefix_of, reader
 from projectors.workload import SocialWorkload
 from tests.conftest import QUICK_BATCHES, StackHandle, local_stack, worker_part
 from tests.operations.test_operators import assert_clean
+from tests.pipeline.test_pipeline import wait_for
 
 A = "0d6f4c3e-4a57-4cde-9c55-6a1e2f1b0a01"
 P = "0d6f4c3e-4a57-4cde-9c55-6a1e2f1b0aff"
@@ -288,16 +289,6 @@ def test_a_rebuild_swaps_in_a_new_prefix_while_readers_read(redis_stack: StackHa
     assert held_under(redis_stack, f"{redis_stack.settings.redis.prefix}-g1:") == expected(redis_stack)
 
 
-def wait_for(check: Any, what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
-
-
 def test_the_first_feed_page_is_kept_in_redis_for_its_readers_only(redis_stack: StackHandle) -> None:
     settings = redis_stack.settings
     client = ReadClient(settings)
@@ -323,7 +314,7 @@ def test_the_first_feed_page_is_kept_in_redis_for_its_readers_only(redis_stack: 
         # and the reader asks the worker for the page
         first = client.feed_page(reader_id, limit=20)
         assert first.source == "postgres" and list(first) == from_postgres(20)
-        wait_for(lambda: watcher.exists(page_key), "the worker writes the page asked for")
+        wait_for(lambda: watcher.exists(page_key), 60, "the worker writes the page asked for")
         hot = client.feed_page(reader_id, limit=20)
         assert hot.source == "store" and list(hot) == from_postgres(20) and len(hot) == 20
         assert hot.next_cursor == first.next_cursor  # the same page, so the same next page
@@ -338,7 +329,7 @@ def test_the_first_feed_page_is_kept_in_redis_for_its_readers_only(redis_stack: 
                 "(gen_random_uuid(), %s, 'hot off the press', ARRAY['kafka'], 'public') RETURNING id::text", (star,),
             ).fetchone() or ("",)
             conn.commit()
-        wait_for(lambda: new_post in watcher.get(page_key), "the page refreshed with the new post")
+        wait_for(lambda: new_post in watcher.get(page_key), 60, "the page refreshed with the new post")
         assert list(client.feed_page(reader_id, limit=50)) == from_postgres(50)
         assert client.feed_page(reader_id, limit=50).source == "store"
         assert not watcher.exists(idle_key)  # nobody reads it: never written
@@ -346,7 +337,7 @@ def test_the_first_feed_page_is_kept_in_redis_for_its_readers_only(redis_stack: 
         with connect(settings.pg) as conn:
             conn.execute("INSERT INTO blocks (blocker_id, blocked_id) VALUES (%s, %s)", (reader_id, star))
             conn.commit()
-        wait_for(lambda: new_post not in watcher.get(page_key), "the page refreshed after the block")
+        wait_for(lambda: new_post not in watcher.get(page_key), 60, "the page refreshed after the block")
         assert list(client.feed_page(reader_id, limit=50)) == from_postgres(50)
         assert all(item["authorId"] != star for item in client.feed_page(reader_id, limit=50))
 
