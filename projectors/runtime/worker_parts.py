@@ -23,6 +23,7 @@ from projectors.runtime.clock import BatchClock, Taken
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
+from projectors.runtime.take import NaturalTake
 from projectors.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def faust_app(settings: Settings, name: str, group: str | None, client_id: str |
     topics = descriptor(name).topics(settings)
     wanted = {t: settings.kafka.topic_partitions for t in topics}
     ensure_topics(settings, {**wanted, dead_letter_topic(settings, name): 1})
-    app = app_class(settings.worker.fetch_max_wait_ms)(
+    app = app_class(settings.worker.fetch_max_wait_ms, settings.worker.fetch_idle_wait_ms)(
         group or descriptor(name).group,
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),
@@ -185,16 +186,20 @@ def add_agent(
     app: Any, source: Any, name: str, settings: Settings, project_batch: Callable[[Taken], None], guard: BatchGuard,
     clocked: bool,
 ) -> None:
-    """The agent: batches of at most ``batch_size`` events taken within ``batch_within_s``, applied
-    one after the other, each acknowledged only once written. With two in flight faust fills the
-    next batch while this one is written, and each batch is acknowledged (in order) by its own task,
-    so the last batch before a pause is committed too. (A batch's events are stamped with the time
-    the batch was taken: faust's take does not say when each event arrived.)"""
+    """The agent: batches of at most ``batch_size`` events, applied one after the other, each
+    acknowledged only once written. With two in flight (the default) each batch is acknowledged (in
+    order) by its own task, so the last batch before a pause is committed too, and the next batch
+    is handed over (``PROJECTORS_WORKER_HAND_OVER``) either as soon as the previous one was written
+    and anything arrived meanwhile (``natural``: ``take.NaturalTake``, no timer), or when full or
+    after ``batch_within_s`` (``timed``: faust's ``noack_take``). With one in flight, faust's
+    ``take_events`` hands a batch over when full or after ``batch_within_s``. (When clocked, each
+    event is stamped with the time it entered the buffer with ``natural``, else with the time its
+    batch was taken: faust's take does not say.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
 
-    def taken(events: Any) -> Taken:
+    def taken(events: Any, arrived: list[float] | None = None) -> Taken:
         events = list(events)
-        return Taken(events, [time.time()] * len(events) if clocked else [])
+        return Taken(events, (arrived or [time.time()] * len(events)) if clocked else [])
 
     if settings.worker.batches_in_flight == 1:
 
@@ -211,16 +216,29 @@ def add_agent(
     async def project_two(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         previous: asyncio.Future[None] | None = None
+        buffer = NaturalTake(stream, batch_size, stamped=clocked)
 
         async def write_then_ack(batch: Taken) -> None:
             await guard.finish(loop.run_in_executor(None, project_batch, batch))
-            for event in batch.events:
+            for event in batch.events:  # only now: the batch was written
                 await stream.ack(event)
 
-        async for events in stream.noack_take(batch_size, within=within):
-            if previous is not None:
-                await guard.finish(previous)  # the batch thread takes one batch at a time
-            previous = asyncio.ensure_future(write_then_ack(taken(events)))
+        if settings.worker.hand_over == "timed":
+            async for events in stream.noack_take(batch_size, within=within):
+                if previous is not None:
+                    await guard.finish(previous)  # the batch thread takes one batch at a time
+                previous = asyncio.ensure_future(write_then_ack(taken(events)))
+            return
+        buffer.start()
+        try:
+            while await buffer.wait():
+                if previous is not None:
+                    await guard.finish(previous)  # the batch thread takes one batch at a time
+                # what arrived while the previous batch was written (at least one event)
+                events, arrived = buffer.take()
+                previous = asyncio.ensure_future(write_then_ack(taken(events, arrived)))
+        finally:
+            buffer.stop()
 
 
 def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
