@@ -8,7 +8,12 @@ through the Redis store adapter (the version guard's pipelined Lua calls, one ro
 per key group) in batches of the size the worker wrote, into an emptied prefix: the spec again at
 a higher version each round (keys overwritten, as the worker overwrites them) until as many
 operations as the worker applied. The figure is worker store ops/s ÷ store-alone ops/s (the
-worker's events/s printed beside it). Prints figures; asserts nothing about speed.
+worker's events/s printed beside it). Two more figures from the same run say where that ratio is
+bound: the worker's own store stage (its ops ÷ the seconds its batches spent applying them) ÷ the
+store alone, and the consumer framework's ceiling: a bare faust agent that only counts the same
+topics' events (``baselines.bare_faust``), at the worker's store operations per event, ÷ the store
+alone. A worker cannot consume faster than the bare agent, so the ratio cannot exceed that ceiling.
+Prints figures; asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from projectors.bench.baselines import bare_consume
+from projectors.bench.baselines import Rate, bare_consume, bare_faust
 from projectors.bench.config import Say
 from projectors.bench.report import RawStoreRun, WorkerRun
 from projectors.bench.throughput import timed_apply
@@ -54,6 +59,20 @@ class PipelineRun:
     topic_events: int
     worker: WorkerRun
     store: RawStoreRun
+    faust: Rate
+
+    @property
+    def apply_ratio(self) -> float:
+        """The worker's store stage (ops ÷ its batches' apply seconds) ÷ the store alone."""
+        applying = self.worker.stages_s.get("store apply", 0.0)
+        ops = self.worker.ops_per_s * self.worker.seconds
+        return ops / applying / self.store.ops_per_s if applying and self.store.ops_per_s else 0.0
+
+    @property
+    def ceiling(self) -> float:
+        """The bare faust agent's events/s at the worker's store ops per event ÷ the store alone."""
+        per_event = self.worker.ops_per_s / self.worker.events_per_s if self.worker.events_per_s else 0.0
+        return self.faust.per_s * per_event / self.store.ops_per_s if self.store.ops_per_s else 0.0
 
     @property
     def ratio(self) -> float:
@@ -105,8 +124,13 @@ def pipeline(settings: Settings, size: PipelineSize, say: Say) -> PipelineRun:
     say(f"  worker, real Redis: {worker.events_per_s:,.0f} events/s, {worker.ops_per_s:,.0f} store ops/s "
         f"({worker.operations:,} ops in {worker.batches} batches{'' if worker.complete else ', stopped early'})")
     store = store_alone(settings, batch, max(3 * batch, worker.operations), size.limit_s)
-    run = PipelineRun(expected, worker, store)
+    faust = bare_faust(settings, descriptor("redis").topics(settings), expected, size.limit_s)
+    run = PipelineRun(expected, worker, store, faust)
     say(f"  store adapter alone (pipelined version guard): {store.ops_per_s:,.0f} ops/s in batches of {batch} "
         f"({store.operations:,} ops: the spec's items again at a higher version each round)")
     say(f"  worker ÷ store: {run.ratio:.2f} (store ops/s)")
+    say(f"  the worker's store stage ÷ store alone: {run.apply_ratio:.2f} (ops ÷ the batches' apply seconds)")
+    say(f"  bare faust agent on the same topics: {faust.per_s:,.0f} events/s; at the worker's "
+        f"{worker.ops_per_s / max(worker.events_per_s, 1e-9):.2f} ops per event ÷ store alone: "
+        f"{run.ceiling:.2f} (the most any faust worker can reach)")
     return run

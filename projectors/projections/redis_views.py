@@ -114,6 +114,11 @@ def window(now: datetime, retention_days: int) -> list[str]:
     return [d.isoformat() for d in days if day_expiry(d.isoformat(), retention_days) > now.timestamp()]
 
 
+def _day_member(key: ItemKey) -> tuple[str, str]:
+    day, _, member = key.id.partition(":")
+    return day, member
+
+
 def _pairs(keys: Sequence[ItemKey]) -> tuple[list[str], list[str]]:
     days, ids = [], []
     for key in keys:
@@ -135,10 +140,13 @@ PROFILE_SQL = (
     "(SELECT count(*) FROM follows f WHERE f.follower_id = u.id), "
     "(SELECT count(*) FROM posts p WHERE p.author_id = u.id AND p.visibility = 'public') FROM users u WHERE {}"
 )
+# each named author's likes per UTC day of the like and in all: one pass over their
+# posts' likes (a (day, author) pair each would count a popular author's likes once per day asked)
 AUTHORS_SQL = (
-    "SELECT k.day, k.id::text, count(*) FROM unnest(%s::text[], %s::uuid[]) AS k(day, id) "
-    "JOIN posts p ON p.author_id = k.id JOIN reactions r ON r.post_id = p.id AND r.kind = 'like' "
-    f"WHERE k.day = 'all' OR {DAY_SQL.format('r.created_at')} = k.day GROUP BY 1, 2"
+    f"SELECT CASE WHEN GROUPING({DAY_SQL.format('r.created_at')}) = 1 THEN 'all' "
+    f"ELSE {DAY_SQL.format('r.created_at')} END, p.author_id::text, count(*) FROM posts p "
+    "JOIN reactions r ON r.post_id = p.id AND r.kind = 'like' WHERE p.author_id = ANY(%s::uuid[]) "
+    f"GROUP BY GROUPING SETS ((p.author_id, {DAY_SQL.format('r.created_at')}), (p.author_id))"
 )
 AUTHORS_ALL_SQL = (
     "SELECT 'all', p.author_id::text, count(*) FROM reactions r JOIN posts p ON p.id = r.post_id "
@@ -273,7 +281,10 @@ class RedisProjection(Projection):
             out.update(self._profiles(rows))
         if by[FEED_PAGE] and self.feed_page_size:
             out.update(self.feed_pages([k.id for k in by[FEED_PAGE]], source))
-        for collection, sql in ((AUTHORS, AUTHORS_SQL), (POSTS, POSTS_SQL), (TOPICS, TOPICS_SQL)):
+        if by[AUTHORS]:
+            authors = sorted({member for _day, member in map(_day_member, by[AUTHORS])})
+            out.update(_entries(AUTHORS, source.rows(AUTHORS_SQL, [authors])))
+        for collection, sql in ((POSTS, POSTS_SQL), (TOPICS, TOPICS_SQL)):
             if by[collection]:
                 days, ids = _pairs(by[collection])
                 out.update(_entries(collection, source.rows(sql, [days, ids])))

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from projectors.capture.preflight import ensure_topics
@@ -23,7 +23,6 @@ from projectors.runtime.clock import BatchClock, Taken
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
-from projectors.runtime.take import NaturalTake
 from projectors.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -189,11 +188,11 @@ def add_agent(
     """The agent: batches of at most ``batch_size`` events, applied one after the other, each
     acknowledged only once written. With two in flight (the default) each batch is acknowledged (in
     order) by its own task, so the last batch before a pause is committed too, and the next batch
-    is handed over (``PROJECTORS_WORKER_HAND_OVER``) either as soon as the previous one was written
-    and anything arrived meanwhile (``natural``: ``take.NaturalTake``, no timer), or when full or
+    is handed over (``PROJECTORS_WORKER_HAND_OVER``) either when full or as soon as faust holds no
+    more events for the stream (``natural``: :func:`natural_batches`, no timer), or when full or
     after ``batch_within_s`` (``timed``: faust's ``noack_take``). With one in flight, faust's
     ``take_events`` hands a batch over when full or after ``batch_within_s``. (When clocked, each
-    event is stamped with the time it entered the buffer with ``natural``, else with the time its
+    event is stamped with the time the agent took it with ``natural``, else with the time its
     batch was taken: faust's take does not say.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
 
@@ -216,7 +215,6 @@ def add_agent(
     async def project_two(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         previous: asyncio.Future[None] | None = None
-        buffer = NaturalTake(stream, batch_size, stamped=clocked)
 
         async def write_then_ack(batch: Taken) -> None:
             await guard.finish(loop.run_in_executor(None, project_batch, batch))
@@ -229,16 +227,37 @@ def add_agent(
                     await guard.finish(previous)  # the batch thread takes one batch at a time
                 previous = asyncio.ensure_future(write_then_ack(taken(events)))
             return
-        buffer.start()
-        try:
-            while await buffer.wait():
-                if previous is not None:
-                    await guard.finish(previous)  # the batch thread takes one batch at a time
-                # what arrived while the previous batch was written (at least one event)
-                events, arrived = buffer.take()
-                previous = asyncio.ensure_future(write_then_ack(taken(events, arrived)))
-        finally:
-            buffer.stop()
+        async for events, arrived in natural_batches(stream, batch_size, clocked):
+            if previous is not None:
+                await guard.finish(previous)  # the batch thread takes one batch at a time
+            previous = asyncio.ensure_future(write_then_ack(taken(events, arrived)))
+
+
+async def natural_batches(stream: Any, batch_size: int, clocked: bool) -> AsyncIterator[tuple[list[Any], list[float]]]:
+    """Natural batching: the stream's events (acks off: the caller acknowledges), a batch as soon
+    as it is full or faust holds nothing more for the stream (its channel's queue is empty), with
+    when each event came in (if ``clocked``). It iterates the stream itself, faust's own per-event
+    loop as a bare agent's, with no buffering processor and no timer: one event alone goes at
+    once, a burst in batches of what arrived meanwhile. While the caller works on a batch the next
+    events wait in the channel's queue (faust keeps fetching into it), and are taken in one go
+    after. Events taken but not yielded when the stream stops were never acknowledged: the group
+    redelivers them."""
+    queue = stream.channel.queue
+    events: list[Any] = []
+    arrived: list[float] = []
+    acks_were = stream.enable_acks
+    stream.enable_acks = False
+    try:
+        async for _value in stream:
+            events.append(stream.current_event)
+            if clocked:
+                arrived.append(time.time())
+            if len(events) < batch_size and not queue.empty():
+                continue
+            yield events, arrived
+            events, arrived = [], []
+    finally:
+        stream.enable_acks = acks_were
 
 
 def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:

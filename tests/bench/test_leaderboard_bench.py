@@ -22,4 +22,7 @@ def test_the_redis_bench_runs_on_a_tiny_input() -> None:
     assert worker and store and ratio, out
     assert all(float(g.replace(",", "")) > 0 for g in (*worker.groups(), *store.groups())), out
     assert float(ratio.group(1)) > 0, out
+    apply = re.search(r"the worker's store stage ÷ store alone: (\d+\.\d+)", out)
+    ceiling = re.search(r"bare faust agent on the same topics: ([\d,]+) events/s; .* ÷ store alone: (\d+\.\d+)", out)
+    assert apply and ceiling and float(apply.group(1)) > 0 and float(ceiling.group(2)) > 0, out
     assert len(re.findall(r"posts \([\d,]+ Redis items\): Redis p50 [\d.]+ ms", out)) == 2, out
