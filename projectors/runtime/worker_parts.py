@@ -227,36 +227,64 @@ def add_agent(
                     await guard.finish(previous)  # the batch thread takes one batch at a time
                 previous = asyncio.ensure_future(write_then_ack(taken(events)))
             return
-        async for events, arrived in natural_batches(stream, batch_size, clocked):
+        async for events, arrived in natural_batches(stream, batch_size, clocked, lambda: previous):  # noqa: B023 (the batch written now)
             if previous is not None:
                 await guard.finish(previous)  # the batch thread takes one batch at a time
             previous = asyncio.ensure_future(write_then_ack(taken(events, arrived)))
 
 
-async def natural_batches(stream: Any, batch_size: int, clocked: bool) -> AsyncIterator[tuple[list[Any], list[float]]]:
-    """Natural batching: the stream's events (acks off: the caller acknowledges), a batch as soon
-    as it is full or faust holds nothing more for the stream (its channel's queue is empty), with
-    when each event came in (if ``clocked``). It iterates the stream itself, faust's own per-event
-    loop as a bare agent's, with no buffering processor and no timer: one event alone goes at
-    once, a burst in batches of what arrived meanwhile. While the caller works on a batch the next
-    events wait in the channel's queue (faust keeps fetching into it), and are taken in one go
-    after. Events taken but not yielded when the stream stops were never acknowledged: the group
-    redelivers them."""
+END = object()  # the stream ended
+
+
+async def _next_of(iterator: AsyncIterator[Any]) -> Any:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return END
+
+
+async def natural_batches(
+    stream: Any, batch_size: int, clocked: bool, writing: Callable[[], asyncio.Future[None] | None] = lambda: None,
+) -> AsyncIterator[tuple[list[Any], list[float]]]:
+    """Natural batching: the stream's events (acks off: the caller acknowledges) in batches, with
+    when each event was taken (if ``clocked``). A batch is yielded when it is full, or when faust
+    holds nothing more for the stream (its channel's queue is empty) and the previous batch
+    (``writing()``) is written: while it is being written, every event that arrives joins the next
+    batch. So one change alone goes at once, and under load a batch is what arrived while the
+    previous one was written. It iterates the stream itself, faust's own per-event loop as a bare
+    agent's: no buffering processor, no timer. Events taken but not yielded when the stream stops
+    were never acknowledged: the group redelivers them."""
     queue = stream.channel.queue
     events: list[Any] = []
     arrived: list[float] = []
     acks_were = stream.enable_acks
     stream.enable_acks = False
+    iterator = aiter(stream)
+    coming: asyncio.Future[Any] | None = None  # the next event, awaited beside the batch being written
     try:
-        async for _value in stream:
+        while True:
+            if coming is None:
+                value = await _next_of(iterator)
+            else:
+                value, coming = await coming, None
+            if value is END:
+                return
             events.append(stream.current_event)
             if clocked:
                 arrived.append(time.time())
             if len(events) < batch_size and not queue.empty():
                 continue
+            busy = writing()
+            if busy is not None and not busy.done() and len(events) < batch_size:
+                coming = asyncio.ensure_future(_next_of(iterator))
+                await asyncio.wait([busy, coming], return_when=asyncio.FIRST_COMPLETED)
+                if coming.done():
+                    continue  # an event came before the previous batch was written: it joins this one
             yield events, arrived
             events, arrived = [], []
     finally:
+        if coming is not None:
+            coming.cancel()
         stream.enable_acks = acks_were
 
 

@@ -89,3 +89,48 @@ def test_events_taken_when_the_stream_stops_are_neither_yielded_nor_acknowledged
     batches, stream = asyncio.run(run())
     assert batches == [["a"]]  # b and c were taken, d still queued: the group redelivers all three
     assert stream.acked_by_faust == [] and stream.enable_acks
+
+
+class TimedStream(Stream):
+    """Events that arrive one at a time, ``gap_s`` apart (faust's queue empty between them)."""
+
+    def __init__(self, events: list[str], gap_s: float) -> None:
+        super().__init__([])
+        self.events, self.gap_s = events, gap_s
+
+    async def __aiter__(self) -> Any:
+        for event in self.events:
+            await asyncio.sleep(self.gap_s)
+            self.current_event = event
+            yield event
+            if self.enable_acks:
+                self.acked_by_faust.append(event)
+            self.current_event = None
+        await asyncio.sleep(0.2)  # the stream stays open a while (a stop drops what was not yielded)
+
+
+def test_events_that_arrive_while_a_batch_is_written_join_the_next_batch() -> None:
+    async def run() -> list[list[str]]:
+        stream = TimedStream(["a", "b", "c", "d", "e"], gap_s=0.01)
+        out: list[list[str]] = []
+        writing: asyncio.Future[None] | None = None
+
+        async def write() -> None:
+            await asyncio.sleep(0.035)  # a batch takes about three events' gaps to write
+
+        def being_written() -> asyncio.Future[None] | None:
+            return writing
+
+        async for events, _ in natural_batches(stream, 100, clocked=False, writing=being_written):
+            out.append(events)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(write())
+        if writing is not None:
+            await writing
+        return out
+
+    batches = asyncio.run(run())
+    assert batches[0] == ["a"]  # nothing being written: at once
+    assert [e for b in batches for e in b] == ["a", "b", "c", "d", "e"]
+    assert len(batches) < 5 and max(len(b) for b in batches[1:]) >= 2  # the rest came in while a batch was written
