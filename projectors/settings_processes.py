@@ -64,15 +64,9 @@ class WorkerSettings(Section):
 
     env_section: ClassVar[str] = "WORKER_"
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    # With PROJECTORS_WORKER_HAND_OVER=timed or PROJECTORS_WORKER_BATCHES_IN_FLIGHT=1, a batch is
-    # handed over when full or after this many seconds. Each event waits about half of it; an idle
-    # worker wakes up this often (cheap: no fetch, no broker request).
+    # A batch is handed over when full or after this many seconds. Each event waits about half of
+    # it; an idle worker wakes up this often (cheap: no fetch, no broker request).
     batch_within_s: float = Field(default=0.02, gt=0)
-    # With two batches in flight, when the next batch is handed over: "natural", when full or as
-    # soon as faust holds no more events for the worker (one event alone goes at once, a burst in
-    # batches of what arrived while the previous one was written; no timer); "timed", when full or
-    # after PROJECTORS_WORKER_BATCH_WITHIN_S.
-    hand_over: Literal["natural", "timed"] = "natural"
     # How long a fetch may wait on the broker for data while events flow. Kafka answers as soon as
     # data arrives; some brokers (Tansu) hold every fetch this long, so it adds to each event's lag.
     fetch_max_wait_ms: int = Field(default=10, ge=1, le=30_000)

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from projectors.capture.preflight import ensure_topics
@@ -185,20 +185,16 @@ def add_agent(
     app: Any, source: Any, name: str, settings: Settings, project_batch: Callable[[Taken], None], guard: BatchGuard,
     clocked: bool,
 ) -> None:
-    """The agent: batches of at most ``batch_size`` events, applied one after the other, each
-    acknowledged only once written. With two in flight (the default) each batch is acknowledged (in
-    order) by its own task, so the last batch before a pause is committed too, and the next batch
-    is handed over (``PROJECTORS_WORKER_HAND_OVER``) either when full or as soon as faust holds no
-    more events for the stream (``natural``: :func:`natural_batches`, no timer), or when full or
-    after ``batch_within_s`` (``timed``: faust's ``noack_take``). With one in flight, faust's
-    ``take_events`` hands a batch over when full or after ``batch_within_s``. (When clocked, each
-    event is stamped with the time the agent took it with ``natural``, else with the time its
-    batch was taken: faust's take does not say.)"""
+    """The agent: batches of at most ``batch_size`` events taken within ``batch_within_s``, applied
+    one after the other, each acknowledged only once written. With two in flight faust fills the
+    next batch while this one is written, and each batch is acknowledged (in order) by its own task,
+    so the last batch before a pause is committed too. (A batch's events are stamped with the time
+    the batch was taken: faust's take does not say when each event arrived.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
 
-    def taken(events: Any, arrived: list[float] | None = None) -> Taken:
+    def taken(events: Any) -> Taken:
         events = list(events)
-        return Taken(events, (arrived or [time.time()] * len(events)) if clocked else [])
+        return Taken(events, [time.time()] * len(events) if clocked else [])
 
     if settings.worker.batches_in_flight == 1:
 
@@ -221,71 +217,10 @@ def add_agent(
             for event in batch.events:  # only now: the batch was written
                 await stream.ack(event)
 
-        if settings.worker.hand_over == "timed":
-            async for events in stream.noack_take(batch_size, within=within):
-                if previous is not None:
-                    await guard.finish(previous)  # the batch thread takes one batch at a time
-                previous = asyncio.ensure_future(write_then_ack(taken(events)))
-            return
-        async for events, arrived in natural_batches(stream, batch_size, clocked, lambda: previous):  # noqa: B023 (the batch written now)
+        async for events in stream.noack_take(batch_size, within=within):
             if previous is not None:
                 await guard.finish(previous)  # the batch thread takes one batch at a time
-            previous = asyncio.ensure_future(write_then_ack(taken(events, arrived)))
-
-
-END = object()  # the stream ended
-
-
-async def _next_of(iterator: AsyncIterator[Any]) -> Any:
-    try:
-        return await anext(iterator)
-    except StopAsyncIteration:
-        return END
-
-
-async def natural_batches(
-    stream: Any, batch_size: int, clocked: bool, writing: Callable[[], asyncio.Future[None] | None] = lambda: None,
-) -> AsyncIterator[tuple[list[Any], list[float]]]:
-    """Natural batching: the stream's events (acks off: the caller acknowledges) in batches, with
-    when each event was taken (if ``clocked``). A batch is yielded when it is full, or when faust
-    holds nothing more for the stream (its channel's queue is empty) and the previous batch
-    (``writing()``) is written: while it is being written, every event that arrives joins the next
-    batch. So one change alone goes at once, and under load a batch is what arrived while the
-    previous one was written. It iterates the stream itself, faust's own per-event loop as a bare
-    agent's: no buffering processor, no timer. Events taken but not yielded when the stream stops
-    were never acknowledged: the group redelivers them."""
-    queue = stream.channel.queue
-    events: list[Any] = []
-    arrived: list[float] = []
-    acks_were = stream.enable_acks
-    stream.enable_acks = False
-    iterator = aiter(stream)
-    coming: asyncio.Future[Any] | None = None  # the next event, awaited beside the batch being written
-    try:
-        while True:
-            if coming is None:
-                value = await _next_of(iterator)
-            else:
-                value, coming = await coming, None
-            if value is END:
-                return
-            events.append(stream.current_event)
-            if clocked:
-                arrived.append(time.time())
-            if len(events) < batch_size and not queue.empty():
-                continue
-            busy = writing()
-            if busy is not None and not busy.done() and len(events) < batch_size:
-                coming = asyncio.ensure_future(_next_of(iterator))
-                await asyncio.wait([busy, coming], return_when=asyncio.FIRST_COMPLETED)
-                if coming.done():
-                    continue  # an event came before the previous batch was written: it joins this one
-            yield events, arrived
-            events, arrived = [], []
-    finally:
-        if coming is not None:
-            coming.cancel()
-        stream.enable_acks = acks_were
+            previous = asyncio.ensure_future(write_then_ack(taken(events)))
 
 
 def lag_of(app: Any, positions: dict[tuple[str, int], int]) -> int:
