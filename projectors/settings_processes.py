@@ -26,9 +26,8 @@ class CaptureSettings(Section):
     offset_flush_interval_ms: int = Field(default=1_000, ge=0)
     max_batch_size: int = Field(default=2048, ge=1)
     # How long Debezium sleeps when the replication stream has nothing pending, and how long its
-    # queue waits to fill a batch: each change waits up to this long (Debezium's 500 ms default alone
-    # added up to 1 s of lag). Measured, idle capture used 3.4% of a core at 50 ms, 10% at 10, 16% at 5.
-    poll_interval_ms: int = Field(default=10, ge=1, le=60_000)
+    # queue waits to fill a batch: Debezium's 500 ms default alone adds up to 1 s of lag.
+    poll_interval_ms: int = Field(default=50, ge=1, le=60_000)
     # The largest record capture publishes (the producer's message.max.bytes): at most the broker's
     # message.max.bytes and the topics' max.message.bytes (Kafka's default 1 MB). A larger change is
     # published without its long column values (each replaced by Debezium's placeholder, the
@@ -64,17 +63,11 @@ class WorkerSettings(Section):
 
     env_section: ClassVar[str] = "WORKER_"
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    # A batch is handed over when full or after this many seconds. Each event waits about half of
-    # it; an idle worker wakes up this often (cheap: no fetch, no broker request).
-    batch_within_s: float = Field(default=0.02, gt=0)
-    # How long a fetch may wait on the broker for data while events flow. Kafka answers as soon as
-    # data arrives; some brokers (Tansu) hold every fetch this long, so it adds to each event's lag.
-    fetch_max_wait_ms: int = Field(default=10, ge=1, le=30_000)
-    # After each fetch that brought nothing the wait doubles, up to this: an idle worker fetches only
-    # this often (each empty fetch costs about 0.5 ms of CPU in the worker and as much in the
-    # broker: idle, a worker used 1.2% of a core fetching every 100 ms, 5.6% every 10), and the first
-    # event after a quiet spell waits up to this long. At most the wait above: no adapting.
-    fetch_idle_wait_ms: int = Field(default=100, ge=1, le=30_000)
+    # a batch is handed over when full or after this many seconds
+    batch_within_s: float = Field(default=0.1, gt=0)
+    # How long a fetch may wait on the broker for data. Kafka answers as soon as data arrives, so a
+    # short wait costs only idle round trips; some brokers (Tansu) hold every fetch this long.
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     # Append each batch's per-change times to <stack dir>/run/clock (the bench's lag stages).
     clock: bool = False
     # A worker that stops heartbeating for this long leaves its group and its partitions move on.

@@ -134,10 +134,7 @@ def stage_times(clocked: dict[str, list[float | None]], visible: dict[str, float
 
 def lag(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
     stores = ("graph", "search")
-    # the workers' default batching (the stack's settings batch for throughput)
-    within = type(settings.worker).model_fields["batch_within_s"].default
-    settings = settings.model_copy(
-        update={"worker": settings.worker.model_copy(update={"clock": True, "batch_within_s": within})})
+    settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"clock": True})})
     with live_workers(settings, list(stores)):
         for rate in config.lag_rates:
             with Prober(settings) as prober:

@@ -8,8 +8,7 @@ seconds since the epoch, one machine's clock):
 - ``commit``: the source's ``source.ts_ms`` (PostgreSQL's commit time of the transaction);
 - ``read``: the envelope's ``ts_ms`` (when Debezium handled the change);
 - ``published``: the record's timestamp (set by capture's producer);
-- ``fetched``: when the change entered the worker's batch buffer (with one batch in flight: when
-  its batch was taken).
+- ``fetched``: when the change entered the worker's batch buffer.
 """
 
 from __future__ import annotations
@@ -62,9 +61,8 @@ def envelope_times(value: bytes | None) -> tuple[float | None, float | None]:
 
 
 class Taken:
-    """One batch: its events and, when clocked, when each entered the worker's buffer (faust's
-    ``take_events``, with one batch in flight, says only when the batch was taken: each event gets
-    that time)."""
+    """One batch: its events and, when clocked, when each was fetched (faust's take says only when
+    the batch was taken: each event gets that time)."""
 
     __slots__ = ("arrived", "events", "handed")
 

@@ -10,8 +10,8 @@ acknowledged offsets every ``commit_interval_s``. Two ways to take them
 (``PROJECTORS_WORKER_BATCHES_IN_FLIGHT``):
 
 - 2 (the default): ``noack_take``; each batch is written by a task of its own, which acknowledges
-  its events, in order, once written. The next batch is handed over only after the previous one was
-  written (batches are applied one after the other) while faust fills the one after;
+  its events, in order, once written. The next batch is handed over only after the previous one
+  was written (batches are applied one after the other) while faust fills the one after;
 - 1: ``take_events``, one batch at a time, acknowledged when the agent takes the next one.
 
 faust pitfall avoided: ``take_events`` acknowledges its buffered events when the agent is cancelled

@@ -36,7 +36,7 @@ def faust_app(settings: Settings, name: str, group: str | None, client_id: str |
     topics = descriptor(name).topics(settings)
     wanted = {t: settings.kafka.topic_partitions for t in topics}
     ensure_topics(settings, {**wanted, dead_letter_topic(settings, name): 1})
-    app = app_class(settings.worker.fetch_max_wait_ms, settings.worker.fetch_idle_wait_ms)(
+    app = app_class(settings.worker.fetch_max_wait_ms)(
         group or descriptor(name).group,
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),
@@ -214,7 +214,7 @@ def add_agent(
 
         async def write_then_ack(batch: Taken) -> None:
             await guard.finish(loop.run_in_executor(None, project_batch, batch))
-            for event in batch.events:  # only now: the batch was written
+            for event in batch.events:
                 await stream.ack(event)
 
         async for events in stream.noack_take(batch_size, within=within):
