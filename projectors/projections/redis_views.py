@@ -114,11 +114,6 @@ def window(now: datetime, retention_days: int) -> list[str]:
     return [d.isoformat() for d in days if day_expiry(d.isoformat(), retention_days) > now.timestamp()]
 
 
-def _day_member(key: ItemKey) -> tuple[str, str]:
-    day, _, member = key.id.partition(":")
-    return day, member
-
-
 def _pairs(keys: Sequence[ItemKey]) -> tuple[list[str], list[str]]:
     days, ids = [], []
     for key in keys:
@@ -282,7 +277,7 @@ class RedisProjection(Projection):
         if by[FEED_PAGE] and self.feed_page_size:
             out.update(self.feed_pages([k.id for k in by[FEED_PAGE]], source))
         if by[AUTHORS]:
-            authors = sorted({member for _day, member in map(_day_member, by[AUTHORS])})
+            authors = sorted(set(_pairs(by[AUTHORS])[1]))
             out.update(_entries(AUTHORS, source.rows(AUTHORS_SQL, [authors])))
         for collection, sql in ((POSTS, POSTS_SQL), (TOPICS, TOPICS_SQL)):
             if by[collection]:
