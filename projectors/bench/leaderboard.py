@@ -92,11 +92,18 @@ def timed(call: Callable[[], object], n: int) -> tuple[float, float]:
 
 
 def emptied(settings: Settings) -> None:
-    """Capture stopped and every source table emptied: the leaderboards' posts are written in SQL."""
+    """Capture stopped, every source table emptied and Redis's items dropped: the leaderboards' posts
+    are written in SQL. The pipeline run's items carry source versions above the fills' 1 and 2, so
+    its boards would otherwise stay beside the new ones (the version guard keeps the higher one)."""
     local.down(settings, ["capture"], say=lambda _line: None)
     with connect(settings.pg) as conn:
         conn.execute("TRUNCATE users CASCADE")
         conn.commit()
+    store = open_raw_store(settings, "redis", 0)
+    try:
+        store.drop()
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             items = fill(settings, version)
             redis_answer = client.leaderboard("authors", today, limit=10)
             pg_answer = postgres.leaderboard(settings, "authors", today, 10)
-            assert redis_answer.source == "store" and list(redis_answer) == pg_answer, "Redis and PostgreSQL differ"
+            assert redis_answer.source == "store" and list(redis_answer) == pg_answer, (
+                f"Redis and PostgreSQL differ: Redis ({redis_answer.source}) {list(redis_answer)}, "
+                f"PostgreSQL {pg_answer}"
+            )
             r50, r99 = timed(lambda: client.leaderboard("authors", today, limit=10), runs[0])
             p50, p99 = timed(lambda: postgres.leaderboard(settings, "authors", today, 10), runs[1])
             print(

@@ -7,6 +7,7 @@ its bound, naming it."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -54,7 +55,11 @@ class PodWorker:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/ready", timeout=5) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+            try:
+                return exc.code, json.loads(exc.read())
+            except http.client.HTTPException:  # the body cut short: print what the worker did
+                print(f"probe: {exc.code} with a cut body; the worker's log:\n{self.log.read_text()[-3000:]}")
+                return 0, {}
         except OSError:
             return 0, {}
 
