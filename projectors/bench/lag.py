@@ -134,7 +134,10 @@ def stage_times(clocked: dict[str, list[float | None]], visible: dict[str, float
 
 def lag(settings: Settings, config: BenchConfig, population: Population, results: Results, say: Say) -> None:
     stores = ("graph", "search")
-    settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"clock": True})})
+    # the workers' shipped hand-over (the bench stack's 0.2 s batches for throughput would double it)
+    within = type(settings.worker).model_fields["batch_within_s"].default
+    settings = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"clock": True, "batch_within_s": within})})
     with live_workers(settings, list(stores)):
         for rate in config.lag_rates:
             with Prober(settings) as prober:
