@@ -8,7 +8,10 @@ seconds since the epoch, one machine's clock):
 - ``commit``: the source's ``source.ts_ms`` (PostgreSQL's commit time of the transaction);
 - ``read``: the envelope's ``ts_ms`` (when Debezium handled the change);
 - ``published``: the record's timestamp (set by capture's producer);
-- ``fetched``: when the change entered the worker's batch buffer.
+- ``fetched``: when the worker's faust stream took the change from its channel, i.e. into the
+  batch buffer (faust's monitor stamps each message's ``time_in``); so ``fetched -> handed`` is the
+  wait for the batch's hand-over (its timer, the batch before it), and ``published -> fetched`` the
+  broker, the fetch and faust's consumer up to the stream.
 """
 
 from __future__ import annotations
@@ -61,8 +64,7 @@ def envelope_times(value: bytes | None) -> tuple[float | None, float | None]:
 
 
 class Taken:
-    """One batch: its events and, when clocked, when each was fetched (faust's take says only when
-    the batch was taken: each event gets that time)."""
+    """One batch: its events and, when clocked, when each was fetched (entered the worker's stream)."""
 
     __slots__ = ("arrived", "events", "handed")
 

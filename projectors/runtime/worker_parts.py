@@ -188,13 +188,18 @@ def add_agent(
     """The agent: batches of at most ``batch_size`` events taken within ``batch_within_s``, applied
     one after the other, each acknowledged only once written. With two in flight faust fills the
     next batch while this one is written, and each batch is acknowledged (in order) by its own task,
-    so the last batch before a pause is committed too. (A batch's events are stamped with the time
-    the batch was taken: faust's take does not say when each event arrived.)"""
+    so the last batch before a pause is committed too. (When clocked, each event is stamped with the
+    time its stream took it from faust's channel, which faust's monitor records.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
 
     def taken(events: Any) -> Taken:
         events = list(events)
-        return Taken(events, [time.time()] * len(events) if clocked else [])
+        if not clocked:
+            return Taken(events, [])
+        # when each event entered the stream: faust's monitor stamps every message it takes from
+        # the channel (``time_in``, monotonic), here turned into the epoch time of the other stages
+        wall, now = time.time(), time.monotonic()
+        return Taken(events, [wall if (t := e.message.time_in) is None else wall - (now - t) for e in events])
 
     if settings.worker.batches_in_flight == 1:
 
