@@ -65,9 +65,14 @@ class WorkerSettings(Section):
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     # a batch is handed over when full or after this many seconds
     batch_within_s: float = Field(default=0.1, gt=0)
-    # How long a fetch may wait on the broker for data. Kafka answers as soon as data arrives, so a
-    # short wait costs only idle round trips; some brokers (Tansu) hold every fetch this long.
-    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
+    # How long a fetch may wait on the broker for data while events flow. Kafka answers as soon as
+    # data arrives; some brokers (Tansu) hold every fetch this long, so it adds to each event's lag.
+    fetch_max_wait_ms: int = Field(default=10, ge=1, le=30_000)
+    # Once no fetch brought records for this long, the wait doubles after each empty fetch, up to
+    # this: an idle worker fetches only this often (each empty fetch costs about 0.5 ms of CPU in the worker and as much in the
+    # broker: idle, a worker used 1.2% of a core fetching every 100 ms, 5.6% every 10), and the first
+    # event after a quiet spell waits up to this long. At most the wait above: no adapting.
+    fetch_idle_wait_ms: int = Field(default=100, ge=1, le=30_000)
     # Append each batch's per-change times to <stack dir>/run/clock (the bench's lag stages).
     clock: bool = False
     # A worker that stops heartbeating for this long leaves its group and its partitions move on.

@@ -200,7 +200,7 @@ def run_faust_counter(
     from projectors.runtime.projector_build import tune_gc
     from projectors.runtime.worker_parts import faust_credentials
 
-    app = app_class(settings.worker.fetch_max_wait_ms)(
+    app = app_class(settings.worker.fetch_max_wait_ms, settings.worker.fetch_idle_wait_ms)(
         f"projectors-bench-faust-{uuid.uuid4().hex[:8]}",
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),

@@ -36,7 +36,7 @@ def faust_app(settings: Settings, name: str, group: str | None, client_id: str |
     topics = descriptor(name).topics(settings)
     wanted = {t: settings.kafka.topic_partitions for t in topics}
     ensure_topics(settings, {**wanted, dead_letter_topic(settings, name): 1})
-    app = app_class(settings.worker.fetch_max_wait_ms)(
+    app = app_class(settings.worker.fetch_max_wait_ms, settings.worker.fetch_idle_wait_ms)(
         group or descriptor(name).group,
         broker=";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")),
         broker_credentials=faust_credentials(settings.kafka),

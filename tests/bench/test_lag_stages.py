@@ -38,7 +38,8 @@ def test_each_change_is_timed_stage_by_stage_from_the_clock_to_the_prober(tmp_pa
 
 
 def test_before_processes_get_only_the_settings_their_code_knows_and_not_this_codes_defaults() -> None:
-    defaults = {"PROJECTORS_WORKER_FETCH_MAX_WAIT_MS": "100", "PROJECTORS_WORKER_BATCH_SIZE": "1000"}
+    wait = str(load_settings({}).worker.fetch_max_wait_ms)  # this code's default, whatever it is
+    defaults = {"PROJECTORS_WORKER_FETCH_MAX_WAIT_MS": wait, "PROJECTORS_WORKER_BATCH_SIZE": "1000"}
     known = frozenset({"PROJECTORS_WORKER_FETCH_MAX_WAIT_MS", "PROJECTORS_WORKER_BATCH_SIZE",
                        "PROJECTORS_KAFKA_BOOTSTRAP_SERVERS"})
     settings = load_settings({"PROJECTORS_WORKER_BATCH_SIZE": "200", "PROJECTORS_WORKER_CLOCK": "true",
