@@ -69,9 +69,10 @@ class WorkerSettings(Section):
     # data arrives; some brokers (Tansu) hold every fetch this long, so it adds to each event's lag.
     fetch_max_wait_ms: int = Field(default=10, ge=1, le=30_000)
     # Once no fetch brought records for this long, the wait doubles after each empty fetch, up to
-    # this: an idle worker fetches only this often (each empty fetch costs about 0.5 ms of CPU in the worker and as much in the
-    # broker: idle, a worker used 1.2% of a core fetching every 100 ms, 5.6% every 10), and the first
-    # event after a quiet spell waits up to this long. At most the wait above: no adapting.
+    # this: an idle worker fetches only this often (each empty fetch costs about 0.5 ms of CPU in
+    # the worker and as much in the broker: idle, a worker used 1.2% of a core fetching every
+    # 100 ms, 5.6% every 10 ms), and the first event after a quiet spell waits up to this long.
+    # Set it to the wait above or less to keep a fixed wait.
     fetch_idle_wait_ms: int = Field(default=100, ge=1, le=30_000)
     # Append each batch's per-change times to <stack dir>/run/clock (the bench's lag stages).
     clock: bool = False
