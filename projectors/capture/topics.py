@@ -148,7 +148,8 @@ def read_to_end(
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "auto.offset.reset": "earliest",  # a start the topic's retention removed meanwhile
-            "fetch.wait.max.ms": settings.worker.fetch_max_wait_ms,
+            # a read to the end: the records are there; only the last fetch waits (for none)
+            "fetch.wait.max.ms": max(settings.worker.fetch_max_wait_ms, settings.worker.fetch_idle_wait_ms),
         }
     )
     try:
