@@ -67,12 +67,14 @@ class WorkerSettings(Section):
     batch_within_s: float = Field(default=0.1, gt=0)
     # How long a fetch may wait on the broker for data while events flow. Kafka answers as soon as
     # data arrives; some brokers (Tansu) hold every fetch this long, so it adds to each event's lag.
-    fetch_max_wait_ms: int = Field(default=10, ge=1, le=30_000)
-    # Once no fetch brought records for this long, the wait doubles after each empty fetch, up to
-    # this: an idle worker fetches only this often (each empty fetch costs about 0.5 ms of CPU in
-    # the worker and as much in the broker: idle, a worker used 1.2% of a core fetching every
-    # 100 ms, 5.6% every 10 ms), and the first event after a quiet spell waits up to this long.
-    # Set it to the wait above or less to keep a fixed wait.
+    # On Tansu 10 (with the idle wait at 100) cut publish -> taken from 31 to 6 ms p50 but tripled
+    # the broker's CPU while events flow (6 -> 16% of a core for one worker at 200 events/s), and on
+    # a 2-core machine running the whole pipeline that made lag worse, not better: hence 100.
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
+    # With a shorter wait above: once no fetch brought records for this long, the wait doubles
+    # after each empty fetch, up to this. So an idle worker fetches only this often (each empty
+    # fetch costs about 0.5 ms of CPU in the worker and as much in the broker), and the first event
+    # after a quiet spell waits up to this long. The same as the wait above or less: a fixed wait.
     fetch_idle_wait_ms: int = Field(default=100, ge=1, le=30_000)
     # Append each batch's per-change times to <stack dir>/run/clock (the bench's lag stages).
     clock: bool = False
