@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,13 @@ PARTITIONS = 3
 BATCH = 10  # records a producer flush, as a capture batch
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def agent(bootstrap: str, prefix: str, busy_ms: int, idle_ms: int, rate: int, seconds: float, broker_pid: int,
           out: Path) -> None:
     """The measured process: a faust agent on the topics, and a producer thread that writes once the
     agent takes records; the figures go to ``out`` as JSON, then the process exits."""
     from confluent_kafka import Producer
 
+    from projectors.bench.worker_runs import process_cpu_s
     from projectors.runtime.faust_app import app_class
 
     taken: list[float] = []
@@ -74,7 +69,7 @@ def agent(bootstrap: str, prefix: str, busy_ms: int, idle_ms: int, rate: int, se
             time.sleep(0.5)
         time.sleep(2)
         taken.clear()
-        broker_before, own_before = cpu_seconds(broker_pid), sum(os.times()[:2])
+        broker_before, own_before = process_cpu_s(broker_pid), sum(os.times()[:2])
         interval, sent, due = BATCH / rate, 0, time.monotonic()
         end = due + seconds
         while time.monotonic() < end:
@@ -82,7 +77,7 @@ def agent(bootstrap: str, prefix: str, busy_ms: int, idle_ms: int, rate: int, se
             sent += BATCH
             due += interval
             time.sleep(max(0.0, due - time.monotonic()))
-        broker_cpu, own_cpu = cpu_seconds(broker_pid) - broker_before, sum(os.times()[:2]) - own_before
+        broker_cpu, own_cpu = process_cpu_s(broker_pid) - broker_before, sum(os.times()[:2]) - own_before
         wait_until = time.monotonic() + 10
         while len(taken) < sent and time.monotonic() < wait_until:
             time.sleep(0.1)
@@ -101,16 +96,14 @@ def agent(bootstrap: str, prefix: str, busy_ms: int, idle_ms: int, rate: int, se
 
 
 def wait_for_port(address: str, timeout_s: float = 10.0) -> None:
+    from projectors.stack.part import port_open
+
     host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the broker at {address} did not listen within {timeout_s:.0f}s") from None
-            time.sleep(0.05)
+    while not port_open(host, int(port)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker at {address} did not listen within {timeout_s:.0f}s")
+        time.sleep(0.05)
 
 
 def measure(waits: Sequence[tuple[int, int]], rate: int, seconds: float) -> list[dict[str, Any]]:

@@ -49,18 +49,18 @@ def adapt_fetch_wait(
         fetcher._proc_fetch_request = adaptive
 
 
-def app_class(fetch_max_wait_ms: int, fetch_idle_wait_ms: int | None = None) -> type[faust.App]:
-    idle_ms = max(fetch_max_wait_ms, fetch_idle_wait_ms or fetch_max_wait_ms)
-
+def app_class(fetch_max_wait_ms: int, fetch_idle_wait_ms: int) -> type[faust.App]:
     class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         async def start(self) -> None:
             await super().start()
-            adapt_fetch_wait(self._fetcher, fetch_max_wait_ms, idle_ms)
+            adapt_fetch_wait(self._fetcher, fetch_max_wait_ms, fetch_idle_wait_ms)
 
     class ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
-            consumer.__class__ = Consumer  # the same consumer, with the adaptive wait once started
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by AIOKafkaConsumer.start()
+            if fetch_idle_wait_ms > fetch_max_wait_ms:
+                consumer.__class__ = Consumer  # the same consumer, with the adaptive wait once started
             return consumer
 
     class FaustConsumer(driver.Consumer):  # type: ignore[misc]
