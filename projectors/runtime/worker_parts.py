@@ -23,6 +23,7 @@ from projectors.runtime.clock import BatchClock, Taken
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
+from projectors.runtime.take import take_batches
 from projectors.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ def add_agent(
     so the last batch before a pause is committed too. (When clocked, each event is stamped with the
     time its stream took it from faust's channel, which faust's monitor records.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
+    natural = settings.worker.hand_over == "natural"
 
     def taken(events: Any) -> Taken:
         events = list(events)
@@ -222,7 +224,7 @@ def add_agent(
             for event in batch.events:
                 await stream.ack(event)
 
-        async for events in stream.noack_take(batch_size, within=within):
+        async for events in take_batches(stream, batch_size, within, natural):
             if previous is not None:
                 await guard.finish(previous)  # the batch thread takes one batch at a time
             previous = asyncio.ensure_future(write_then_ack(taken(events)))
