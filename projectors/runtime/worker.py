@@ -9,9 +9,11 @@ returned, i.e. after the store applied it and the dead letters were flushed, and
 acknowledged offsets every ``commit_interval_s``. Two ways to take them
 (``PROJECTORS_WORKER_BATCHES_IN_FLIGHT``):
 
-- 2 (the default): ``noack_take``; each batch is written by a task of its own, which acknowledges
-  its events, in order, once written. The next batch is handed over only after the previous one
-  was written (batches are applied one after the other) while faust fills the one after;
+- 2 (the default): batches taken unacknowledged (``runtime/take.py``: faust's ``noack_take``,
+  which also hands a batch over as soon as the consumer holds nothing more, with
+  ``PROJECTORS_WORKER_HAND_OVER=natural``); each batch is written by a task of its own, which
+  acknowledges its events, in order, once written. The next batch is handed over only after the
+  previous one was written (batches are applied one after the other) while faust fills the one after;
 - 1: ``take_events``, one batch at a time, acknowledged when the agent takes the next one.
 
 faust pitfall avoided: ``take_events`` acknowledges its buffered events when the agent is cancelled
