@@ -25,7 +25,7 @@ def main(bootstrap: str, group: str, out: str, hand_over: str) -> None:
     app = app_class(100, 100)(
         group, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False, autodiscover=False,
         consumer_auto_offset_reset="earliest", topic_partitions=3, stream_wait_empty=True,
-        datadir=tempfile.mkdtemp(prefix="delivery-"), broker_commit_interval=0.5, broker_session_timeout=6,
+        datadir=tempfile.mkdtemp(prefix="delivery-"), broker_commit_interval=0.1, broker_session_timeout=6,
         broker_heartbeat_interval=1.2,
     )
     source = app.topic(*TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -33,7 +33,7 @@ def main(bootstrap: str, group: str, out: str, hand_over: str) -> None:
 
     def write(taken: Taken) -> None:
         lines = "".join(f"{e.message.topic} {e.message.partition} {e.message.offset}\n" for e in taken.events)
-        time.sleep(random.random() * 0.02)  # a store's round trip: kills land mid-batch too
+        time.sleep(random.uniform(0.05, 0.3))  # a store's round trips: most kills land mid-batch
         os.write(fd, lines.encode())
 
     worker: Any = types.SimpleNamespace(batch_size=200, batch_within_s=0.1, batches_in_flight=2, hand_over=hand_over)

@@ -1,5 +1,5 @@
 """Nothing taken is lost: members of one consumer group run the workers' agent on a real broker
-while a producer writes, and are killed (SIGKILL, or SIGTERM) and replaced every few seconds; every
+while a producer writes, and are killed (SIGKILL, or SIGTERM) and replaced every few seconds, eight times; every
 offset produced must have been written by some member (a batch acknowledged before it was written
 would be committed and lost with the member that held it)."""
 
@@ -57,8 +57,8 @@ def test_members_killed_mid_stream_lose_no_event(hand_over: str, tmp_path: Path)
 
     with running(f"projectors-delivery-{hand_over}-", ["broker"]) as (settings, _env):
         bootstrap = settings.kafka.bootstrap_servers
-        for future in AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-                [NewTopic(t, 3, 1) for t in TOPICS]).values():
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # held: its futures die with it
+        for future in admin.create_topics([NewTopic(t, 3, 1) for t in TOPICS]).values():
             future.result(30)
         started = 0
 
@@ -78,9 +78,8 @@ def test_members_killed_mid_stream_lose_no_event(hand_over: str, tmp_path: Path)
         producer.start()
         rng, kills = random.Random(hand_over), 0
         try:
-            end = time.monotonic() + 40
-            while time.monotonic() < end:
-                time.sleep(rng.uniform(2, 5))
+            while kills < 8:
+                time.sleep(rng.uniform(1.5, 4))
                 victim = members.pop(rng.randrange(len(members)))
                 os.killpg(victim.pid, signal.SIGKILL if rng.random() < 0.7 else signal.SIGTERM)
                 victim.wait(30)
@@ -102,6 +101,6 @@ def test_members_killed_mid_stream_lose_no_event(hand_over: str, tmp_path: Path)
                 os.killpg(m.pid, signal.SIGKILL)
                 m.wait(30)
         total = sum(map(len, produced.values()))
-        assert total > 5_000 and kills >= 8, (total, kills)
+        assert total > 5_000, total
         lost = {tp: sorted(offsets)[:10] for tp, offsets in missing.items() if offsets}
         assert not lost, f"{sum(map(len, missing.values()))} of {total} events never written: {lost}"
