@@ -23,7 +23,7 @@ from projectors.runtime.clock import BatchClock, Taken
 from projectors.runtime.dead_letters import RawRecord, dead_letter_topic
 from projectors.runtime.observe import HealthServer, Metrics
 from projectors.runtime.stats import add_rate_sample, stats_path, store_requests, write_stats
-from projectors.runtime.take import take_batches
+from projectors.runtime.take import BatchTaker
 from projectors.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -219,15 +219,20 @@ def add_agent(
     async def project_two(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         previous: asyncio.Future[None] | None = None
+        taker = BatchTaker(stream, batch_size, within, natural)
 
         async def write_then_ack(batch: Taken) -> None:
-            await guard.finish(loop.run_in_executor(None, project_batch, batch))
-            for event in batch.events:
-                await stream.ack(event)
+            try:
+                await guard.finish(loop.run_in_executor(None, project_batch, batch))
+                for event in batch.events:
+                    await stream.ack(event)
+            finally:
+                taker.written()
 
-        async for events in take_batches(stream, batch_size, within, natural):
+        async for events in taker.batches():
             if previous is not None:
                 await guard.finish(previous)  # the batch thread takes one batch at a time
+            taker.writing = True
             previous = asyncio.ensure_future(write_then_ack(taken(events)))
 
 

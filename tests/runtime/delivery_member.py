@@ -2,7 +2,7 @@
 (``worker_parts.add_agent``: batches taken unacknowledged, each acknowledged once written), with a
 batch writer that appends every event's ``topic partition offset`` to a file before it returns.
 
-``python -m tests.runtime.delivery_member BOOTSTRAP GROUP OUT HAND_OVER``"""
+``python -m tests.runtime.delivery_member BOOTSTRAP GROUP OUT HAND_OVER [WITHIN_S]``"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 TOPICS = ("d0", "d1", "d2")
 
 
-def main(bootstrap: str, group: str, out: str, hand_over: str) -> None:
+def main(bootstrap: str, group: str, out: str, hand_over: str, within_s: str = "0.1") -> None:
     from projectors.runtime.clock import Taken
     from projectors.runtime.faust_app import app_class
     from projectors.runtime.worker_parts import BatchGuard, add_agent
@@ -36,7 +36,8 @@ def main(bootstrap: str, group: str, out: str, hand_over: str) -> None:
         time.sleep(random.uniform(0.05, 0.3))  # a store's round trips: most kills land mid-batch
         os.write(fd, lines.encode())
 
-    worker: Any = types.SimpleNamespace(batch_size=200, batch_within_s=0.1, batches_in_flight=2, hand_over=hand_over)
+    worker: Any = types.SimpleNamespace(batch_size=200, batch_within_s=float(within_s), batches_in_flight=2,
+                                        hand_over=hand_over)
     guard = BatchGuard(types.SimpleNamespace(stopping=False), 10)  # type: ignore[arg-type]
     add_agent(app, source, "delivery", types.SimpleNamespace(worker=worker), write, guard,  # type: ignore[arg-type]
               clocked=False)
@@ -45,4 +46,4 @@ def main(bootstrap: str, group: str, out: str, hand_over: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -104,3 +104,38 @@ def test_members_killed_mid_stream_lose_no_event(hand_over: str, tmp_path: Path)
         assert total > 5_000, total
         lost = {tp: sorted(offsets)[:10] for tp, offsets in missing.items() if offsets}
         assert not lost, f"{sum(map(len, missing.values()))} of {total} events never written: {lost}"
+
+
+def test_the_natural_hand_over_does_not_wait_for_the_timer(tmp_path: Path) -> None:
+    """With a 60 s timer, a change alone still reaches the writer at once: handed over because
+    the consumer holds nothing more (the timer would next fire a minute after the last batch)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    with running("projectors-hand-over-", ["broker"]) as (settings, _env):
+        bootstrap = settings.kafka.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic(t, 3, 1) for t in TOPICS]).values():
+            future.result(30)
+        out = tmp_path / "member-1.out"
+        member = subprocess.Popen(
+            [sys.executable, "-m", "tests.runtime.delivery_member", bootstrap, "hand-over", str(out), "natural", "60"],
+            stdout=subprocess.DEVNULL, stderr=(tmp_path / "member-1.log").open("w"), start_new_session=True)
+        producer = Producer({"bootstrap.servers": bootstrap})
+
+        def write_one(i: int, within_s: float) -> float:
+            producer.produce(TOPICS[0], key=str(i).encode(), value=b"v")
+            producer.flush(10)
+            sent, deadline = time.monotonic(), time.monotonic() + within_s
+            while sum(map(len, written(tmp_path).values())) <= i:
+                assert time.monotonic() < deadline, f"record {i} not written in {within_s:.0f}s"
+                time.sleep(0.05)
+            return time.monotonic() - sent
+
+        try:
+            write_one(0, 90)  # includes the group's join
+            took = [write_one(i, 10) for i in range(1, 4)]
+        finally:
+            os.killpg(member.pid, signal.SIGKILL)
+            member.wait(30)
+        assert max(took) < 10, took
