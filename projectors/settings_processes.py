@@ -65,9 +65,10 @@ class WorkerSettings(Section):
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     # a batch is handed over when full or after this many seconds
     batch_within_s: float = Field(default=0.1, gt=0)
-    # "natural": also as soon as the consumer holds no more events (a change alone is applied at
-    # once, a burst in big batches); "timer": only when full or after PROJECTORS_WORKER_BATCH_WITHIN_S.
-    # With two batches in flight only; one batch at a time always waits for its timer.
+    # "natural": also as soon as the consumer holds no more events and no batch is being written
+    # (a change alone is applied at once; what arrives during a write goes over when it ends);
+    # "timer": only when full or after PROJECTORS_WORKER_BATCH_WITHIN_S. With two batches in flight
+    # only; one batch at a time always waits for its timer.
     hand_over: Literal["natural", "timer"] = "natural"
     # How long a fetch may wait on the broker for data while events flow. Kafka answers as soon as
     # data arrives; some brokers (Tansu) hold every fetch this long, so it adds to each event's lag.
