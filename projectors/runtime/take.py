@@ -5,11 +5,11 @@ faust's ``noack_take(max_, within)`` hands its buffer over when it holds ``max_`
 timer of ``within`` seconds fires; the timer runs all the time, so at a low rate each event waits
 half the timer on average (50 ms at 0.1 s) before the projector sees it. :class:`BatchTaker`
 with ``natural=True`` also hands the buffer over as soon as the stream's channel holds nothing
-more and no batch is being written: a change alone goes to the projector at once; while a batch is being
-written the buffer keeps filling, and goes over the moment that write ends (a burst is applied in
-big batches, and a change waits for at most the one write before it).
+more and no batch is being written: a change alone goes to the projector at once; while a batch
+is being written the buffer keeps filling, and goes over the moment that write ends (a burst is
+applied in big batches, and a change waits for at most the one write before it).
 
-Everything else is faust's code as it is (faust-streaming 0.11, ``faust/streams.py``, BSD
+Everything else is faust's code as it is (faust-streaming 0.15, ``faust/streams.py``, BSD
 licence): the same buffer, filled by a processor while the stream is drained in the background,
 the same strict bound of ``max_`` events, and no acknowledgement: the caller acknowledges each
 event once it was written (``Stream.ack``), so an event is never committed before its batch was

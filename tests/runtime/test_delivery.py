@@ -5,6 +5,7 @@ would be committed and lost with the member that held it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,28 @@ def produce_until(bootstrap: str, stop: threading.Event, produced: dict[tuple[st
     assert producer.flush(30) == 0
 
 
+@contextlib.contextmanager
+def broker_with_topics(prefix: str) -> Iterator[str]:
+    """A private broker holding the members' topics; its bootstrap address."""
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    with running(prefix, ["broker"]) as (settings, _env):
+        bootstrap = settings.kafka.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # held: its futures die with it
+        for future in admin.create_topics([NewTopic(t, 3, 1) for t in TOPICS]).values():
+            future.result(30)
+        yield bootstrap
+
+
+def start_member(bootstrap: str, group: str, folder: Path, index: int, hand_over: str,
+                 within_s: float = 0.1) -> subprocess.Popen[bytes]:
+    """A member process writing ``member-<index>.out`` (and its log) in ``folder``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.runtime.delivery_member", bootstrap, group,
+         str(folder / f"member-{index}.out"), hand_over, str(within_s)],
+        stdout=subprocess.DEVNULL, stderr=(folder / f"member-{index}.log").open("w"), start_new_session=True)
+
+
 def written(folder: Path) -> dict[tuple[str, int], set[int]]:
     seen: dict[tuple[str, int], set[int]] = {}
     for path in folder.glob("member-*.out"):
@@ -53,23 +77,13 @@ def written(folder: Path) -> dict[tuple[str, int], set[int]]:
 
 @pytest.mark.parametrize("hand_over", ["natural", "timer"])
 def test_members_killed_mid_stream_lose_no_event(hand_over: str, tmp_path: Path) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    with running(f"projectors-delivery-{hand_over}-", ["broker"]) as (settings, _env):
-        bootstrap = settings.kafka.bootstrap_servers
-        admin = AdminClient({"bootstrap.servers": bootstrap})  # held: its futures die with it
-        for future in admin.create_topics([NewTopic(t, 3, 1) for t in TOPICS]).values():
-            future.result(30)
+    with broker_with_topics(f"projectors-delivery-{hand_over}-") as bootstrap:
         started = 0
 
         def member() -> subprocess.Popen[bytes]:
             nonlocal started
             started += 1
-            return subprocess.Popen(
-                [sys.executable, "-m", "tests.runtime.delivery_member", bootstrap, "delivery",
-                 str(tmp_path / f"member-{started}.out"), hand_over],
-                stdout=subprocess.DEVNULL, stderr=(tmp_path / f"member-{started}.log").open("w"),
-                start_new_session=True)
+            return start_member(bootstrap, "delivery", tmp_path, started, hand_over)
 
         members = [member(), member()]
         produced: dict[tuple[str, int], set[int]] = {}
@@ -110,17 +124,9 @@ def test_the_natural_hand_over_does_not_wait_for_the_timer(tmp_path: Path) -> No
     """With a 60 s timer, a change alone still reaches the writer at once: handed over because
     the consumer holds nothing more (the timer would next fire a minute after the last batch)."""
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    with running("projectors-hand-over-", ["broker"]) as (settings, _env):
-        bootstrap = settings.kafka.bootstrap_servers
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for future in admin.create_topics([NewTopic(t, 3, 1) for t in TOPICS]).values():
-            future.result(30)
-        out = tmp_path / "member-1.out"
-        member = subprocess.Popen(
-            [sys.executable, "-m", "tests.runtime.delivery_member", bootstrap, "hand-over", str(out), "natural", "60"],
-            stdout=subprocess.DEVNULL, stderr=(tmp_path / "member-1.log").open("w"), start_new_session=True)
+    with broker_with_topics("projectors-hand-over-") as bootstrap:
+        member = start_member(bootstrap, "hand-over", tmp_path, 1, "natural", within_s=60)
         producer = Producer({"bootstrap.servers": bootstrap})
 
         def write_one(i: int, within_s: float) -> float:
