@@ -138,14 +138,14 @@ SETTING_OF_PROPERTY = {
 }
 
 
-def validation_errors(properties: dict[str, str]) -> dict[str, list[str]]:
+def validation_errors(properties: dict[str, str], jvm_opts: list[str]) -> dict[str, list[str]]:
     """The connector's own validation of ``properties`` (``PostgresConnector.validate``, the check
     Kafka Connect runs on ``PUT /connectors/<name>/config``), in the embedded JVM: the errors by
     property name, none when valid. Starts the JVM (a few seconds) if it is not running."""
     import jpype
     from pydbzengine.engine.jvm import ensure_jvm_started
 
-    ensure_jvm_started(jvm_opts=["-Xrs"])  # -Xrs: signals stay with Python (see capture/runner.py)
+    ensure_jvm_started(jvm_opts=jvm_opts)  # CaptureSettings.jvm_opts
     config = jpype.JClass("java.util.HashMap")()
     for key, value in properties.items():
         config.put(key, value)

