@@ -76,7 +76,7 @@ def decode(topic: str, partition: int, offset: int, key: bytes | None, value: by
         except ValidationError:
             fast = None
         if fast is not None and fast.source.table == table and fast.op in ("c", "r", "u", "d"):
-            event = _event(table, fast.op, fast.before, fast.after, fast.source.lsn, origin)
+            event = _event(table, fast.op, fast.before, fast.after, fast.source.lsn, origin, fast.source.txId)
             if event is not None:
                 return event
     try:
@@ -111,7 +111,7 @@ def decode(topic: str, partition: int, offset: int, key: bytes | None, value: by
             raise PoisonEventError(f"{which} row violates the {table} schema: {_short(exc)}") from None
 
     before, after = row(envelope.before, "before"), row(envelope.after, "after")
-    event = _event(table, envelope.op, before, after, envelope.source.lsn, origin)
+    event = _event(table, envelope.op, before, after, envelope.source.lsn, origin, envelope.source.txId)
     if event is None:
         if envelope.op == "d":
             raise PoisonEventError("delete without a 'before' row")
@@ -119,10 +119,14 @@ def decode(topic: str, partition: int, offset: int, key: bytes | None, value: by
     return event
 
 
-def _event(table: str, op: str, before: Row | None, after: Row | None, lsn: int, origin: str) -> ChangeEvent | None:
-    """The change, or ``None`` when the rows its op needs are missing."""
+def _event(
+    table: str, op: str, before: Row | None, after: Row | None, lsn: int, origin: str, tx_id: int | None,
+) -> ChangeEvent | None:
+    """The change, or ``None`` when the rows its op needs are missing. A snapshot read (``r``)
+    carries no transaction: its row was committed before the snapshot began (Debezium's txId there
+    is the snapshot's own transaction, open until the snapshot ends)."""
     if (op in ("c", "r", "u") and after is None) or (op == "d" and before is None):
         return None
     change: Literal["c", "u", "d"] = "u" if op == "u" else "d" if op == "d" else "c"
     # every field is validated already (the rows by their models, lsn by the envelope)
-    return ChangeEvent(table, change, before, after, lsn, origin)
+    return ChangeEvent(table, change, before, after, lsn, origin, None if op == "r" else tx_id)

@@ -173,6 +173,9 @@ class ChangeEvent(NamedTuple):
     after: Row | None
     lsn: int
     origin: str = ""
+    # the PostgreSQL transaction of a streamed change (Debezium's source.txId); None for snapshot
+    # reads: a projection reads the source only in a snapshot that already sees this transaction
+    tx_id: int | None = None
 
     def rows(self) -> list[Row]:
         """``before`` and ``after`` (whichever exist): a change touches what both rows touch."""

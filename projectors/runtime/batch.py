@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -129,10 +129,10 @@ class BatchProjector:
         if isinstance(self.store, Stoppable):
             self.store.stop()
 
-    def _source(self) -> PostgresSource:
+    def _source(self, must_see: Collection[int] = ()) -> PostgresSource:
         if self._conn is None or self._conn.closed:
             self._conn = self._connect_source()
-        return PostgresSource(self._conn, self.source_counts)
+        return PostgresSource(self._conn, self.source_counts, must_see)
 
     def process(self, records: Sequence[RawRecord]) -> None:
         """Project ``records``; returns only when each was applied or dead-lettered, and the dead
@@ -222,7 +222,9 @@ class BatchProjector:
         if not touches:
             return
         started = time.perf_counter()
-        ops = self._with_retry("read spec", lambda: self.projection.plan(touches, self._source(), self.store))
+        # the rows are read in a snapshot that sees every transaction of the batch's changes
+        must_see = {event.tx_id for event, _record in events if event.tx_id is not None}
+        ops = self._with_retry("read spec", lambda: self.projection.plan(touches, self._source(must_see), self.store))
         stats.timed("plan (source reads)", started)
         started = time.perf_counter()
         result = self._with_retry("apply", lambda: self.store.apply(ops))

@@ -43,6 +43,16 @@ def test_snapshot_reads_are_creates_and_tombstones_are_skipped() -> None:
     assert decode("t", 0, 1, b"{}", None) is None
 
 
+@pytest.mark.parametrize("topic", ["social.public.posts", "t"])  # the typed fast path, and the general one
+def test_a_streamed_change_carries_its_transaction_and_a_snapshot_read_none(topic: str) -> None:
+    for op in ("c", "u", "d"):
+        event = decode(topic, 0, 0, None, envelope(op=op, before={"id": POST, "author_id": AUTHOR, "body": "x"}))
+        assert event is not None and event.tx_id == 7, op
+    # Debezium's txId on a snapshot read is the snapshot's own transaction, open until it ends
+    event = decode(topic, 0, 0, None, envelope(op="r"))
+    assert event is not None and event.tx_id is None
+
+
 def test_unknown_columns_and_toast_placeholders_are_accepted() -> None:
     after = {"id": POST, "author_id": AUTHOR, "body": UNAVAILABLE, "topics": [UNAVAILABLE], "mood": "new column"}
     event = decode("t", 0, 0, None, envelope(op="u", after=after, before=after))

@@ -120,3 +120,28 @@ def test_a_configuration_error_stops_the_batch_and_dead_letters_nothing() -> Non
     with pytest.raises(pg_errors.InsufficientPrivilege):
         projector.process([user(i, f"u{i}") for i in range(8)])
     assert not letters.sent and not store.items and projector.stats.events == 0
+
+
+def test_the_source_of_a_batch_must_see_its_changes_transactions() -> None:
+    """The plan's source carries the transactions of the batch's streamed changes (its reads wait
+    until a snapshot sees them: tests/runtime/test_source_visibility.py); snapshot reads none."""
+    store, letters = Store(), Letters()
+    seen: list[list[int]] = []
+    picky = Picky()
+    plan = picky.plan
+
+    def recording(touches: Collection[Touch], source: Any, held: Any) -> list[Operation]:
+        seen.append(list(source.must_see))
+        return plan(touches, source, held)
+
+    picky.plan = recording  # type: ignore[method-assign]
+
+    def change(offset: int, op: str, tx: int) -> RawRecord:
+        record = user(offset, f"u{offset}")
+        value = json.loads(record.value or b"")
+        value["op"], value["source"]["txId"] = op, tx
+        return record._replace(value=json.dumps(value).encode())
+
+    projector = BatchProjector(picky, store, lambda: Connection(), letters)  # type: ignore[arg-type, return-value]
+    projector.process([change(0, "c", 501), change(1, "u", 502), change(2, "c", 501), change(3, "r", 77)])
+    assert seen == [[501, 502]]
