@@ -91,6 +91,8 @@ def write_stats(
         "storeRequests": store_requests(projector),
         "sourceQueries": projector.source_counts.queries,
         "sourceRows": projector.source_counts.rows,
+        # ticket queries repeated because a change's transaction was not visible to snapshots yet
+        "sourceVisibilityWaits": projector.source_counts.visibility_waits,
         "recentEvents": [list(sample) for sample in recent or []],
     }
     tmp = path.with_suffix(".tmp")
