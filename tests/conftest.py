@@ -159,7 +159,7 @@ def store_servers() -> Iterator[StackHandle]:
 # ``--dist loadfile`` each runner takes whole files in this order, so the runners end together
 # instead of one running a long file alone at the end. Any file not named keeps its place after these.
 LONGEST_FIRST = (
-    "bench/test_harness.py", "operations/test_operators.py", "pipeline/test_pipeline.py",
+    "bench/test_harness.py", "bench/test_harness_state.py", "operations/test_operators.py", "pipeline/test_pipeline.py",
     "capture/test_capture.py", "bench/test_drills.py", "operations/test_rebuild.py",
     "capture/test_slot_recovery.py", "stack/test_restart.py", "pipeline/test_notifications.py",
     "projections/test_redis_views.py", "stack/test_store_isolation.py", "read/test_api.py",
