@@ -8,8 +8,9 @@ process of its own runs a faust agent built with the workers' app class and iter
 one event at a time (no batching), while a producer in that process writes ``--rate`` records a
 second in batches of 10, each flushed as capture flushes each Debezium batch. It prints per wait:
 publish -> taken by the agent, p50 / p99 ms, and the CPU of the broker and of the agent's process
-(% of one core) while the records flow. The broker holds every fetch for the full wait (Apache
-Kafka answers as soon as data arrives), so a shorter wait cuts the latency and adds empty fetches.
+(% of one core) while the records flow. The local broker looks for data at points spread over
+the wait (when the fetch comes, after half of it, three quarters, ...; Apache Kafka answers as soon
+as data arrives), so a shorter wait cuts the latency and adds empty fetches.
 """
 
 from __future__ import annotations
