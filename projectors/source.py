@@ -82,18 +82,15 @@ class PostgresSource:
         transactions that snapshots exclude. A read in between would miss the change it was asked
         for (seen: on a loaded machine, a worker that took a change within milliseconds read the
         rows without it)."""
-        if not self.must_see:
-            self.counts.queries += 1
-            row = self.conn.execute(f"SELECT nextval('{TICKET_SEQUENCE}')").fetchone()
-            assert row is not None
-            return int(row[0])
-        query = f"SELECT nextval('{TICKET_SEQUENCE}'), ({UNSEEN_TRANSACTIONS})"
+        query, params = f"SELECT nextval('{TICKET_SEQUENCE}')", []
+        if self.must_see:  # one statement: the ticket, and how many of them its snapshot misses
+            query, params = f"{query}, ({UNSEEN_TRANSACTIONS})", [self.must_see]
         started, pause = time.monotonic(), 0.001
         while True:
             self.counts.queries += 1
-            row = self.conn.execute(query, [self.must_see]).fetchone()
+            row = self.conn.execute(query, params).fetchone()
             assert row is not None
-            if row[1] == 0:
+            if len(row) == 1 or row[1] == 0:
                 return int(row[0])
             self.counts.visibility_waits += 1
             if time.monotonic() - started > UNSEEN_WAIT_S:

@@ -4,9 +4,9 @@ faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka answe
 as data arrives, so the value is harmless there. The local broker (Tansu 0.6) instead looks for
 data at points of its own: when the fetch comes, then after half the wait, after three quarters,
 and so on, halving what remains; a change that arrives while a fetch waits is found only at the
-next point, so the wait adds to every event's commit -> visible latency. A short wait, though, costs an idle
-worker (and the broker) one empty fetch per wait: measured, about 0.5 ms of CPU each in the worker
-and as much in the broker. So a short wait adapts (with the defaults, 100 ms both, it is fixed):
+next point, so the wait adds to every event's commit -> visible latency. A short wait, though,
+costs an idle worker (and the broker) one empty fetch per wait: measured, about 0.5 ms of CPU each
+in the worker and as much in the broker. So a short wait adapts (with the defaults, 100 ms both, it is fixed):
 ``fetch_max_wait_ms`` as long as some fetch brought records within the last
 ``fetch_idle_wait_ms``, then doubled after each empty fetch up to ``fetch_idle_wait_ms``. While
 events flow the wait stays short, also across the gaps between capture's batches (Debezium polls

@@ -188,9 +188,9 @@ def add_agent(
 ) -> None:
     """The agent: batches of at most ``batch_size`` events taken within ``batch_within_s`` (or, with
     the natural hand-over, as soon as faust's channel holds no more events and no batch is being
-    written), applied one after the other, each acknowledged only once written. With two in flight faust fills the
-    next batch while this one is written, and each batch is acknowledged (in order) by its own task,
-    so the last batch before a pause is committed too. (When clocked, each event is stamped with the
+    written), applied one after the other, each acknowledged only once written. With two in flight
+    faust fills the next batch while this one is written, and each batch is acknowledged (in order)
+    by its own task, so the last batch before a pause is committed too. (When clocked, each event is stamped with the
     time its stream took it from faust's channel, which faust's monitor records.)"""
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
     natural = settings.worker.hand_over == "natural"

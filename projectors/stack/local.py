@@ -83,6 +83,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+JVM_OPTIONS = "PROJECTORS_CAPTURE_JVM_OPTIONS"
+
+
 def private_stack_env(root: Path) -> dict[str, str]:
     """The settings of a stack of its own (tests, benchmarks): its folder ``root`` and every server
     on a free port, topics of 3 partitions, capture heartbeats every second (and the capture JVM's
@@ -103,7 +106,7 @@ def private_stack_env(root: Path) -> dict[str, str]:
         # start (capture) took over 60 s at a load average of 12
         "PROJECTORS_STACK_START_TIMEOUT_S": "180",
         # the JVM's options are the machine's, not the stack's: taken from the environment
-        **{k: os.environ[k] for k in ("PROJECTORS_CAPTURE_JVM_OPTIONS",) if k in os.environ},
+        **({JVM_OPTIONS: os.environ[JVM_OPTIONS]} if JVM_OPTIONS in os.environ else {}),
     }
 
 
